@@ -1,0 +1,235 @@
+"""The ``netdissect`` command line: parse arguments, call the Python API, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+
+DEFAULT_DEMO_OUT = "netdissect-demo"
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .dissect import DissectConfig
+
+    d = DissectConfig()
+    p.add_argument("--iou-mode", choices=["paper", "lite"], default=d.iou_mode,
+                   help="paper: a unit's mask area counts in images where the category is annotated; "
+                   "lite: NetDissect-Lite's rule (only where the category occurs under the mask) "
+                   "and threshold level (default: %(default)s)")
+    p.add_argument("--quantile", type=float, default=d.quantile,
+                   help="top fraction of each unit's activations that forms its mask (default: %(default)s)")
+    p.add_argument("--iou-threshold", type=float, default=d.iou_threshold,
+                   help="IoU at which a unit is a detector (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per batch (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="data loading worker processes (default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--top-images", type=int, default=d.top_images,
+                   help="top images kept per unit (default: %(default)s)")
+    p.add_argument("--threshold-memory", type=float, default=d.threshold_memory / 2**20, metavar="MiB",
+                   help="memory for exact thresholds per layer; beyond it a quantile sketch with rank "
+                   "error <= 1e-4 is used (default: %(default)g MiB)")
+    p.add_argument("--cache-memory", type=float, default=d.cache_memory / 2**20, metavar="MiB",
+                   help="memory for keeping activations between the two passes instead of running "
+                   "the model twice (default: %(default)g MiB)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _config(args: argparse.Namespace, **extra):
+    from .dissect import DissectConfig
+
+    return DissectConfig(
+        quantile=args.quantile,
+        iou_threshold=args.iou_threshold,
+        iou_mode=args.iou_mode,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        top_images=args.top_images,
+        threshold_memory=int(args.threshold_memory * 2**20),
+        cache_memory=int(args.cache_memory * 2**20),
+        progress=not args.no_progress,
+        **extra,
+    )
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="demo, torchvision:<name>, package.module:callable, or a pickled model file")
+    p.add_argument("--weights", help="checkpoint (state dict) or torchvision weights name")
+    p.add_argument("--model-args", default="{}", metavar="JSON",
+                   help="keyword arguments for the model constructor, as JSON")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading pickled Python objects (can run code: only for files you trust)")
+
+
+def _load(args: argparse.Namespace):
+    from .errors import ModelError
+    from .models import load_model
+
+    try:
+        model_args = json.loads(args.model_args)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"--model-args is not valid JSON: {exc}") from None
+    if not isinstance(model_args, dict):
+        raise ModelError("--model-args must be a JSON object")
+    return load_model(args.model, args.weights, args.trust_pickle, model_args)
+
+
+def cmd_dissect(args: argparse.Namespace) -> int:
+    from .data import BrodenDataset
+    from .dissect import dissect
+
+    model = _load(args)
+    dataset = BrodenDataset(args.dataset, categories=args.categories, split=args.split, size=args.size,
+                            preprocess=model.preprocess)
+    result = dissect(model, dataset, args.layers, out=args.out, config=_config(args, overwrite=args.overwrite))
+    print(result.format_table())
+    print(f"results: {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    import torch
+
+    from .hooks import layer_shapes
+
+    model = _load(args)
+    size = args.input_size
+    x = torch.zeros(1, 3, size, size)
+    rows = layer_shapes(model.module, x)
+    width = max((len(n) for n, _, _ in rows), default=10)
+    print(f"{'layer':<{width}}  {'type':<20} {'output shape':<22} dissectable")
+    for name, kind, shape in rows:
+        text = "not called" if shape is None else str(list(shape)) if shape else "(no tensor)"
+        ok = "yes" if shape is not None and len(shape) == 4 else ""
+        print(f"{name:<{width}}  {kind:<20} {text:<22} {ok}")
+    return 0
+
+
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from .data.synthetic import make_synthetic_dataset
+
+    path = make_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, progress=not args.no_progress)
+    print(f"wrote {args.n} images to {path}")
+    return 0
+
+
+def cache_dir() -> Path:
+    """Where netdissect caches generated data: $NETDISSECT_CACHE, else ~/.cache/netdissect."""
+    env = os.environ.get("NETDISSECT_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "netdissect"
+
+
+def demo_dataset(n: int, seed: int, progress: bool) -> Path:
+    """The demo's synthetic dataset, generated once into the cache directory."""
+    from .data.synthetic import make_synthetic_dataset
+    from .models.demo import DEMO_IMAGE_SIZE
+
+    target = cache_dir() / f"synthetic-{__version__}-n{n}-s{DEMO_IMAGE_SIZE}-seed{seed}"
+    if (target / "index.csv").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        make_synthetic_dataset(tmp / "data", n=n, size=DEMO_IMAGE_SIZE, seed=seed, progress=progress)
+        if (target / "index.csv").exists():  # another process finished first
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp / "data", target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .data import BrodenDataset
+    from .dissect import dissect
+    from .models import load_model
+    from .models.demo import DEMO_LAYERS
+
+    print(f"preparing the synthetic demo dataset ({args.images} images) ...", flush=True)
+    data_dir = demo_dataset(args.images, args.seed, progress=not args.no_progress)
+    model = load_model("demo")
+    dataset = BrodenDataset(data_dir, preprocess=model.preprocess)
+    print(f"dataset: {data_dir}\nmodel: demo CNN, layers {', '.join(DEMO_LAYERS)}", flush=True)
+    result = dissect(model, dataset, list(DEMO_LAYERS), out=args.out, config=_config(args, overwrite=True))
+    print(result.format_table())
+    print(f"results: {Path(args.out).resolve()} (summary.json, <layer>/tally.csv, units.json, iou.npz)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netdissect",
+        description="Network Dissection: label the hidden units of vision networks with the concepts they detect.",
+    )
+    parser.add_argument("--version", action="version", version=f"netdissect {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("dissect", help="dissect layers of a model on a Broden-format dataset",
+                       description="Score every unit of the given layers against every concept of the dataset.")
+    _add_model_options(p)
+    p.add_argument("--layers", nargs="+", required=True, metavar="L",
+                   help="dotted module names, e.g. layer4 or features.10 (see `netdissect layers`)")
+    p.add_argument("--dataset", required=True, metavar="DIR", help="Broden-format dataset directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory for the results")
+    p.add_argument("--categories", nargs="+", metavar="CAT", help="categories to use (default: all)")
+    p.add_argument("--split", choices=["train", "val"], help="use one split only (default: both)")
+    p.add_argument("--size", type=int, metavar="N", help="use only the first N images")
+    p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_dissect)
+
+    p = sub.add_parser("layers", help="list a model's layers with their output shapes",
+                       description="List every named module, its type and its output shape for one dummy input.")
+    _add_model_options(p)
+    p.add_argument("--input-size", type=int, default=224, help="side of the dummy input image (default: %(default)s)")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("make-dataset", help="write a synthetic Broden-format dataset",
+                       description="Write a Broden-format dataset of procedurally drawn scenes.")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not hold a dataset)")
+    p.add_argument("--n", type=int, default=500, help="number of images (default: %(default)s)")
+    p.add_argument("--size", type=int, default=224, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_make_dataset)
+
+    p = sub.add_parser("demo", help="dissect the bundled demo model on a synthetic dataset (offline)",
+                       description="Generate (once, cached) a synthetic dataset and dissect every conv layer "
+                       "of the bundled demo CNN on it.")
+    p.add_argument("--out", default=DEFAULT_DEMO_OUT, metavar="DIR", help="run directory (default: %(default)s)")
+    p.add_argument("--images", type=int, default=400, help="images in the demo dataset (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the demo dataset (default: %(default)s)")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import NetDissectError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NetDissectError as exc:
+        print(f"netdissect: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("netdissect: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Orchestration of a dissection: two streaming passes over the data, then per-layer results.
+
+Pass 1 runs the model and collects, per unit, the statistics for its threshold (exact top-k
+values while they fit ``threshold_memory``, otherwise a quantile sketch) and its top images.
+Pass 2 counts mask/label overlaps (:func:`netdissect.tally.count_batch`). When the requested
+layers' activations for the whole dataset fit ``cache_memory``, pass 1 keeps them and pass 2
+reads only the segmentations instead of running the model again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data.broden import BrodenDataset, collate_broden
+from .errors import ActivationError, OptionError, RunDirectoryError
+from .hooks import LayerCapture, as_feature_map, resolve_layers
+from .models.loading import LoadedModel, load_model, model_fingerprint
+from .models.preprocess import Preprocess
+from .results import UNITS_FILE, DissectionResult, LayerResult, atomic_write_json, layer_dirname
+from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
+from .tally import IOU_MODES, Counts, count_batch, threshold_level
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class DissectConfig:
+    """Options of a dissection (the CLI's flags).
+
+    Attributes:
+        quantile: top fraction of activations that defines each unit's mask (0.005: top 0.5 %).
+        iou_threshold: IoU at which a unit counts as a detector.
+        iou_mode: ``"paper"`` or ``"lite"`` (NetDissect-Lite's counting and threshold level).
+        batch_size: images per forward pass.
+        workers: DataLoader worker processes decoding images and PNGs (0: in the main process).
+        device: ``cpu``, ``cuda`` or ``cuda:N``; default CUDA when available.
+        top_images: images kept per unit, by per-image maximum activation.
+        threshold_memory: bytes allowed for exact thresholds per layer; beyond, a sketch
+            with rank error <= 1e-4 is used.
+        cache_memory: bytes of activations kept from pass 1 for pass 2; beyond, pass 2
+            runs the model again.
+        chunk_pixels: upsampled pixels processed at once while counting.
+        progress: show tqdm progress bars.
+        overwrite: replace a different run found in the output directory.
+    """
+
+    quantile: float = 0.005
+    iou_threshold: float = 0.04
+    iou_mode: str = "paper"
+    batch_size: int = 32
+    workers: int = min(4, os.cpu_count() or 1)
+    device: str | None = None
+    top_images: int = 10
+    threshold_memory: int = 1 << 30
+    cache_memory: int = 2 << 30
+    chunk_pixels: int = 1 << 23
+    progress: bool = True
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.iou_mode not in IOU_MODES:
+            raise OptionError(f"--iou-mode must be one of {', '.join(IOU_MODES)}, got {self.iou_mode!r}")
+        if not 0 < self.quantile < 1:
+            raise OptionError(f"--quantile must lie strictly between 0 and 1, got {self.quantile}")
+        if self.batch_size < 1:
+            raise OptionError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise OptionError(f"--workers must be >= 0, got {self.workers}")
+        if self.top_images < 1:
+            raise OptionError(f"--top-images must be >= 1, got {self.top_images}")
+
+    def result_options(self) -> dict:
+        """The options that determine the results (the cache key of a run directory)."""
+        return {
+            "quantile": self.quantile,
+            "iou_threshold": self.iou_threshold,
+            "iou_mode": self.iou_mode,
+            "top_images": self.top_images,
+        }
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def dissect(
+    model: nn.Module | LoadedModel | str,
+    dataset: BrodenDataset | str | os.PathLike,
+    layers: Sequence[str],
+    out: str | os.PathLike | None = None,
+    config: DissectConfig | None = None,
+    **options,
+) -> DissectionResult:
+    """Dissect ``layers`` of ``model`` on a concept dataset.
+
+    Args:
+        model: an ``nn.Module``, a :class:`~netdissect.models.LoadedModel`, or a model SPEC
+            (``"torchvision:resnet18"``, ``"demo"``, ``"package.module:callable"``).
+        dataset: a :class:`~netdissect.data.BrodenDataset` or the path of a Broden directory.
+        layers: dotted module names, e.g. ``["layer3", "layer4.1.conv2"]``.
+        out: run directory to write results into (optional). A directory holding the same
+            run skips its finished layers; one holding a different run is refused unless
+            ``overwrite``.
+        config: a :class:`DissectConfig`; keyword ``options`` override its fields.
+
+    Returns:
+        A :class:`~netdissect.results.DissectionResult`.
+    """
+    config = DissectConfig(**{**(asdict(config) if config else {}), **options})
+    if isinstance(model, str):
+        model = load_model(model)
+    preprocess = model.preprocess if isinstance(model, LoadedModel) else Preprocess()
+    spec = model.spec if isinstance(model, LoadedModel) else type(model).__name__
+    module = model.module if isinstance(model, LoadedModel) else model
+    if not isinstance(dataset, BrodenDataset):
+        dataset = BrodenDataset(dataset, preprocess=preprocess)
+    layers = list(dict.fromkeys(layers))
+    resolve_layers(module, layers)  # unknown names fail before any work
+    device = torch.device(config.device) if config.device else default_device()
+    module = module.to(device).eval()
+
+    metadata = {
+        "model": spec,
+        "model_fingerprint": model_fingerprint(module),
+        "dataset": _dataset_identity(dataset),
+        "options": config.result_options(),
+        "versions": {"netdissect": __version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+    run_dir = Path(out) if out is not None else None
+    done: dict[str, LayerResult] = {}
+    if run_dir is not None:
+        done = _prepare_run_dir(run_dir, metadata, layers, config.overwrite)
+    todo = [name for name in layers if name not in done]
+
+    results = dict(done)
+    if todo:
+        timings: dict[str, float] = {}
+        runner = _Runner(module, dataset, todo, device, config)
+        start = time.perf_counter()
+        stats = runner.pass_thresholds()
+        timings["pass1_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        counts = runner.pass_counts(stats)
+        timings["pass2_seconds"] = time.perf_counter() - start
+        meta = dataset.meta
+        for name in todo:
+            layer_meta = {**metadata, "layer": name, "timings": timings, "threshold_method": stats[name].method}
+            result = LayerResult(
+                layer=name,
+                categories=list(meta.categories),
+                label_names=list(meta.label_names),
+                label_category=meta.label_category.copy(),
+                thresholds=stats[name].thresholds.cpu().numpy(),
+                inter=counts[name].inter.cpu().numpy(),
+                act=counts[name].act.cpu().numpy(),
+                truth=counts[name].truth.cpu().numpy(),
+                top_indices=stats[name].top.indices.cpu().numpy(),
+                top_values=stats[name].top.values.cpu().numpy(),
+                iou_threshold=config.iou_threshold,
+                metadata=layer_meta,
+            )
+            if run_dir is not None:
+                result.save(run_dir / layer_dirname(name))
+            results[name] = result
+    ordered = {name: results[name] for name in layers}
+    result = DissectionResult(ordered, metadata, run_dir)
+    if run_dir is not None:
+        result.write_summary(run_dir)
+    return result
+
+
+def _dataset_identity(dataset: BrodenDataset) -> dict:
+    meta = dataset.meta
+    digest = hashlib.sha256()
+    for name in ["index.csv", "label.csv", "category.csv", *(f"c_{c}.csv" for c in meta.categories)]:
+        digest.update((meta.directory / name).read_bytes())
+    rows = meta.rows
+    return {
+        "path": str(meta.directory.resolve()),
+        "csv_sha256": digest.hexdigest()[:16],
+        "categories": list(meta.categories),
+        "images": len(rows),
+        "first_row": rows[0].row,
+        "last_row": rows[-1].row,
+        "preprocess": asdict(dataset.preprocess),
+    }
+
+
+def _prepare_run_dir(run_dir: Path, metadata: dict, layers: list[str], overwrite: bool) -> dict[str, LayerResult]:
+    """Check the run directory; return the requested layers it already finished."""
+    key = json.loads(json.dumps({k: metadata[k] for k in ("model", "model_fingerprint", "dataset", "options")}))
+    run_file = run_dir / RUN_FILE
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous.get("key") != key:
+            if not overwrite:
+                raise RunDirectoryError(
+                    f"{run_dir} holds a different run (other model, dataset or options); "
+                    "choose another --out or pass --overwrite"
+                )
+            _clear_run(run_dir, previous.get("layers", []))
+            previous = {"layers": []}
+    else:
+        previous = {"layers": []}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    known_layers = list(dict.fromkeys(previous.get("layers", []) + layers))
+    atomic_write_json(run_file, {"key": key, "layers": known_layers})
+    done = {}
+    for name in layers:
+        if (run_dir / layer_dirname(name) / UNITS_FILE).exists():
+            done[name] = LayerResult.load(run_dir / layer_dirname(name))
+    return done
+
+
+def _clear_run(run_dir: Path, layers: list[str]) -> None:
+    for name in layers:
+        directory = run_dir / layer_dirname(name)
+        for child in directory.glob("*") if directory.is_dir() else []:
+            if child.is_file():
+                child.unlink()
+    for name in (RUN_FILE, "summary.json"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+@dataclass
+class LayerStats:
+    """Pass-1 statistics of one layer."""
+
+    quantile: TopKQuantile | QuantileSketch
+    top: TopImages
+    method: str
+    thresholds: torch.Tensor = field(default=None)
+
+
+class _Runner:
+    """Runs the two passes for a set of layers of one model on one dataset."""
+
+    def __init__(self, module: nn.Module, dataset: BrodenDataset, layers: list[str], device, config: DissectConfig):
+        self.module, self.dataset, self.layers = module, dataset, layers
+        self.device, self.config = device, config
+        self.level = threshold_level(config.quantile, config.iou_mode)
+        self.cache: list[dict[str, torch.Tensor]] | None = None
+
+    def _loader(self, dataset: BrodenDataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            shuffle=False,
+            num_workers=self.config.workers,
+            collate_fn=collate_broden,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _progress(self, loader: DataLoader, desc: str):
+        return tqdm(loader, desc=desc, unit="batch", disable=not self.config.progress, leave=False)
+
+    def _activations(self, capture: LayerCapture, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = capture(images.to(self.device, non_blocking=True))
+        acts = {}
+        for name in self.layers:
+            out = as_feature_map(name, outputs[name]).float()
+            if not torch.isfinite(out).all():
+                bad = (~torch.isfinite(out)).flatten(2).any(2).any(0).sum().item()
+                raise ActivationError(f"layer {name!r} produced NaN or Inf activations in {bad} unit(s)")
+            acts[name] = out
+        return acts
+
+    def pass_thresholds(self) -> dict[str, LayerStats]:
+        """Pass 1: per-unit quantile statistics and top images; thresholds at the end."""
+        data = self.dataset.with_options(load_images=True, load_segmentations=False)
+        n_images = len(data)
+        stats: dict[str, LayerStats] = {}
+        with LayerCapture(self.module, self.layers) as capture:
+            for batch in self._progress(self._loader(data), "pass 1/2 thresholds"):
+                acts = self._activations(capture, batch["image"])
+                if not stats:
+                    stats = self._start(acts, n_images)
+                for name, a in acts.items():
+                    units = a.shape[1]
+                    stats[name].quantile.add(a.transpose(0, 1).reshape(units, -1))
+                    stats[name].top.add(a.amax(dim=(2, 3)), batch["index"])
+                if self.cache is not None:
+                    self.cache.append({name: a.cpu() for name, a in acts.items()})
+        for s in stats.values():
+            s.thresholds = s.quantile.quantile(self.level)
+        return stats
+
+    def _start(self, acts: dict[str, torch.Tensor], n_images: int) -> dict[str, LayerStats]:
+        stats = {}
+        for name, a in acts.items():
+            units, h, w = a.shape[1:]
+            k = topk_needed(n_images * h * w, self.level)
+            if TopKQuantile.memory_bytes(units, k) <= self.config.threshold_memory:
+                quantile, method = TopKQuantile(units, k, self.device), "exact"
+            else:
+                quantile, method = QuantileSketch(units, device=self.device), "sketch"
+            stats[name] = LayerStats(quantile, TopImages(units, self.config.top_images, self.device), method)
+        per_image = sum(a[0].numel() * 4 for a in acts.values())
+        if per_image * n_images <= self.config.cache_memory:
+            self.cache = []
+        return stats
+
+    def pass_counts(self, stats: dict[str, LayerStats]) -> dict[str, Counts]:
+        """Pass 2: IoU counts per layer, from cached activations or a second forward pass."""
+        meta = self.dataset.meta
+        label_category = torch.from_numpy(meta.label_category).to(self.device)
+        counts: dict[str, Counts] = {}
+        for batch, acts in self._pass2_batches():
+            for name, a in acts.items():
+                c = count_batch(
+                    a.to(self.device),
+                    stats[name].thresholds,
+                    batch["seg"].to(self.device, non_blocking=True),
+                    batch["scalars"],
+                    batch["present"],
+                    label_category,
+                    self.config.iou_mode,
+                    self.config.chunk_pixels,
+                )
+                if name in counts:
+                    counts[name].add(c)
+                else:
+                    counts[name] = c
+        return counts
+
+    def _pass2_batches(self) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+        if self.cache is not None:
+            data = self.dataset.with_options(load_images=False, load_segmentations=True)
+            for batch, acts in zip(self._progress(self._loader(data), "pass 2/2 counts (cached)"), self.cache):
+                yield batch, acts
+            self.cache = None
+            return
+        data = self.dataset.with_options(load_images=True, load_segmentations=True)
+        with LayerCapture(self.module, self.layers) as capture:
+            for batch in self._progress(self._loader(data), "pass 2/2 counts"):
+                yield batch, self._activations(capture, batch["image"])

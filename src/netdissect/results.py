@@ -1,0 +1,252 @@
+"""Dissection results and their files (DESIGN §4): tally.csv, units.json, iou.npz, summary.json.
+
+Every file is written atomically (a temporary file renamed into place), so an interrupted
+run never leaves a truncated result that looks finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .tally import Counts, best_labels, iou_from_counts
+
+TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
+
+
+def display_name(name: str) -> str:
+    """A label name as people read it: Broden's ``-s`` (scene) and ``-c`` (color) suffixes hidden."""
+    return name[:-2] if name.endswith(("-s", "-c")) else name
+
+
+def layer_dirname(layer: str) -> str:
+    """The directory name of a layer's results (path separators replaced)."""
+    return layer.replace("/", "-").replace(os.sep, "-")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+@dataclass
+class LayerResult:
+    """The dissection of one layer.
+
+    Units are numbered from 1 everywhere a person reads them (tally.csv, units.json, report);
+    array axes are 0-based (unit ``k`` is row ``k - 1``).
+    """
+
+    layer: str
+    categories: list[str]
+    label_names: list[str]
+    label_category: np.ndarray  # (L,) primary category index per label, -1 for none
+    thresholds: np.ndarray  # (U,) float32
+    inter: np.ndarray  # (U, L) int64
+    act: np.ndarray  # (U, C) int64
+    truth: np.ndarray  # (L,) int64
+    top_indices: np.ndarray  # (U, m) dataset indices of the top images by per-image maximum
+    top_values: np.ndarray  # (U, m) those maxima
+    iou_threshold: float = 0.04
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
+        label_category = torch.from_numpy(self.label_category)
+        iou = iou_from_counts(counts, label_category)
+        labels, scores = best_labels(iou, label_category, len(self.categories))
+        self.iou = iou.numpy()
+        self.category_label = labels.numpy()  # (U, C) best label number per category
+        self.category_iou = scores.numpy()  # (U, C) its IoU
+        self.category = self.category_iou.argmax(axis=1) if len(self.categories) else np.zeros(self.units, int)
+        rows = np.arange(self.units)
+        self.label = self.category_label[rows, self.category]  # (U,) best label number
+        self.score = self.category_iou[rows, self.category]  # (U,) its IoU
+
+    @property
+    def units(self) -> int:
+        return len(self.thresholds)
+
+    @property
+    def detectors(self) -> np.ndarray:
+        """Bool (U,): units whose best IoU reaches the threshold."""
+        return self.score >= self.iou_threshold
+
+    def summary(self) -> dict:
+        """Units, detectors, unique detectors (both conventions) and detectors per category."""
+        det = self.detectors
+        by_category = {c: int((det & (self.category == ci)).sum()) for ci, c in enumerate(self.categories)}
+        unique_by_category = {
+            c: len(set(self.category_label[self.category_iou[:, ci] >= self.iou_threshold, ci].tolist()))
+            for ci, c in enumerate(self.categories)
+        }
+        return {
+            "units": self.units,
+            "detectors": int(det.sum()),
+            "unique_detectors": len(set(self.label[det].tolist())),
+            "unique_detectors_by_category_sum": sum(unique_by_category.values()),
+            "detectors_by_category": by_category,
+            "unique_detectors_by_category": unique_by_category,
+            "iou_threshold": self.iou_threshold,
+        }
+
+    def unit_records(self) -> list[dict]:
+        """Per unit (1-based): threshold, label, category, score, detector flag, per-category bests, top images."""
+        records = []
+        for u in range(self.units):
+            records.append(
+                {
+                    "unit": u + 1,
+                    "threshold": float(self.thresholds[u]),
+                    "label": self.label_names[self.label[u]],
+                    "category": self.categories[self.category[u]] if self.categories else "",
+                    "score": float(self.score[u]),
+                    "detector": bool(self.detectors[u]),
+                    "categories": {
+                        c: {"label": self.label_names[self.category_label[u, ci]], "iou": float(self.category_iou[u, ci])}
+                        for ci, c in enumerate(self.categories)
+                    },
+                    "top_images": [int(i) for i in self.top_indices[u]],
+                    "top_maxima": [float(v) for v in self.top_values[u]],
+                }
+            )
+        return records
+
+    def tally_rows(self) -> list[list]:
+        """tally.csv rows (NetDissect-Lite's columns), by descending score."""
+        rows = []
+        for u in np.argsort(-self.score, kind="stable"):
+            row = [u + 1, self.categories[self.category[u]], self.label_names[self.label[u]], _num(self.score[u])]
+            for ci in range(len(self.categories)):
+                lab = self.category_label[u, ci]
+                row += [
+                    self.label_names[lab] if lab else "",
+                    int(self.truth[lab]),
+                    int(self.act[u, ci]),
+                    int(self.inter[u, lab]),
+                    _num(self.category_iou[u, ci]),
+                ]
+            rows.append(row)
+        return rows
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write tally.csv, iou.npz and (last, as the layer's completion mark) units.json."""
+        directory = Path(directory)
+        header = ["unit", "category", "label", "score"]
+        for c in self.categories:
+            header += [f"{c}-label", f"{c}-truth", f"{c}-activation", f"{c}-intersect", f"{c}-iou"]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(self.tally_rows())
+        atomic_write_bytes(directory / TALLY_FILE, text.getvalue().encode())
+        arrays = io.BytesIO()
+        np.savez_compressed(
+            arrays,
+            iou=self.iou,
+            intersect=self.inter,
+            activation=self.act,
+            truth=self.truth,
+            thresholds=self.thresholds,
+            label_names=np.array(self.label_names),
+            label_category=self.label_category,
+            categories=np.array(self.categories),
+            top_indices=self.top_indices,
+            top_values=self.top_values,
+        )
+        atomic_write_bytes(directory / ARRAYS_FILE, arrays.getvalue())
+        atomic_write_json(
+            directory / UNITS_FILE,
+            {"layer": self.layer, "summary": self.summary(), "metadata": self.metadata, "units": self.unit_records()},
+        )
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "LayerResult":
+        """Read a layer's results back from its directory."""
+        directory = Path(directory)
+        meta = json.loads((directory / UNITS_FILE).read_text())
+        with np.load(directory / ARRAYS_FILE) as z:
+            return cls(
+                layer=meta["layer"],
+                categories=[str(c) for c in z["categories"]],
+                label_names=[str(n) for n in z["label_names"]],
+                label_category=z["label_category"],
+                thresholds=z["thresholds"],
+                inter=z["intersect"],
+                act=z["activation"],
+                truth=z["truth"],
+                top_indices=z["top_indices"],
+                top_values=z["top_values"],
+                iou_threshold=float(meta["summary"]["iou_threshold"]),
+                metadata=meta.get("metadata", {}),
+            )
+
+
+def _num(x: float) -> float:
+    return round(float(x), 6)
+
+
+@dataclass
+class DissectionResult:
+    """Results of a dissection: one :class:`LayerResult` per layer, plus run metadata."""
+
+    layers: dict[str, LayerResult]
+    metadata: dict = field(default_factory=dict)
+    directory: Path | None = None
+
+    def __getitem__(self, layer: str) -> LayerResult:
+        return self.layers[layer]
+
+    def summary(self) -> dict:
+        """Per layer: units, detectors, unique detectors (both conventions), detectors by category."""
+        return {name: result.summary() for name, result in self.layers.items()}
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write every layer's files and ``summary.json``."""
+        directory = Path(directory)
+        for name, result in self.layers.items():
+            result.save(directory / layer_dirname(name))
+        self.write_summary(directory)
+        return directory
+
+    def write_summary(self, directory: Path) -> None:
+        atomic_write_json(directory / SUMMARY_FILE, {"layers": self.summary(), "metadata": self.metadata})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "DissectionResult":
+        """Read a finished run directory."""
+        directory = Path(directory)
+        summary = json.loads((directory / SUMMARY_FILE).read_text())
+        layers = {name: LayerResult.load(directory / layer_dirname(name)) for name in summary["layers"]}
+        return cls(layers, summary.get("metadata", {}), directory)
+
+    def format_table(self) -> str:
+        """A plain-text table of the per-layer summary."""
+        lines = [f"{'layer':<20} {'units':>6} {'detectors':>10} {'unique':>7} {'unique/cat':>10}  top concepts"]
+        for name, result in self.layers.items():
+            s = result.summary()
+            det = result.detectors
+            order = np.argsort(-result.score, kind="stable")
+            top = [display_name(result.label_names[result.label[u]]) for u in order if det[u]]
+            seen = list(dict.fromkeys(top))[:4]
+            lines.append(
+                f"{name:<20} {s['units']:>6} {s['detectors']:>10} {s['unique_detectors']:>7} "
+                f"{s['unique_detectors_by_category_sum']:>10}  {', '.join(seen)}"
+            )
+        return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""Test helpers: a hand-written tiny Broden dataset and a model that replays planted maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from netdissect.data.writer import encode_label_png
+from netdissect.models.preprocess import Preprocess
+
+#: Inputs in [0, 1], no normalisation: LookupNet reads the image's gray level back.
+RAW = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+GRAY_STEP = 16
+
+
+def gray_image(index: int, size: int) -> np.ndarray:
+    """A uniform image whose gray level encodes ``index`` (robust to JPEG)."""
+    return np.full((size, size, 3), GRAY_STEP * (index + 1), dtype=np.uint8)
+
+
+class LookupNet(nn.Module):
+    """Replays planted activations: decodes the image index from its gray level.
+
+    ``maps`` is (N, U, h, w); the planted maps come out of the submodule ``layer``, followed by
+    a ``head`` that the forward pass never needs to reach.
+    """
+
+    def __init__(self, maps: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("maps", maps.float())
+        self.layer = nn.Identity()
+        self.head = nn.Flatten()
+        self.head_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = (x.mean(dim=(1, 2, 3)) * 255 / GRAY_STEP).round().long() - 1
+        out = self.layer(self.maps[index])
+        self.head_calls += 1
+        return self.head(out)
+
+
+def write_png(path: Path, labels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encode_label_png(np.asarray(labels)).save(path)
+
+
+def write_tiny_dataset(root: Path) -> Path:
+    """The hand-computed dataset of the IoU tests (see tests/test_tally.py for the numbers).
+
+    Labels: 1 dog (object), 2 leg (part), 3 tail (part), 4 park-s (scene), 5 cat (object).
+    Image 0: dog on the top-left 2x2; part layers leg at (0,0) and tail at (0,0),(1,1) (two
+    PNGs in one cell); scene park-s plus a 0 entry. Image 1: cat at (0,0); an all-zero part
+    PNG; scene cell "0".
+    """
+    images = root / "images"
+    images.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(gray_image(i, 8)).save(images / f"im{i}.jpg", quality=95)
+    dog = np.zeros((4, 4), int)
+    dog[:2, :2] = 1
+    leg = np.zeros((4, 4), int)
+    leg[0, 0] = 2
+    tail = np.zeros((4, 4), int)
+    tail[0, 0] = tail[1, 1] = 3
+    cat = np.zeros((4, 4), int)
+    cat[0, 0] = 5
+    write_png(images / "im0_object.png", dog)
+    write_png(images / "im0_part_1.png", leg)
+    write_png(images / "im0_part_2.png", tail)
+    write_png(images / "im1_object.png", cat)
+    write_png(images / "im1_part.png", np.zeros((4, 4), int))
+    (root / "category.csv").write_text(
+        "name,first,last,count,frequency\nobject,1,2,2,2\npart,1,2,2,1\nscene,1,1,1,1\n"
+    )
+    (root / "label.csv").write_text(
+        "number,name,category,frequency,coverage,syns\n"
+        "1,dog,object(1),1,0.25,dog\n2,leg,part(1),1,0.0625,leg\n3,tail,part(1),1,0.125,tail\n"
+        "4,park-s,scene(1),1,1,park\n5,cat,object(1),1,0.0625,cat\n"
+    )
+    (root / "c_object.csv").write_text("code,number,name,frequency,coverage\n1,1,dog,1,0.25\n2,5,cat,1,6.25e-2\n")
+    (root / "c_part.csv").write_text("code,number,name,frequency,coverage\n1,2,leg,1,0.0625\n2,3,tail,1,0.125\n")
+    (root / "c_scene.csv").write_text("code,number,name,frequency,coverage\n1,4,park-s,1,1\n")
+    (root / "index.csv").write_text(
+        "image,split,ih,iw,sh,sw,object,part,scene\n"
+        "im0.jpg,train,8,8,4,4,im0_object.png,im0_part_1.png;im0_part_2.png,4;0\n"
+        "im1.jpg,val,8,8,4,4,im1_object.png,im1_part.png,0\n"
+    )
+    return root
+
+
+def tiny_maps() -> torch.Tensor:
+    """Planted activations (2 images, 2 units, 4x4) of the hand-computed IoU cases."""
+    maps = torch.zeros(2, 2, 4, 4)
+    maps[0, 0, 0, 0] = maps[0, 0, 0, 1] = 1.0  # unit 0, image 0: two pixels on the dog
+    maps[1, 0, 3, 3] = 1.0  # unit 0, image 1: one unlabelled pixel
+    maps[1, 1] = 1.0  # unit 1, image 1: the whole image
+    return maps
+

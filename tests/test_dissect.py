@@ -1,0 +1,129 @@
+"""End-to-end dissections on hand-made datasets with planted activations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import RAW, LookupNet, tiny_maps
+
+from netdissect import BrodenDataset, DissectionResult, dissect
+from netdissect.errors import ActivationError, ModelError, RunDirectoryError
+
+OPTIONS = dict(quantile=0.5, workers=0, progress=False, device="cpu", batch_size=1)
+
+
+def tiny(tiny_dataset):
+    return BrodenDataset(tiny_dataset, preprocess=RAW)
+
+
+@pytest.mark.parametrize("mode", ["paper", "lite"])
+def test_tiny_dataset_end_to_end(tiny_dataset, tmp_path, mode):
+    # quantile 0.5 puts unit 0's threshold at 0 and unit 1's at 0.5: the masks of test_tally
+    result = dissect(LookupNet(tiny_maps()), tiny(tiny_dataset), ["layer"], tmp_path / "run", iou_mode=mode, **OPTIONS)
+    layer = result["layer"]
+    if mode == "paper":
+        assert layer.thresholds.tolist() == [0.0, 0.5]
+        assert layer.act.tolist() == [[3, 2, 2], [16, 0, 0]]
+    assert layer.inter.tolist() == [[0, 2, 1, 1, 2, 0], [0, 0, 0, 0, 0, 1]]
+    assert layer.truth.tolist() == [0, 4, 1, 2, 16, 1]
+    assert layer.label_names[layer.category_label[0, 1]] == "leg"
+    tally = (tmp_path / "run" / "layer" / "tally.csv").read_text().splitlines()
+    assert tally[0].startswith("unit,category,label,score,object-label,object-truth,object-activation")
+    if mode == "paper":  # unit 1's best: leg (0.5) beats dog (0.4)
+        assert tally[1].split(",")[:4] == ["1", "part", "leg", "0.5"]
+
+
+def test_planted_detectors_score_one(tmp_path):
+    """Unit k fires exactly on concept k's mask -> IoU 1.0 with concept k, in both modes."""
+    from netdissect.data.writer import BrodenWriter, LabelSpec
+    from helpers import gray_image
+
+    rng = np.random.default_rng(0)
+    n, size = 12, 8
+    labels = [LabelSpec(1, "a"), LabelSpec(2, "b"), LabelSpec(3, "c"), LabelSpec(4, "s-s")]
+    w = BrodenWriter(tmp_path / "ds", ["object", "scene"], labels)
+    maps = torch.zeros(n, 4, 4, 4)
+    for i in range(n):
+        seg = np.zeros((4, 4), int)
+        for k in (1, 2, 3):
+            if rng.random() < 0.5:
+                y, x = rng.integers(0, 3, 2)
+                seg[y : y + 2, x : x + 1] = k
+        for k in (1, 2, 3):
+            maps[i, k - 1] = torch.from_numpy(seg == k).float()
+        scene = [4] if i % 3 == 0 else []
+        maps[i, 3] = 1.0 if scene else 0.0
+        w.add_image(f"im{i}", gray_image(i, size), pixel_labels={"object": [seg]}, image_labels={"scene": scene})
+    w.close()
+    for mode in ("paper", "lite"):
+        result = dissect(LookupNet(maps), BrodenDataset(tmp_path / "ds", preprocess=RAW), ["layer"],
+                         iou_mode=mode, **{**OPTIONS, "quantile": 0.4, "batch_size": 5})
+        layer = result["layer"]
+        names = [layer.label_names[k] for k in layer.label]
+        assert names == ["a", "b", "c", "s-s"]
+        assert layer.score.tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_results_round_trip_and_files(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    result = dissect(LookupNet(tiny_maps()), tiny(tiny_dataset), ["layer"], out, **OPTIONS)
+    summary = json.loads((out / "summary.json").read_text())
+    s = summary["layers"]["layer"]
+    assert s["units"] == 2
+    assert s["detectors"] == 2  # 0.5 and 1/16 >= 0.04
+    assert set(s) >= {"unique_detectors", "unique_detectors_by_category_sum", "detectors_by_category"}
+    units = json.loads((out / "layer" / "units.json").read_text())
+    assert [u["unit"] for u in units["units"]] == [1, 2]
+    assert units["units"][1]["label"] == "cat"
+    with np.load(out / "layer" / "iou.npz") as z:
+        assert z["iou"].shape == (2, 6)
+        assert np.allclose(z["iou"], result["layer"].iou)
+    again = DissectionResult.load(out)
+    assert np.array_equal(again["layer"].inter, result["layer"].inter)
+    assert again.summary() == result.summary()
+
+
+def test_same_run_skips_finished_layers_and_other_run_refused(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    net = LookupNet(tiny_maps())
+    dissect(net, tiny(tiny_dataset), ["layer"], out, **OPTIONS)
+    before = (out / "layer" / "tally.csv").read_bytes()
+    calls = net.head_calls
+    dissect(net, tiny(tiny_dataset), ["layer"], out, **OPTIONS)
+    assert net.head_calls == calls  # nothing recomputed
+    with pytest.raises(RunDirectoryError, match="different run"):
+        dissect(net, tiny(tiny_dataset), ["layer"], out, **{**OPTIONS, "quantile": 0.25})
+    assert (out / "layer" / "tally.csv").read_bytes() == before  # finished result intact
+    dissect(net, tiny(tiny_dataset), ["layer"], out, overwrite=True, **{**OPTIONS, "quantile": 0.25})
+    assert (out / "layer" / "tally.csv").read_bytes() != before
+
+
+def test_forward_stops_after_deepest_layer(tiny_dataset):
+    net = LookupNet(tiny_maps())
+    dissect(net, tiny(tiny_dataset), ["layer"], **OPTIONS)
+    assert net.head_calls == 0  # the forward pass never got past the hooked layer
+
+
+def test_cache_and_recompute_agree(tiny_dataset):
+    net = LookupNet(tiny_maps())
+    cached = dissect(net, tiny(tiny_dataset), ["layer"], **OPTIONS)["layer"]
+    recomputed = dissect(net, tiny(tiny_dataset), ["layer"], cache_memory=0, **OPTIONS)["layer"]
+    assert np.array_equal(cached.inter, recomputed.inter) and np.array_equal(cached.act, recomputed.act)
+
+
+def test_unknown_layer_suggests_names(tiny_dataset):
+    with pytest.raises(ModelError, match=r"unknown layer 'layr'.*did you mean layer.*netdissect layers"):
+        dissect(LookupNet(tiny_maps()), tiny(tiny_dataset), ["layr"], **OPTIONS)
+
+
+def test_non_spatial_layer_refused(tiny_dataset):
+    with pytest.raises(ModelError, match=r"layer 'head' output is not a \(B, C, H, W\) map"):
+        dissect(LookupNet(tiny_maps()), tiny(tiny_dataset), ["head"], **OPTIONS)
+
+
+def test_nan_activations_named(tiny_dataset):
+    maps = tiny_maps()
+    maps[1, 1, 0, 0] = float("nan")
+    with pytest.raises(ActivationError, match=r"layer 'layer' produced NaN or Inf activations in 1 unit"):
+        dissect(LookupNet(maps), tiny(tiny_dataset), ["layer"], **OPTIONS)
