@@ -115,3 +115,14 @@ def test_counts_accumulate():
     a.add(b)
     a.add(b)
     assert a.inter.sum() == 12 and a.truth.tolist() == [2, 2, 2]
+
+
+def test_shard_counts_sum_to_whole_batch():
+    seg, scalars, present = tiny_batch()
+    t = torch.tensor([0.5, 0.5])
+    whole = count_batch(tiny_maps(), t, seg, scalars, present, LABEL_CATEGORY)
+    merged = Counts.zeros(2, 6, 3)
+    for i in range(2):
+        merged.add(count_batch(tiny_maps()[i : i + 1], t, seg[i : i + 1], scalars[i : i + 1], present[i : i + 1], LABEL_CATEGORY))
+    assert torch.equal(merged.inter, whole.inter) and torch.equal(merged.act, whole.act)
+    assert torch.equal(merged.truth, whole.truth)
