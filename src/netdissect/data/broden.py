@@ -207,7 +207,7 @@ def _read_index(
                     item = item.strip()
                     if not item:
                         continue
-                    if item.isdigit():
+                    if item.isascii() and item.isdigit():
                         number = int(item)
                         if number == 0:
                             continue

@@ -72,6 +72,7 @@ class BrodenWriter:
         self._images = np.zeros((len(self.categories), size), dtype=np.int64)
         self._coverage = np.zeros((len(self.categories), size), dtype=np.float64)
         self._category_images = np.zeros(len(self.categories), dtype=np.int64)
+        self._label_images = np.zeros(size, dtype=np.int64)  # images holding the label in any category
         self._rows: list[tuple[str, list[str]]] = []
 
     def add_image(
@@ -92,12 +93,12 @@ class BrodenWriter:
             pixel_labels: per category, a list of annotation layers, each an integer array of
                 label numbers at the segmentation size (0 = no label).
             image_labels: per category, image-level label numbers.
-            seg_size: segmentation size (default: half the image size, rounded up).
+            seg_size: segmentation size (default: half the image size, rounded down as in Broden).
         """
         if split not in ("train", "val"):
             raise ValueError(f"split must be train or val, got {split!r}")
         ih, iw = image.shape[:2]
-        sh, sw = seg_size or ((ih + 1) // 2, (iw + 1) // 2)
+        sh, sw = seg_size or (ih // 2, iw // 2)
         pixel_labels = pixel_labels or {}
         image_labels = image_labels or {}
         for cat in list(pixel_labels) + list(image_labels):
@@ -106,6 +107,7 @@ class BrodenWriter:
         jpg = f"{name}.jpg"
         self._save(jpg, Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB"), jpeg=True)
         cells = []
+        in_image: set[int] = set()
         for ci, cat in enumerate(self.categories):
             items: list[str] = []
             seen = set()
@@ -130,11 +132,13 @@ class BrodenWriter:
                 items.append(str(int(number)))
                 self._coverage[ci, number] += 1.0
                 seen.add(int(number))
+            in_image |= seen
             for number in seen:
                 self._images[ci, number] += 1
             if seen:
                 self._category_images[ci] += 1
             cells.append(";".join(items))
+        self._label_images[sorted(in_image)] += 1
         self._rows.append((split, [jpg, split, str(ih), str(iw), str(sh), str(sw), *cells]))
 
     def _check_known(self, numbers) -> None:
@@ -168,7 +172,7 @@ class BrodenWriter:
                         for ci, cat in enumerate(self.categories)
                         if self._images[ci, n]
                     ),
-                    int(self._images[:, n].sum()),
+                    int(self._label_images[n]),
                     _fmt(self._coverage[:, n].sum()),
                     ";".join(self.labels[n].syns or (self.labels[n].name,)),
                 ]
