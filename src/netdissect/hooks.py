@@ -11,6 +11,12 @@ from torch import nn
 from .errors import ModelError
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class _StopForward(Exception):
     """Raised inside the forward pass once every requested layer has been captured."""
 
@@ -79,6 +85,10 @@ class LayerCapture:
             self.model(x)
         except _StopForward:
             pass
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"the model failed on input of shape {tuple(x.shape)}: {first_line(exc)}") from exc
         missing = [n for n in self.layers if n not in self._outputs]
         if missing:
             raise ModelError(f"layer {missing[0]!r} was not called during the forward pass")
@@ -115,6 +125,8 @@ def layer_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, tupl
         handles.append(module.register_forward_hook(hook))
     try:
         model(x)
+    except Exception as exc:
+        raise ModelError(f"the model failed on a dummy input of shape {tuple(x.shape)}: {first_line(exc)}") from None
     finally:
         for handle in handles:
             handle.remove()
