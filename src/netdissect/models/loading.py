@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..hooks import first_line
 from .demo import demo_model
 from .preprocess import Preprocess
 
@@ -80,15 +81,20 @@ def _torchvision(name: str, weights: str | None, trust_pickle: bool, model_args:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown torchvision model {name!r}{hint}")
     if weights and not os.path.exists(weights) and not weights.endswith((".pth", ".pt", ".tar", ".ckpt")):
-        try:
-            return torchvision.models.get_model(name, weights=weights.split(".")[-1], **model_args)
-        except (ValueError, KeyError) as exc:
-            raise ModelError(f"torchvision model {name!r} has no weights {weights!r}: {exc}") from None
-        except OSError as exc:  # URLError is an OSError: offline
+        enum = torchvision.models.get_model_weights(name)
+        key = weights.split(".")[-1]
+        if key not in enum.__members__:
             raise ModelError(
-                f"cannot download weights {weights!r} for torchvision model {name!r} ({exc}); download "
-                f"them on a machine with internet into {torch.hub.get_dir()}/checkpoints, or pass "
-                "--weights PATH to a local checkpoint"
+                f"torchvision model {name!r} has no weights {weights!r}; available: {', '.join(enum.__members__)}"
+            )
+        url = enum[key].url
+        try:
+            return torchvision.models.get_model(name, weights=enum[key], **model_args)
+        except OSError as exc:  # URLError is an OSError: offline or host down
+            target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+            raise ModelError(
+                f"cannot download {key} weights of {name} from {url} ({first_line(exc)}); fetch that file "
+                f"on a machine with internet and put it at {target}, or pass --weights PATH"
             ) from None
     module = torchvision.models.get_model(name, weights=None, **model_args)
     if weights:

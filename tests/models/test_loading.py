@@ -1,0 +1,92 @@
+"""Model SPECs, checkpoints and their error messages."""
+
+import sys
+import urllib.error
+
+import pytest
+import torch
+from torch import nn
+
+from netdissect.errors import ModelError
+from netdissect.models import demo_model, load_model, model_fingerprint
+from netdissect.models.loading import load_checkpoint
+
+
+def small():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+
+def test_torchvision_random_init_and_checkpoint(tmp_path):
+    loaded = load_model("torchvision:resnet18")
+    assert loaded.module.fc.out_features == 1000 and not loaded.module.training
+    other = load_model("torchvision:resnet18")
+    assert model_fingerprint(loaded.module) != model_fingerprint(other.module)  # random init differs
+    path = tmp_path / "r18.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in loaded.module.state_dict().items()}}, path)
+    again = load_model("torchvision:resnet18", weights=str(path))
+    assert model_fingerprint(again.module) == model_fingerprint(loaded.module)
+
+
+def test_torchvision_unknown_name_and_weights():
+    with pytest.raises(ModelError, match="unknown torchvision model 'resnet181'; did you mean resnet18"):
+        load_model("torchvision:resnet181")
+    with pytest.raises(ModelError, match="has no weights 'NOPE'; available: IMAGENET1K_V1"):
+        load_model("torchvision:resnet18", weights="NOPE")
+
+
+def test_torchvision_download_offline_names_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(ModelError, match=r"cannot download IMAGENET1K_V1 weights of resnet18 from https://\S+resnet18-\w+\.pth .*put it at .*checkpoints/resnet18-\w+\.pth"):
+        load_model("torchvision:resnet18", weights="IMAGENET1K_V1")
+
+
+def test_callable_spec_with_args(tmp_path, monkeypatch):
+    (tmp_path / "mymodels.py").write_text(
+        "from torch import nn\n"
+        "def make(width=4):\n    return nn.Sequential(nn.Conv2d(3, width, 3))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    loaded = load_model("mymodels:make", model_args={"width": 6})
+    assert loaded.module[0].out_channels == 6
+    with pytest.raises(ModelError, match="has no attribute 'nothere'"):
+        load_model("mymodels:nothere")
+    with pytest.raises(ModelError, match="cannot import 'nomodule'"):
+        load_model("nomodule:make")
+
+
+def test_unknown_spec():
+    with pytest.raises(ModelError, match="unknown model spec 'nonsense'"):
+        load_model("nonsense")
+
+
+def test_checkpoint_mismatch_names_keys(tmp_path):
+    path = tmp_path / "bad.pt"
+    state = small().state_dict()
+    state["extra.weight"] = torch.zeros(1)
+    del state["2.bias"]
+    state["0.weight"] = torch.zeros(5, 3, 3, 3)
+    torch.save(state, path)
+    with pytest.raises(ModelError, match=r"missing keys 2.bias; unexpected keys extra.weight; shape mismatch at 0.weight"):
+        load_checkpoint(small(), path)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_checkpoint(small(), tmp_path / "missing.pt")
+
+
+def test_pickled_model_needs_trust(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(small(), path)
+    with pytest.raises(ModelError, match="--trust-pickle"):
+        load_model(str(path))
+    assert isinstance(load_model(str(path), trust_pickle=True).module, nn.Sequential)
+
+
+def test_demo_weights_load():
+    model = demo_model()
+    assert model.fc.out_features >= 2 and not model.training
+    assert load_model("demo").module.conv4.out_channels == 128
