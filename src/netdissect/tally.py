@@ -130,10 +130,10 @@ def count_batch(
         P = len(b)
         mask = upsample(acts[b, u].float(), (sh, sw)) > thresholds[u].float()[:, None, None]
         size = mask.sum(dim=(1, 2))
-        # labels under the masks, one bincount over pair * L + label
-        pair = torch.arange(P, device=device).view(P, 1, 1, 1)
-        keys = (pair * L + seg[b])[mask.unsqueeze(1).expand(-1, seg.shape[1], -1, -1)]
-        hist = torch.bincount(keys, minlength=P * L).view(P, L)
+        # labels under the masked pixels, one bincount over pair * L + label
+        pair, ys, xs = mask.nonzero(as_tuple=True)
+        under = seg[b[pair], :, ys, xs]  # (masked pixels, layers)
+        hist = torch.bincount((pair.unsqueeze(1) * L + under).flatten(), minlength=P * L).view(P, L)
         # an image-level label meets every masked pixel of its image
         hist.scatter_add_(1, scalars[b], size.unsqueeze(1).expand(-1, scalars.shape[1]).contiguous())
         hist *= valid

@@ -103,6 +103,8 @@ class BrodenMeta:
             selected = [c for c in all_categories if c in categories]
         if split is not None and split not in SPLITS:
             raise DatasetError(f"unknown split {split!r}: use train or val")
+        if size is not None and size < 1:
+            raise DatasetError(f"size must be >= 1 (the number of images to use), got {size}")
 
         label_rows = _read_csv(root / "label.csv", ["number", "name"])
         numbers = [_int(r["number"], root / "label.csv", i, "number") for i, r in enumerate(label_rows, 1)]
