@@ -9,6 +9,7 @@ reads only the segmentations instead of running the model again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -82,6 +83,11 @@ class DissectConfig:
             raise OptionError(f"--workers must be >= 0, got {self.workers}")
         if self.top_images < 1:
             raise OptionError(f"--top-images must be >= 1, got {self.top_images}")
+        if not 0 <= self.iou_threshold <= 1:
+            raise OptionError(f"--iou-threshold must lie in [0, 1], got {self.iou_threshold}")
+        if self.threshold_memory < 0 or self.cache_memory < 0:
+            raise OptionError("--threshold-memory and --cache-memory must be >= 0")
+        resolve_device(self.device)
 
     def result_options(self) -> dict:
         """The options that determine the results (the cache key of a run directory)."""
@@ -93,8 +99,20 @@ class DissectConfig:
         }
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str | None) -> torch.device:
+    """The device for ``--device`` (default: CUDA when available), checked to be usable."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise OptionError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise OptionError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def dissect(
@@ -130,7 +148,7 @@ def dissect(
         dataset = BrodenDataset(dataset, preprocess=preprocess)
     layers = list(dict.fromkeys(layers))
     resolve_layers(module, layers)  # unknown names fail before any work
-    device = torch.device(config.device) if config.device else default_device()
+    device = resolve_device(config.device)
     module = module.to(device).eval()
 
     metadata = {
@@ -216,6 +234,8 @@ def _prepare_run_dir(run_dir: Path, metadata: dict, layers: list[str], overwrite
             previous = {"layers": []}
     else:
         previous = {"layers": []}
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"--out {run_dir} is a file, not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     known_layers = list(dict.fromkeys(previous.get("layers", []) + layers))
     atomic_write_json(run_file, {"key": key, "layers": known_layers})
@@ -255,8 +275,10 @@ class _Runner:
         self.level = threshold_level(config.quantile, config.iou_mode)
         self.cache: list[dict[str, torch.Tensor]] | None = None
 
-    def _loader(self, dataset: BrodenDataset) -> DataLoader:
-        return DataLoader(
+    @contextlib.contextmanager
+    def _batches(self, dataset: BrodenDataset, desc: str) -> Iterator[Iterator[dict]]:
+        """Batches of ``dataset`` with a progress bar; worker processes end even on error."""
+        loader = DataLoader(
             dataset,
             batch_size=self.config.batch_size,
             shuffle=False,
@@ -264,9 +286,16 @@ class _Runner:
             collate_fn=collate_broden,
             pin_memory=self.device.type == "cuda",
         )
-
-    def _progress(self, loader: DataLoader, desc: str):
-        return tqdm(loader, desc=desc, unit="batch", disable=not self.config.progress, leave=False)
+        iterator = iter(loader)
+        try:
+            with tqdm(iterator, desc=desc, total=len(loader), unit="batch",
+                      disable=not self.config.progress, leave=False) as bar:
+                yield bar
+        finally:
+            # an exception's traceback keeps the iterator alive; stop its workers now, not at GC
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def _activations(self, capture: LayerCapture, images: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = capture(images.to(self.device, non_blocking=True))
@@ -284,8 +313,8 @@ class _Runner:
         data = self.dataset.with_options(load_images=True, load_segmentations=False)
         n_images = len(data)
         stats: dict[str, LayerStats] = {}
-        with LayerCapture(self.module, self.layers) as capture:
-            for batch in self._progress(self._loader(data), "pass 1/2 thresholds"):
+        with LayerCapture(self.module, self.layers) as capture, self._batches(data, "pass 1/2 thresholds") as batches:
+            for batch in batches:
                 acts = self._activations(capture, batch["image"])
                 if not stats:
                     stats = self._start(acts, n_images)
@@ -319,32 +348,34 @@ class _Runner:
         meta = self.dataset.meta
         label_category = torch.from_numpy(meta.label_category).to(self.device)
         counts: dict[str, Counts] = {}
-        for batch, acts in self._pass2_batches():
-            for name, a in acts.items():
-                c = count_batch(
-                    a.to(self.device),
-                    stats[name].thresholds,
-                    batch["seg"].to(self.device, non_blocking=True),
-                    batch["scalars"],
-                    batch["present"],
-                    label_category,
-                    self.config.iou_mode,
-                    self.config.chunk_pixels,
-                )
-                if name in counts:
-                    counts[name].add(c)
-                else:
-                    counts[name] = c
+        with contextlib.closing(self._pass2_batches()) as pairs:
+            for batch, acts in pairs:
+                seg = batch["seg"].to(self.device, non_blocking=True)
+                for name, a in acts.items():
+                    c = count_batch(
+                        a.to(self.device),
+                        stats[name].thresholds,
+                        seg,
+                        batch["scalars"],
+                        batch["present"],
+                        label_category,
+                        self.config.iou_mode,
+                        self.config.chunk_pixels,
+                    )
+                    if name in counts:
+                        counts[name].add(c)
+                    else:
+                        counts[name] = c
         return counts
 
     def _pass2_batches(self) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
         if self.cache is not None:
             data = self.dataset.with_options(load_images=False, load_segmentations=True)
-            for batch, acts in zip(self._progress(self._loader(data), "pass 2/2 counts (cached)"), self.cache):
-                yield batch, acts
+            with self._batches(data, "pass 2/2 counts (cached)") as batches:
+                yield from zip(batches, self.cache)
             self.cache = None
             return
         data = self.dataset.with_options(load_images=True, load_segmentations=True)
-        with LayerCapture(self.module, self.layers) as capture:
-            for batch in self._progress(self._loader(data), "pass 2/2 counts"):
+        with LayerCapture(self.module, self.layers) as capture, self._batches(data, "pass 2/2 counts") as batches:
+            for batch in batches:
                 yield batch, self._activations(capture, batch["image"])

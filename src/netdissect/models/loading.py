@@ -104,8 +104,7 @@ def _torchvision(name: str, weights: str | None, trust_pickle: bool, model_args:
 
 def _callable(spec: str, model_args: dict) -> nn.Module:
     module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _cwd_on_path()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -115,7 +114,13 @@ def _callable(spec: str, model_args: dict) -> nn.Module:
         if not hasattr(factory, part):
             raise ModelError(f"module {module_name!r} has no attribute {attr!r} (model spec {spec!r})")
         factory = getattr(factory, part)
-    model = factory(**model_args) if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if callable(factory) and not isinstance(factory, nn.Module):
+        try:
+            model = factory(**model_args)
+        except Exception as exc:
+            raise ModelError(f"model spec {spec!r} failed with --model-args {model_args}: {first_line(exc)}") from None
+    else:
+        model = factory
     if not isinstance(model, nn.Module):
         raise ModelError(f"model spec {spec!r} gave a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -140,7 +145,14 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
         raise ModelError(f"cannot read weights file {path}: {exc}") from None
 
 
+def _cwd_on_path() -> None:
+    """Let user modules in the current directory import (as ``python -m`` would)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def _whole_model(path: Path, trust_pickle: bool) -> nn.Module:
+    _cwd_on_path()  # a pickled model's classes usually live beside it
     loaded = _torch_load(path, trust_pickle)
     if not isinstance(loaded, nn.Module):
         raise ModelError(
