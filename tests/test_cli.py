@@ -359,3 +359,12 @@ def test_more_bad_input_is_one_line(capsys, model_module, tiny_dataset, tmp_path
     (tmp_path / "afile").write_text("not a directory")
     argv = dissect_argv(f"{model_module}:make", tiny_dataset, "out") + extra
     cli_error(capsys, argv, fragment)
+
+
+def test_input_size_resizes_whole_image(capsys, model_module, tiny_dataset, tmp_path):
+    """--input-size feeds resized images to the model; masks still compare at the seg size."""
+    assert main(dissect_argv(f"{model_module}:make", tiny_dataset, "big", ("conv",), "--input-size", "16")) == 0
+    units = json.loads((tmp_path / "big" / "conv" / "units.json").read_text())
+    assert units["metadata"]["dataset"]["preprocess"]["input_size"] == [16, 16]
+    with np.load(tmp_path / "big" / "conv" / "iou.npz") as z:
+        assert z["truth"].sum() > 0 and z["intersect"].shape[0] == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -88,8 +89,11 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     from .dissect import dissect
 
     model = _load(args)
+    preprocess = model.preprocess
+    if args.input_size:
+        preprocess = dataclasses.replace(preprocess, input_size=(args.input_size, args.input_size))
     dataset = BrodenDataset(args.dataset, categories=args.categories, split=args.split, size=args.size,
-                            preprocess=model.preprocess)
+                            preprocess=preprocess)
     result = dissect(model, dataset, args.layers, out=args.out, config=_config(args, overwrite=args.overwrite))
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()}")
@@ -187,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", nargs="+", metavar="CAT", help="categories to use (default: all)")
     p.add_argument("--split", choices=["train", "val"], help="use one split only (default: both)")
     p.add_argument("--size", type=int, metavar="N", help="use only the first N images")
+    p.add_argument("--input-size", type=int, metavar="PX",
+                   help="resize whole images (never crop) to PX x PX for the model; masks still "
+                   "compare at the segmentation size (default: the dataset's own size)")
     p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
     _add_run_options(p)
     p.set_defaults(func=cmd_dissect)

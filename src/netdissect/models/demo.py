@@ -18,25 +18,27 @@ DEMO_LAYERS = ("conv1", "conv2", "conv3", "conv4")
 
 
 class DemoNet(nn.Module):
-    """Four 3x3 conv blocks (32, 64, 128, 128 units), global average pooling, a linear classifier."""
+    """Four 3x3 conv blocks (32, 64, 128, 128 units, each conv -> batch norm -> ReLU), max
+    pooling between them, global max pooling and a linear classifier."""
 
-    def __init__(self, num_classes: int = 8) -> None:
+    def __init__(self, num_classes: int = 5) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.conv3 = nn.Conv2d(64, 128, 3, padding=1)
-        self.conv4 = nn.Conv2d(128, 128, 3, padding=1)
+        widths = [3, 32, 64, 128, 128]
+        for i in range(1, 5):
+            stride = 2 if i == 1 else 1
+            setattr(self, f"conv{i}", nn.Conv2d(widths[i - 1], widths[i], 3, stride=stride, padding=1))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(widths[i]))
         self.relu = nn.ReLU()
         self.pool = nn.MaxPool2d(2)
-        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.gmp = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.relu(self.conv1(x)))
-        x = self.pool(self.relu(self.conv2(x)))
-        x = self.pool(self.relu(self.conv3(x)))
-        x = self.relu(self.conv4(x))
-        return self.fc(self.gap(x).flatten(1))
+        for i in range(1, 5):
+            x = self.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)))
+            if i < 4:
+                x = self.pool(x)
+        return self.fc(self.gmp(x).flatten(1))
 
 
 def demo_model(weights: str | Path | None = WEIGHTS) -> DemoNet:
