@@ -127,3 +127,19 @@ def test_nan_activations_named(tiny_dataset):
     maps[1, 1, 0, 0] = float("nan")
     with pytest.raises(ActivationError, match=r"layer 'layer' produced NaN or Inf activations in 1 unit"):
         dissect(LookupNet(maps), tiny(tiny_dataset), ["layer"], **OPTIONS)
+
+
+def test_layers_added_to_a_run_keep_earlier_ones(tmp_path):
+    """Dissecting another layer into the same run directory keeps the first in summary.json."""
+    from torch import nn
+
+    from helpers import write_tiny_dataset
+
+    data = BrodenDataset(write_tiny_dataset(tmp_path / "ds"), preprocess=RAW)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Conv2d(2, 3, 1))
+    out = tmp_path / "run"
+    dissect(net, data, ["0"], out, **OPTIONS)
+    result = dissect(net, data, ["1"], out, **OPTIONS)
+    assert list(result.layers) == ["0", "1"]
+    assert list(json.loads((out / "summary.json").read_text())["layers"]) == ["0", "1"]

@@ -160,8 +160,9 @@ def dissect(
     }
     run_dir = Path(out) if out is not None else None
     done: dict[str, LayerResult] = {}
+    all_layers = layers
     if run_dir is not None:
-        done = _prepare_run_dir(run_dir, metadata, layers, config.overwrite)
+        all_layers, done = _prepare_run_dir(run_dir, metadata, layers, config.overwrite)
     todo = [name for name in layers if name not in done]
 
     results = dict(done)
@@ -194,7 +195,7 @@ def dissect(
             if run_dir is not None:
                 result.save(run_dir / layer_dirname(name))
             results[name] = result
-    ordered = {name: results[name] for name in layers}
+    ordered = {name: results[name] for name in all_layers if name in results}
     result = DissectionResult(ordered, metadata, run_dir)
     if run_dir is not None:
         result.write_summary(run_dir)
@@ -218,8 +219,10 @@ def _dataset_identity(dataset: BrodenDataset) -> dict:
     }
 
 
-def _prepare_run_dir(run_dir: Path, metadata: dict, layers: list[str], overwrite: bool) -> dict[str, LayerResult]:
-    """Check the run directory; return the requested layers it already finished."""
+def _prepare_run_dir(
+    run_dir: Path, metadata: dict, layers: list[str], overwrite: bool
+) -> tuple[list[str], dict[str, LayerResult]]:
+    """Check the run directory; return all its layers (earlier ones first) and those finished."""
     key = json.loads(json.dumps({k: metadata[k] for k in ("model", "model_fingerprint", "dataset", "options")}))
     run_file = run_dir / RUN_FILE
     if run_file.exists():
@@ -240,10 +243,10 @@ def _prepare_run_dir(run_dir: Path, metadata: dict, layers: list[str], overwrite
     known_layers = list(dict.fromkeys(previous.get("layers", []) + layers))
     atomic_write_json(run_file, {"key": key, "layers": known_layers})
     done = {}
-    for name in layers:
+    for name in known_layers:
         if (run_dir / layer_dirname(name) / UNITS_FILE).exists():
             done[name] = LayerResult.load(run_dir / layer_dirname(name))
-    return done
+    return known_layers, done
 
 
 def _clear_run(run_dir: Path, layers: list[str]) -> None:
