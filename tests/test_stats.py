@@ -27,7 +27,7 @@ def test_exact_quantile_equals_numpy(level, n):
 
 def test_exact_quantile_keeps_only_k_values():
     acc = stream(TopKQuantile(3, 50), torch.rand(3, 10_000), 1000)
-    assert acc.values.shape == (3, 50)
+    assert acc.values.shape[0] == 3 and 50 <= acc.values.shape[1] <= 100  # k kept, up to k pending
     with pytest.raises(ValueError, match="needed"):
         acc.quantile(0.5)  # needs 5000 values
 

@@ -33,7 +33,7 @@ from .models.loading import LoadedModel, load_model, model_fingerprint
 from .models.preprocess import Preprocess
 from .results import UNITS_FILE, DissectionResult, LayerResult, atomic_write_json, layer_dirname
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
-from .tally import IOU_MODES, Counts, count_batch, threshold_level
+from .tally import IOU_MODES, Counts, count_masks, count_truth, threshold_level
 
 RUN_FILE = "run.json"
 
@@ -350,12 +350,15 @@ class _Runner:
         """Pass 2: IoU counts per layer, from cached activations or a second forward pass."""
         meta = self.dataset.meta
         label_category = torch.from_numpy(meta.label_category).to(self.device)
-        counts: dict[str, Counts] = {}
+        inter: dict[str, torch.Tensor] = {}
+        act: dict[str, torch.Tensor] = {}
+        truth = torch.zeros(len(label_category), dtype=torch.int64, device=self.device)
         with contextlib.closing(self._pass2_batches()) as pairs:
             for batch, acts in pairs:
                 seg = batch["seg"].to(self.device, non_blocking=True)
+                truth += count_truth(seg, batch["scalars"], label_category)
                 for name, a in acts.items():
-                    c = count_batch(
+                    i, c = count_masks(
                         a.to(self.device),
                         stats[name].thresholds,
                         seg,
@@ -365,10 +368,9 @@ class _Runner:
                         self.config.iou_mode,
                         self.config.chunk_pixels,
                     )
-                    if name in counts:
-                        counts[name].add(c)
-                    else:
-                        counts[name] = c
+                    inter[name] = inter[name] + i if name in inter else i
+                    act[name] = act[name] + c if name in act else c
+        counts = {name: Counts(inter[name], act[name], truth) for name in inter}
         return counts
 
     def _pass2_batches(self) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:

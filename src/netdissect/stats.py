@@ -59,25 +59,30 @@ class TopKQuantile:
     def __init__(self, units: int, k: int, device: torch.device | str = "cpu") -> None:
         self.units, self.k = units, k
         self.values = torch.empty((units, 0), dtype=torch.float32, device=device)
+        self._floor = torch.full((units, 1), float("-inf"), device=device)
         self.count = 0
 
     @staticmethod
     def memory_bytes(units: int, k: int) -> int:
-        """Peak bytes of the kept values (the kept set plus one candidate set while merging)."""
-        return 2 * units * k * 4
+        """Peak bytes: up to ``2k`` kept candidates per unit, plus the compaction's copy."""
+        return 3 * units * k * 4
 
     def add(self, values: torch.Tensor) -> None:
         """Add a batch ``(units, m)`` of values."""
         values = values.to(self.values.device, torch.float32)
         self.count += values.shape[1]
         if self.values.shape[1] >= self.k:
-            # only values above each unit's current k-th largest can enter; skip the rest cheaply
-            floor = self.values.min(dim=1, keepdim=True).values
-            if not (values > floor).any():
+            # Only values above a unit's current k-th largest can enter. The column count of the
+            # batch's top-m holds every such value for every unit; m is small once warmed up.
+            floor = self._floor
+            m = int((values > floor).sum(dim=1).max())
+            if m == 0:
                 return
+            values = values.topk(m, dim=1, sorted=False).values if m < values.shape[1] else values
         merged = torch.cat([self.values, values], dim=1)
-        if merged.shape[1] > self.k:
-            merged = merged.topk(self.k, dim=1, sorted=False).values
+        if merged.shape[1] > 2 * self.k or (self.values.shape[1] < self.k and merged.shape[1] > self.k):
+            merged = merged.topk(self.k, dim=1, sorted=False).values  # compact (amortised)
+            self._floor = merged.min(dim=1, keepdim=True).values
         self.values = merged
 
     def merge(self, other: "TopKQuantile") -> None:
@@ -95,7 +100,7 @@ class TopKQuantile:
         needed = n - lo
         if needed > self.values.shape[1]:
             raise ValueError(f"k={self.k} values kept, {needed} needed for level {level} of {n}")
-        top = self.values.double().sort(dim=1, descending=True).values
+        top = self.values.double().topk(needed, dim=1).values  # sorted, descending
         a = top[:, needed - 1]  # ascending index lo
         b = top[:, needed - 2] if needed >= 2 else a  # ascending index lo + 1
         return _lerp(a, b, t).float()
@@ -106,6 +111,9 @@ class TopKQuantile:
     def load_state_dict(self, state: dict) -> None:
         self.values = state["values"].to(self.values.device)
         self.count, self.k = int(state["count"]), int(state["k"])
+        self._floor = torch.full((self.units, 1), float("-inf"), device=self.values.device)
+        if self.values.shape[1] >= self.k:
+            self._floor = self.values.topk(self.k, dim=1).values[:, -1:]
 
 
 class QuantileSketch:

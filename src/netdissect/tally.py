@@ -2,10 +2,10 @@
 
 For a batch of activation maps and thresholds, :func:`count_batch` returns the batch's
 contribution to ``inter[u, l]``, ``act[u, c]`` and ``truth[l]``. Only (image, unit) pairs whose
-map exceeds the threshold somewhere are upsampled (bilinear interpolation never exceeds the
-largest input value, so the other pairs have empty masks); the labels under each mask are
-counted by one ``bincount`` over ``pair * L + label``. There is no Python loop over units,
-images or pixels; pairs are processed in chunks to bound memory.
+map exceeds the threshold somewhere can have a mask (bilinear interpolation never exceeds the
+largest input value); their masked pixels come from :func:`netdissect.masks.masked_pixels`,
+and the labels under them are counted by one ``bincount`` over ``pair * L + label``. There is
+no Python loop over units, images or pixels; pairs are processed in chunks to bound memory.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from .masks import masked_pixels
 
 IOU_MODES = ("paper", "lite")
 
@@ -32,17 +33,6 @@ def threshold_level(quantile: float, iou_mode: str) -> float:
     if iou_mode == "lite":
         return lite_quantile_level(quantile)
     return 1.0 - quantile
-
-
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize maps ``(P, h, w)`` to ``size``: bilinear with half-pixel centres, antialiased when shrinking."""
-    h, w = maps.shape[-2:]
-    if (h, w) == tuple(size):
-        return maps
-    shrink = h > size[0] or w > size[1]
-    return F.interpolate(
-        maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False, antialias=shrink
-    ).squeeze(1)
 
 
 @dataclass
@@ -76,6 +66,66 @@ def category_onehot(label_category: torch.Tensor, categories: int) -> torch.Tens
     return onehot
 
 
+def count_truth(seg: torch.Tensor, scalars: torch.Tensor, label_category: torch.Tensor) -> torch.Tensor:
+    """``truth[l]`` of one batch: pixels carrying label l; an image-level label covers its image."""
+    L = len(label_category)
+    sh, sw = seg.shape[-2:]
+    seg, scalars = seg.to(label_category.device), scalars.to(label_category.device)
+    truth = torch.bincount(seg.flatten().long(), minlength=L) + torch.bincount(
+        scalars.flatten().long(), minlength=L
+    ) * (sh * sw)
+    return truth * (label_category >= 0)
+
+
+def count_masks(
+    acts: torch.Tensor,
+    thresholds: torch.Tensor,
+    seg: torch.Tensor,
+    scalars: torch.Tensor,
+    present: torch.Tensor,
+    label_category: torch.Tensor,
+    iou_mode: str = "paper",
+    chunk_pixels: int = 1 << 23,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``inter[u, l]`` and ``act[u, c]`` of one batch (see :func:`count_batch`)."""
+    if iou_mode not in IOU_MODES:
+        raise ValueError(f"iou_mode must be one of {IOU_MODES}, got {iou_mode!r}")
+    device = acts.device
+    U = acts.shape[1]
+    sh, sw = seg.shape[-2:]
+    L, C = len(label_category), present.shape[1]
+    seg = seg.to(device)
+    scalars = scalars.to(device, torch.int64)
+    present = present.to(device)
+    label_category = label_category.to(device)
+    valid = (label_category >= 0).to(torch.int64)
+    inter = torch.zeros((U, L), dtype=torch.int64, device=device)
+    act = torch.zeros((U, C), dtype=torch.int64, device=device)
+    thresholds = thresholds.to(device, torch.float32)
+    # bilinear values never exceed a map's maximum: only these (image, unit) pairs can have masks
+    candidates = (acts.amax(dim=(2, 3)).float() > thresholds).nonzero()
+    onehot = category_onehot(label_category, C) if iou_mode == "lite" else None
+    step = max(1, chunk_pixels // (sh * sw))
+    for start in range(0, len(candidates), step):
+        b, u = candidates[start : start + step].unbind(1)
+        P = len(b)
+        pair, ys, xs = masked_pixels(acts[b, u], thresholds[u], (sh, sw))
+        size = torch.bincount(pair, minlength=P)
+        # labels under the masked pixels, one bincount over pair * L + label
+        under = seg[b[pair], :, ys, xs].long()  # (masked pixels, layers)
+        hist = torch.bincount((pair.unsqueeze(1) * L + under).flatten(), minlength=P * L).view(P, L)
+        # an image-level label meets every masked pixel of its image
+        hist.scatter_add_(1, scalars[b], size.unsqueeze(1).expand(-1, scalars.shape[1]).contiguous())
+        hist *= valid
+        inter.index_add_(0, u, hist)
+        if iou_mode == "paper":
+            counted = present[b].to(torch.int64)
+        else:
+            counted = ((hist > 0).to(torch.int64) @ onehot > 0).to(torch.int64)
+        act.index_add_(0, u, size.unsqueeze(1) * counted)
+    return inter, act
+
+
 def count_batch(
     acts: torch.Tensor,
     thresholds: torch.Tensor,
@@ -84,7 +134,7 @@ def count_batch(
     present: torch.Tensor,
     label_category: torch.Tensor,
     iou_mode: str = "paper",
-    chunk_pixels: int = 1 << 24,
+    chunk_pixels: int = 1 << 23,
 ) -> Counts:
     """Count one batch.
 
@@ -97,53 +147,14 @@ def count_batch(
         label_category: ``(L,)`` primary category per label number, -1 for none.
         iou_mode: ``"paper"`` (act counts images where the category is annotated) or
             ``"lite"`` (act counts a mask only where the category occurs under it).
-        chunk_pixels: upper bound on upsampled pixels held at once.
+        chunk_pixels: bound on the upsampled pixels (image-unit pairs x sh x sw) handled at once.
 
     Returns:
         The batch's :class:`Counts`.
     """
-    if iou_mode not in IOU_MODES:
-        raise ValueError(f"iou_mode must be one of {IOU_MODES}, got {iou_mode!r}")
-    device = acts.device
-    B, U = acts.shape[:2]
-    sh, sw = seg.shape[-2:]
-    L = len(label_category)
-    C = present.shape[1]
-    seg = seg.to(device, torch.int64)
-    scalars = scalars.to(device, torch.int64)
-    present = present.to(device)
-    label_category = label_category.to(device)
-    valid = (label_category >= 0).to(torch.int64)
-    counts = Counts.zeros(U, L, C, device)
-
-    truth = torch.bincount(seg.flatten(), minlength=L) + torch.bincount(scalars.flatten(), minlength=L) * (sh * sw)
-    counts.truth = truth * valid
-
-    thresholds = thresholds.to(device, acts.dtype)
-    candidates = (acts.amax(dim=(2, 3)) > thresholds).nonzero()  # (P, 2): image, unit
-    if len(candidates) == 0:
-        return counts
-    onehot = category_onehot(label_category, C) if iou_mode == "lite" else None
-    step = max(1, chunk_pixels // (sh * sw))
-    for start in range(0, len(candidates), step):
-        b, u = candidates[start : start + step].unbind(1)
-        P = len(b)
-        mask = upsample(acts[b, u].float(), (sh, sw)) > thresholds[u].float()[:, None, None]
-        size = mask.sum(dim=(1, 2))
-        # labels under the masked pixels, one bincount over pair * L + label
-        pair, ys, xs = mask.nonzero(as_tuple=True)
-        under = seg[b[pair], :, ys, xs]  # (masked pixels, layers)
-        hist = torch.bincount((pair.unsqueeze(1) * L + under).flatten(), minlength=P * L).view(P, L)
-        # an image-level label meets every masked pixel of its image
-        hist.scatter_add_(1, scalars[b], size.unsqueeze(1).expand(-1, scalars.shape[1]).contiguous())
-        hist *= valid
-        counts.inter.index_add_(0, u, hist)
-        if iou_mode == "paper":
-            counted = present[b].to(torch.int64)
-        else:
-            counted = ((hist > 0).to(torch.int64) @ onehot > 0).to(torch.int64)
-        counts.act.index_add_(0, u, size.unsqueeze(1) * counted)
-    return counts
+    label_category = label_category.to(acts.device)
+    inter, act = count_masks(acts, thresholds, seg, scalars, present, label_category, iou_mode, chunk_pixels)
+    return Counts(inter, act, count_truth(seg, scalars, label_category))
 
 
 def iou_from_counts(counts: Counts, label_category: torch.Tensor) -> torch.Tensor:
