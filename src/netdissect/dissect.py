@@ -54,7 +54,7 @@ class DissectConfig:
             with rank error <= 1e-4 is used.
         cache_memory: bytes of activations kept from pass 1 for pass 2; beyond, pass 2
             runs the model again.
-        chunk_pixels: upsampled pixels processed at once while counting.
+        chunk_pixels: upsampled values evaluated at once while counting (memory bound).
         progress: show tqdm progress bars.
         overwrite: replace a different run found in the output directory.
     """
@@ -68,7 +68,7 @@ class DissectConfig:
     top_images: int = 10
     threshold_memory: int = 1 << 30
     cache_memory: int = 2 << 30
-    chunk_pixels: int = 1 << 23
+    chunk_pixels: int = 1 << 22
     progress: bool = True
     overwrite: bool = False
 

@@ -25,14 +25,22 @@ _SLACK = 2.0**-20
 
 @dataclass(frozen=True)
 class _Axis:
-    """Interpolation along one axis from ``n_in`` source to ``n_out`` output positions."""
+    """Interpolation along one axis from ``n_in`` source to ``n_out`` output positions.
+
+    Output positions are grouped into ``n_in + 1`` cells: cell 0 holds the positions before the
+    first source centre (clamped to source 0), cell ``a + 1`` those between source centres
+    ``a`` and ``a + 1``. A cell's values depend on its two source positions only.
+    """
 
     lo: torch.Tensor  # (n_out,) lower source index
     hi: torch.Tensor  # (n_out,) upper source index (lo + 1, clamped)
-    w_lo: torch.Tensor  # (n_out + 1,) float32 weight of lo (last entry 0: padding)
+    w_lo: torch.Tensor  # (n_out + 1,) float32 weight of lo (last entry NaN: padding, never kept)
     w_hi: torch.Tensor  # (n_out + 1,) float32 weight of hi
-    next: torch.Tensor  # (n_in,) the upper neighbour of each source index
-    cells: torch.Tensor  # (n_in, B) output positions whose lower index is i, padded with n_out
+    cell_lo: torch.Tensor  # (n_in + 1,) lower source index of each cell
+    cell_hi: torch.Tensor  # (n_in + 1,) upper source index of each cell
+    cells: torch.Tensor  # (n_in + 1, width) output positions of each cell, padded with n_out
+    cell_w_lo: torch.Tensor  # (n_in + 1, width) w_lo of those positions (NaN for padding)
+    cell_w_hi: torch.Tensor  # (n_in + 1, width) w_hi of those positions
 
 
 @functools.lru_cache(maxsize=64)
@@ -40,20 +48,23 @@ def _axis(n_in: int, n_out: int, device: str) -> _Axis:
     # float32 source positions, as interpolate computes them: scale * (out + 0.5) - 0.5
     out = torch.arange(n_out, dtype=torch.float32)
     scale = torch.tensor(n_in / n_out, dtype=torch.float32)
-    src = (scale * (out + 0.5) - 0.5).clamp(min=0.0)
+    raw = scale * (out + 0.5) - 0.5
+    src = raw.clamp(min=0.0)
     lo = src.floor().long().clamp(max=n_in - 1)
     lam = (src - lo.float()).clamp(0.0, 1.0)
     nxt = (torch.arange(n_in) + 1).clamp(max=n_in - 1)
     hi = nxt[lo]
-    w_lo = torch.cat([1.0 - lam, torch.zeros(1)])
-    w_hi = torch.cat([lam, torch.zeros(1)])
-    counts = torch.bincount(lo, minlength=n_in)
-    width = int(counts.max())
-    cells = torch.full((n_in, width), n_out, dtype=torch.long)
+    # padding weight NaN: a padded position's value is NaN, and NaN > threshold is False
+    w_lo = torch.cat([1.0 - lam, torch.full((1,), float("nan"))])
+    w_hi = torch.cat([lam, torch.full((1,), float("nan"))])
+    cell = torch.where(raw < 0, 0, lo + 1)
+    counts = torch.bincount(cell, minlength=n_in + 1)
+    cells = torch.full((n_in + 1, int(counts.max())), n_out, dtype=torch.long)
     start = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(n_out) - start[lo]
-    cells[lo, pos] = torch.arange(n_out)
-    return _Axis(*(t.to(device) for t in (lo, hi, w_lo, w_hi, nxt, cells)))
+    cells[cell, torch.arange(n_out) - start[cell]] = torch.arange(n_out)
+    cell_lo = (torch.arange(n_in + 1) - 1).clamp(min=0)
+    tables = (lo, hi, w_lo, w_hi, cell_lo, nxt[cell_lo], cells, w_lo[cells], w_hi[cells])
+    return _Axis(*(t.to(device) for t in tables))
 
 
 def _bilinear(v00, v01, v10, v11, wx_lo, wx_hi, wy_lo, wy_hi):
@@ -86,8 +97,34 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     )
 
 
+def _above(maps: torch.Tensor, floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(p, i, j)`` of the values with ``maps[p, i, j] > floor[p]``, found through row maxima.
+
+    A few per mille of the values pass: a max over each row (a fast reduction) finds the rows
+    that hold one, and only those rows are compared value by value.
+    """
+    p, i = (maps.amax(dim=2) > floor[:, None]).nonzero(as_tuple=True)
+    k, j = (maps[p, i] > floor[p, None]).nonzero(as_tuple=True)
+    return p[k], i[k], j
+
+
+def _hot_cells(maps: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """``(cells, 3)``: map index, row cell and column cell of every cell with a corner above ``floor``.
+
+    A source value at (i, j) is a corner of the cells (i, j), (i, j + 1), (i + 1, j) and
+    (i + 1, j + 1) (see :class:`_Axis`). Only the few values above the floor are expanded;
+    duplicates are merged.
+    """
+    P, h, w = maps.shape
+    p, i, j = _above(maps, floor)
+    rows = torch.stack([i, i + 1], 1)  # (n, 2) row cells
+    cols = torch.stack([j, j + 1], 1)
+    linear = ((p[:, None, None] * (h + 1) + rows[:, :, None]) * (w + 1) + cols[:, None, :]).flatten().unique()
+    return torch.stack([linear // ((h + 1) * (w + 1)), linear // (w + 1) % (h + 1), linear % (w + 1)], 1)
+
+
 def masked_pixels(
-    maps: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int]
+    maps: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], chunk_pixels: int = 1 << 22
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pixels where the upsampled map exceeds its threshold.
 
@@ -95,6 +132,7 @@ def masked_pixels(
         maps: ``(P, h, w)`` activation maps.
         thresholds: ``(P,)`` the threshold of each map; kept pixels are strictly above it.
         size: the segmentation size ``(sh, sw)``.
+        chunk_pixels: bound on the upsampled values evaluated at once (memory).
 
     Returns:
         ``(map index, y, x)`` of every kept pixel, as three int64 tensors.
@@ -103,23 +141,37 @@ def masked_pixels(
     thresholds = thresholds.float()
     h, w = maps.shape[-2:]
     sh, sw = size
-    if h > sh or w > sw or (h, w) == (sh, sw):
-        keep = upsample(maps, size) > thresholds[:, None, None]
-        return keep.nonzero(as_tuple=True)
+    if (h, w) == (sh, sw):
+        return _above(maps, thresholds)
+    if h > sh or w > sw:
+        # shrinking: dense antialiased resize of the maps that exceed their threshold somewhere
+        index = (maps.amax(dim=(1, 2)) > thresholds).nonzero().squeeze(1)
+        found = []
+        for chunk in index.split(max(1, chunk_pixels // (sh * sw))):
+            p, y, x = (upsample(maps[chunk], size) > thresholds[chunk, None, None]).nonzero(as_tuple=True)
+            found.append((chunk[p], y, x))
+        return tuple(torch.cat(parts) for parts in zip(*found)) if found else _empty(maps.device)
     ay, ax = _axis(h, sh, str(maps.device)), _axis(w, sw, str(maps.device))
-    # a cell (a, b) spans source rows a, next(a) and columns b, next(b): hot if a corner can pass
-    corner = torch.maximum(maps, maps[:, ay.next])
-    corner = torch.maximum(corner, corner[:, :, ax.next])
-    floor = thresholds - thresholds.abs() * _SLACK
-    p, a, b = (corner > floor[:, None, None]).nonzero(as_tuple=True)
-    a1, b1 = ay.next[a], ax.next[b]
-    rows, cols = ay.cells[a], ax.cells[b]  # (cells, By), (cells, Bx); padding = sh / sw
-    value = _bilinear(
-        maps[p, a, b][:, None, None], maps[p, a, b1][:, None, None],
-        maps[p, a1, b][:, None, None], maps[p, a1, b1][:, None, None],
-        ax.w_lo[cols][:, None, :], ax.w_hi[cols][:, None, :],
-        ay.w_lo[rows][:, :, None], ay.w_hi[rows][:, :, None],
-    )
-    keep = (value > thresholds[p][:, None, None]) & (rows < sh)[:, :, None] & (cols < sw)[:, None, :]
-    n, r, c = keep.nonzero(as_tuple=True)
-    return p[n], rows[n, r], cols[n, c]
+    cells = _hot_cells(maps, thresholds - thresholds.abs() * _SLACK)
+    flat = maps.reshape(-1)
+    found = []
+    block = ay.cells.shape[1] * ax.cells.shape[1]
+    for chunk in cells.split(max(1, chunk_pixels // block)):
+        p, row_cell, col_cell = chunk.unbind(1)
+        top = p * (h * w) + ay.cell_lo[row_cell] * w  # flat offsets of the cell's two source rows
+        bottom = p * (h * w) + ay.cell_hi[row_cell] * w
+        left, right = ax.cell_lo[col_cell], ax.cell_hi[col_cell]
+        value = _bilinear(
+            flat[top + left][:, None, None], flat[top + right][:, None, None],
+            flat[bottom + left][:, None, None], flat[bottom + right][:, None, None],
+            ax.cell_w_lo[col_cell][:, None, :], ax.cell_w_hi[col_cell][:, None, :],
+            ay.cell_w_lo[row_cell][:, :, None], ay.cell_w_hi[row_cell][:, :, None],
+        )
+        n, r, c = (value > thresholds[p][:, None, None]).nonzero(as_tuple=True)
+        found.append((p[n], ay.cells[row_cell[n], r], ax.cells[col_cell[n], c]))
+    return tuple(torch.cat(parts) for parts in zip(*found)) if found else _empty(maps.device)
+
+
+def _empty(device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    e = torch.zeros(0, dtype=torch.int64, device=device)
+    return e, e, e

@@ -1,11 +1,10 @@
 """The IoU counting kernels of Network Dissection (DESIGN §1): pure, device-agnostic tensor code.
 
 For a batch of activation maps and thresholds, :func:`count_batch` returns the batch's
-contribution to ``inter[u, l]``, ``act[u, c]`` and ``truth[l]``. Only (image, unit) pairs whose
-map exceeds the threshold somewhere can have a mask (bilinear interpolation never exceeds the
-largest input value); their masked pixels come from :func:`netdissect.masks.masked_pixels`,
-and the labels under them are counted by one ``bincount`` over ``pair * L + label``. There is
-no Python loop over units, images or pixels; pairs are processed in chunks to bound memory.
+contribution to ``inter[u, l]``, ``act[u, c]`` and ``truth[l]``. The masked pixels of all
+(image, unit) pairs come from :func:`netdissect.masks.masked_pixels`, which interpolates only
+near values above the threshold, and the labels under them are counted by one ``bincount`` over ``unit * L + label``. There is
+no Python loop over units, images or pixels.
 """
 
 from __future__ import annotations
@@ -58,14 +57,6 @@ class Counts:
         return Counts(self.inter.to(device), self.act.to(device), self.truth.to(device))
 
 
-def category_onehot(label_category: torch.Tensor, categories: int) -> torch.Tensor:
-    """(L, C) 0/1 matrix of each label's primary category (rows of -1 labels are zero)."""
-    onehot = torch.zeros((len(label_category), categories), dtype=torch.int64, device=label_category.device)
-    valid = label_category >= 0
-    onehot[valid, label_category[valid]] = 1
-    return onehot
-
-
 def count_truth(seg: torch.Tensor, scalars: torch.Tensor, label_category: torch.Tensor) -> torch.Tensor:
     """``truth[l]`` of one batch: pixels carrying label l; an image-level label covers its image."""
     L = len(label_category)
@@ -85,44 +76,47 @@ def count_masks(
     present: torch.Tensor,
     label_category: torch.Tensor,
     iou_mode: str = "paper",
-    chunk_pixels: int = 1 << 23,
+    chunk_pixels: int = 1 << 22,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``inter[u, l]`` and ``act[u, c]`` of one batch (see :func:`count_batch`)."""
     if iou_mode not in IOU_MODES:
         raise ValueError(f"iou_mode must be one of {IOU_MODES}, got {iou_mode!r}")
     device = acts.device
-    U = acts.shape[1]
-    sh, sw = seg.shape[-2:]
+    B, U = acts.shape[:2]
     L, C = len(label_category), present.shape[1]
     seg = seg.to(device)
     scalars = scalars.to(device, torch.int64)
     present = present.to(device)
     label_category = label_category.to(device)
-    valid = (label_category >= 0).to(torch.int64)
-    inter = torch.zeros((U, L), dtype=torch.int64, device=device)
-    act = torch.zeros((U, C), dtype=torch.int64, device=device)
     thresholds = thresholds.to(device, torch.float32)
-    # bilinear values never exceed a map's maximum: only these (image, unit) pairs can have masks
-    candidates = (acts.amax(dim=(2, 3)).float() > thresholds).nonzero()
-    onehot = category_onehot(label_category, C) if iou_mode == "lite" else None
-    step = max(1, chunk_pixels // (sh * sw))
-    for start in range(0, len(candidates), step):
-        b, u = candidates[start : start + step].unbind(1)
-        P = len(b)
-        pair, ys, xs = masked_pixels(acts[b, u], thresholds[u], (sh, sw))
-        size = torch.bincount(pair, minlength=P)
-        # labels under the masked pixels, one bincount over pair * L + label
-        under = seg[b[pair], :, ys, xs].long()  # (masked pixels, layers)
-        hist = torch.bincount((pair.unsqueeze(1) * L + under).flatten(), minlength=P * L).view(P, L)
-        # an image-level label meets every masked pixel of its image
-        hist.scatter_add_(1, scalars[b], size.unsqueeze(1).expand(-1, scalars.shape[1]).contiguous())
-        hist *= valid
-        inter.index_add_(0, u, hist)
-        if iou_mode == "paper":
-            counted = present[b].to(torch.int64)
-        else:
-            counted = ((hist > 0).to(torch.int64) @ onehot > 0).to(torch.int64)
-        act.index_add_(0, u, size.unsqueeze(1) * counted)
+
+    # every masked pixel of every (image, unit) pair: pair = image * U + unit
+    pair, ys, xs = masked_pixels(acts.flatten(0, 1), thresholds.repeat(B), tuple(seg.shape[-2:]), chunk_pixels)
+    unit = pair % U
+    size = torch.bincount(pair, minlength=B * U).view(B, U)  # mask areas
+
+    # labels under the masked pixels (every layer): one bincount over unit * L + label
+    under = seg[pair // U, :, ys, xs].long()  # (masked pixels, layers)
+    inter = torch.bincount((unit.unsqueeze(1) * L + under).flatten(), minlength=U * L).view(U, L)
+    # an image-level label meets every masked pixel of its image
+    keys = torch.arange(U, device=device).view(1, U, 1) * L + scalars.unsqueeze(1)  # (B, U, k)
+    inter.view(-1).index_add_(0, keys.flatten(), size.unsqueeze(2).expand_as(keys).flatten())
+    inter *= label_category >= 0  # label 0 and labels outside the categories never count
+
+    if iou_mode == "paper":
+        counted = present.unsqueeze(1)  # category annotated anywhere in the image
+    else:
+        # lite: a category counts where one of its labels lies under the mask (or is image-level)
+        cat = label_category[under]
+        hit = cat >= 0
+        key = (pair.unsqueeze(1) * C + cat)[hit]
+        under_mask = torch.bincount(key, minlength=B * U * C).view(B, U, C) > 0
+        image_level = torch.zeros((B, C), dtype=torch.bool, device=device)
+        scalar_cat = label_category[scalars]
+        rows = torch.arange(B, device=device).unsqueeze(1).expand_as(scalars)
+        image_level[rows[scalar_cat >= 0], scalar_cat[scalar_cat >= 0]] = True
+        counted = under_mask | image_level.unsqueeze(1)
+    act = (size.unsqueeze(2) * counted).sum(dim=0)  # (U, C)
     return inter, act
 
 
@@ -134,7 +128,7 @@ def count_batch(
     present: torch.Tensor,
     label_category: torch.Tensor,
     iou_mode: str = "paper",
-    chunk_pixels: int = 1 << 23,
+    chunk_pixels: int = 1 << 22,
 ) -> Counts:
     """Count one batch.
 
@@ -147,7 +141,7 @@ def count_batch(
         label_category: ``(L,)`` primary category per label number, -1 for none.
         iou_mode: ``"paper"`` (act counts images where the category is annotated) or
             ``"lite"`` (act counts a mask only where the category occurs under it).
-        chunk_pixels: bound on the upsampled pixels (image-unit pairs x sh x sw) handled at once.
+        chunk_pixels: bound on the upsampled values evaluated at once (memory).
 
     Returns:
         The batch's :class:`Counts`.
