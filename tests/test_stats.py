@@ -27,9 +27,27 @@ def test_exact_quantile_equals_numpy(level, n):
 
 def test_exact_quantile_keeps_only_k_values():
     acc = stream(TopKQuantile(3, 50), torch.rand(3, 10_000), 1000)
-    assert acc.values.shape[0] == 3 and 50 <= acc.values.shape[1] <= 100  # k kept, up to k pending
+    assert acc.values.shape == (3, 50)
+    assert acc._pending_size < 3 * 50  # candidates are folded in once they outnumber the kept values
     with pytest.raises(ValueError, match="needed"):
         acc.quantile(0.5)  # needs 5000 values
+
+
+def test_maps_input_equals_value_input():
+    """add_maps (batches of activation maps, reading only maps above the floor) == add."""
+    gen = torch.Generator().manual_seed(5)
+    maps = torch.randn(40, 3, 6, 5, generator=gen)
+    maps[:, 1] = maps[:, 1].round()  # ties
+    n = 40 * 30
+    k = topk_needed(n, 0.99)
+    by_values, by_maps = TopKQuantile(3, k), TopKQuantile(3, k)
+    for i in range(0, 40, 7):
+        by_values.add(maps[i : i + 7].transpose(0, 1).reshape(3, -1))
+        by_maps.add_maps(maps[i : i + 7])
+    assert by_maps.count == by_values.count == n
+    assert torch.equal(by_maps.quantile(0.99), by_values.quantile(0.99))
+    expected = np.quantile(maps.transpose(0, 1).reshape(3, -1).double().numpy(), 0.99, axis=1)
+    np.testing.assert_allclose(by_maps.quantile(0.99).numpy(), expected, rtol=1e-6)
 
 
 def test_exact_shards_merge_to_one_pass():

@@ -302,14 +302,17 @@ class _Runner:
 
     def _activations(self, capture: LayerCapture, images: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = capture(images.to(self.device, non_blocking=True))
-        acts = {}
-        for name in self.layers:
-            out = as_feature_map(name, outputs[name]).float()
-            if not torch.isfinite(out).all():
-                bad = (~torch.isfinite(out)).flatten(2).any(2).any(0).sum().item()
-                raise ActivationError(f"layer {name!r} produced NaN or Inf activations in {bad} unit(s)")
-            acts[name] = out
-        return acts
+        return {name: as_feature_map(name, outputs[name]).float() for name in self.layers}
+
+    def _maxima(self, name: str, acts: torch.Tensor) -> torch.Tensor:
+        """Per (image, unit) maxima; checks the layer for NaN/Inf on the way (they reach max or min)."""
+        maxima = acts.amax(dim=(2, 3))
+        bad = ~torch.isfinite(maxima) | ~torch.isfinite(acts.amin(dim=(2, 3)))
+        if bad.any():
+            raise ActivationError(
+                f"layer {name!r} produced NaN or Inf activations in {int(bad.any(0).sum())} unit(s)"
+            )
+        return maxima
 
     def pass_thresholds(self) -> dict[str, LayerStats]:
         """Pass 1: per-unit quantile statistics and top images; thresholds at the end."""
@@ -322,9 +325,12 @@ class _Runner:
                 if not stats:
                     stats = self._start(acts, n_images)
                 for name, a in acts.items():
-                    units = a.shape[1]
-                    stats[name].quantile.add(a.transpose(0, 1).reshape(units, -1))
-                    stats[name].top.add(a.amax(dim=(2, 3)), batch["index"])
+                    maxima = self._maxima(name, a)
+                    if isinstance(stats[name].quantile, TopKQuantile):
+                        stats[name].quantile.add_maps(a, maxima)
+                    else:
+                        stats[name].quantile.add(a.transpose(0, 1).reshape(a.shape[1], -1))
+                    stats[name].top.add(maxima, batch["index"])
                 if self.cache is not None:
                     self.cache.append({name: a.cpu() for name, a in acts.items()})
         for s in stats.values():

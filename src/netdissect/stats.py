@@ -50,6 +50,11 @@ def _lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 class TopKQuantile:
     """Exact upper quantiles from the ``k`` largest values per unit.
 
+    Until every unit has seen ``k`` values they are all kept; from then on a value can only
+    matter if it beats the unit's current k-th largest (its *floor*), and only those few
+    values are collected, as a flat list of (unit, value) pairs, and folded into the kept
+    ``(units, k)`` matrix when the list grows as large as the matrix.
+
     Args:
         units: number of units (rows of each batch).
         k: values kept per unit; use :func:`topk_needed` with the total stream length.
@@ -58,41 +63,86 @@ class TopKQuantile:
 
     def __init__(self, units: int, k: int, device: torch.device | str = "cpu") -> None:
         self.units, self.k = units, k
-        self.values = torch.empty((units, 0), dtype=torch.float32, device=device)
-        self._floor = torch.full((units, 1), float("-inf"), device=device)
+        self.values = torch.empty((units, 0), dtype=torch.float32, device=device)  # k largest per unit
+        self._floor = torch.full((units,), float("-inf"), device=device)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (unit, value) candidates
+        self._pending_size = 0
         self.count = 0
 
     @staticmethod
     def memory_bytes(units: int, k: int) -> int:
-        """Peak bytes: up to ``2k`` kept candidates per unit, plus the compaction's copy."""
-        return 3 * units * k * 4
+        """Peak bytes: the kept values, as many pending candidates (with their units) and a merge copy."""
+        return 4 * units * k * 4
+
+    @property
+    def _warm(self) -> bool:
+        return self.values.shape[1] >= self.k
 
     def add(self, values: torch.Tensor) -> None:
         """Add a batch ``(units, m)`` of values."""
         values = values.to(self.values.device, torch.float32)
         self.count += values.shape[1]
-        if self.values.shape[1] >= self.k:
-            # Only values above a unit's current k-th largest can enter. The column count of the
-            # batch's top-m holds every such value for every unit; m is small once warmed up.
-            floor = self._floor
-            m = int((values > floor).sum(dim=1).max())
-            if m == 0:
-                return
-            values = values.topk(m, dim=1, sorted=False).values if m < values.shape[1] else values
-        merged = torch.cat([self.values, values], dim=1)
-        if merged.shape[1] > 2 * self.k or (self.values.shape[1] < self.k and merged.shape[1] > self.k):
-            merged = merged.topk(self.k, dim=1, sorted=False).values  # compact (amortised)
-            self._floor = merged.min(dim=1, keepdim=True).values
-        self.values = merged
+        if not self._warm:
+            merged = torch.cat([self.values, values], dim=1)
+            self.values = merged.topk(self.k, dim=1).values if merged.shape[1] > self.k else merged
+            if self._warm:
+                self._floor = self.values.amin(dim=1)
+            return
+        unit, col = (values > self._floor[:, None]).nonzero(as_tuple=True)
+        self._collect(unit, values[unit, col])
+
+    def add_maps(self, maps: torch.Tensor, maxima: torch.Tensor | None = None) -> None:
+        """Add a batch of activation maps ``(B, units, h, w)``; ``maxima`` (B, units) is optional.
+
+        Once warm, only the maps whose maximum beats their unit's floor are read value by value.
+        """
+        B, U = maps.shape[:2]
+        if not self._warm:
+            self.add(maps.transpose(0, 1).reshape(U, -1))
+            return
+        maps = maps.to(self.values.device, torch.float32)
+        self.count += maps[0, 0].numel() * B
+        maxima = maps.amax(dim=(2, 3)) if maxima is None else maxima.to(maps.device)
+        b, u = (maxima > self._floor).nonzero(as_tuple=True)
+        if len(b) == 0:
+            return
+        rows = maps[b, u].flatten(1)
+        r, col = (rows > self._floor[u][:, None]).nonzero(as_tuple=True)
+        self._collect(u[r], rows[r, col])
+
+    def _collect(self, unit: torch.Tensor, value: torch.Tensor) -> None:
+        if len(unit):
+            self._pending.append((unit, value))
+            self._pending_size += len(unit)
+            if self._pending_size >= self.units * self.k:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Merge the pending candidates into the kept ``(units, k)`` values."""
+        if not self._pending:
+            return
+        unit = torch.cat([u for u, _ in self._pending])
+        value = torch.cat([v for _, v in self._pending])
+        self._pending, self._pending_size = [], 0
+        order = unit.argsort(stable=True)
+        unit, value = unit[order], value[order]
+        counts = torch.bincount(unit, minlength=self.units)
+        rank = torch.arange(len(unit), device=unit.device) - (counts.cumsum(0) - counts)[unit]
+        padded = torch.full((self.units, int(counts.max())), float("-inf"), device=value.device)
+        padded[unit, rank] = value
+        self.values = torch.cat([self.values, padded], dim=1).topk(self.k, dim=1).values
+        self._floor = self.values.amin(dim=1)
 
     def merge(self, other: "TopKQuantile") -> None:
         """Fold in an accumulator that saw another part of the stream."""
+        other._fold()
         count = self.count
         self.add(other.values)
         self.count = count + other.count
 
     def quantile(self, level: float) -> torch.Tensor:
         """The ``level`` quantile per unit (float32), exactly as ``numpy.quantile`` would give."""
+        self._fold()
         n = self.count
         if n == 0:
             raise ValueError("no values seen")
@@ -106,14 +156,15 @@ class TopKQuantile:
         return _lerp(a, b, t).float()
 
     def state_dict(self) -> dict:
+        self._fold()
         return {"values": self.values.cpu(), "count": self.count, "k": self.k}
 
     def load_state_dict(self, state: dict) -> None:
         self.values = state["values"].to(self.values.device)
         self.count, self.k = int(state["count"]), int(state["k"])
-        self._floor = torch.full((self.units, 1), float("-inf"), device=self.values.device)
-        if self.values.shape[1] >= self.k:
-            self._floor = self.values.topk(self.k, dim=1).values[:, -1:]
+        self._pending, self._pending_size = [], 0
+        warm = self.values.shape[1] >= self.k
+        self._floor = self.values.amin(dim=1) if warm else torch.full_like(self._floor, float("-inf"))
 
 
 class QuantileSketch:
