@@ -143,3 +143,16 @@ def test_layers_added_to_a_run_keep_earlier_ones(tmp_path):
     result = dissect(net, data, ["1"], out, **OPTIONS)
     assert list(result.layers) == ["0", "1"]
     assert list(json.loads((out / "summary.json").read_text())["layers"]) == ["0", "1"]
+
+
+def test_top_image_maps_are_kept(tiny_dataset, tmp_path):
+    """Pass 2 keeps each unit's maps on its top images (for the report's strips), without a new pass."""
+    maps = tiny_maps()
+    result = dissect(LookupNet(maps), tiny(tiny_dataset), ["layer"], tmp_path / "run", top_images=2, **OPTIONS)
+    layer = result["layer"]
+    assert layer.top_indices.tolist() == [[0, 1], [1, 0]]  # ties broken by image index
+    for u in range(2):
+        for r, image in enumerate(layer.top_indices[u]):
+            assert np.array_equal(layer.top_maps[u, r], maps[image, u].numpy())
+    again = DissectionResult.load(tmp_path / "run")["layer"]
+    assert np.array_equal(again.top_maps, layer.top_maps)

@@ -189,6 +189,7 @@ def dissect(
                 truth=counts[name].truth.cpu().numpy(),
                 top_indices=stats[name].top.indices.cpu().numpy(),
                 top_values=stats[name].top.values.cpu().numpy(),
+                top_maps=stats[name].top_maps.cpu().numpy(),
                 iou_threshold=config.iou_threshold,
                 metadata=layer_meta,
             )
@@ -261,12 +262,21 @@ def _clear_run(run_dir: Path, layers: list[str]) -> None:
 
 @dataclass
 class LayerStats:
-    """Pass-1 statistics of one layer."""
+    """Statistics of one layer: pass 1's quantiles and top images, pass 2's maps of those images."""
 
     quantile: TopKQuantile | QuantileSketch
     top: TopImages
     method: str
     thresholds: torch.Tensor = field(default=None)
+    top_maps: torch.Tensor = field(default=None)  # (U, m, h, w) the maps of each unit's top images
+
+    def keep_top_maps(self, acts: torch.Tensor, index: torch.Tensor) -> None:
+        """Copy, from a batch ``(B, U, h, w)`` with dataset ``index`` (B,), each unit's top-image maps."""
+        if self.top_maps is None:
+            U, m = self.top.indices.shape
+            self.top_maps = acts.new_zeros((U, m) + tuple(acts.shape[2:]))
+        b, u, rank = (self.top.indices.unsqueeze(0) == index.view(-1, 1, 1)).nonzero(as_tuple=True)
+        self.top_maps[u, rank] = acts[b, u]
 
 
 class _Runner:
@@ -363,7 +373,9 @@ class _Runner:
             for batch, acts in pairs:
                 seg = batch["seg"].to(self.device, non_blocking=True)
                 truth += count_truth(seg, batch["scalars"], label_category)
+                index = batch["index"].to(self.device)
                 for name, a in acts.items():
+                    stats[name].keep_top_maps(a.to(self.device), index)
                     i, c = count_masks(
                         a.to(self.device),
                         stats[name].thresholds,

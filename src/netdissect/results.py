@@ -20,6 +20,7 @@ import torch
 from .tally import Counts, best_labels, iou_from_counts
 
 TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
+MAPS_FILE = "top_maps.npz"
 
 
 def display_name(name: str) -> str:
@@ -62,6 +63,7 @@ class LayerResult:
     truth: np.ndarray  # (L,) int64
     top_indices: np.ndarray  # (U, m) dataset indices of the top images by per-image maximum
     top_values: np.ndarray  # (U, m) those maxima
+    top_maps: np.ndarray | None = None  # (U, m, h, w) the unit's activation maps on those images
     iou_threshold: float = 0.04
     metadata: dict = field(default_factory=dict)
 
@@ -145,7 +147,7 @@ class LayerResult:
         return rows
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write tally.csv, iou.npz and (last, as the layer's completion mark) units.json."""
+        """Write tally.csv, iou.npz, top_maps.npz and (last: the layer's completion mark) units.json."""
         directory = Path(directory)
         header = ["unit", "category", "label", "score"]
         for c in self.categories:
@@ -170,6 +172,10 @@ class LayerResult:
             top_values=self.top_values,
         )
         atomic_write_bytes(directory / ARRAYS_FILE, arrays.getvalue())
+        if self.top_maps is not None:
+            maps = io.BytesIO()
+            np.savez_compressed(maps, top_maps=self.top_maps.astype(np.float32))
+            atomic_write_bytes(directory / MAPS_FILE, maps.getvalue())
         atomic_write_json(
             directory / UNITS_FILE,
             {"layer": self.layer, "summary": self.summary(), "metadata": self.metadata, "units": self.unit_records()},
@@ -181,6 +187,10 @@ class LayerResult:
         """Read a layer's results back from its directory."""
         directory = Path(directory)
         meta = json.loads((directory / UNITS_FILE).read_text())
+        top_maps = None
+        if (directory / MAPS_FILE).exists():
+            with np.load(directory / MAPS_FILE) as z:
+                top_maps = z["top_maps"]
         with np.load(directory / ARRAYS_FILE) as z:
             return cls(
                 layer=meta["layer"],
@@ -193,6 +203,7 @@ class LayerResult:
                 truth=z["truth"],
                 top_indices=z["top_indices"],
                 top_values=z["top_values"],
+                top_maps=top_maps,
                 iou_threshold=float(meta["summary"]["iou_threshold"]),
                 metadata=meta.get("metadata", {}),
             )
