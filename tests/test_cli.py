@@ -189,7 +189,22 @@ def test_dissect_callable_end_to_end(capsys, model_module, tiny_dataset, tmp_pat
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["layer", "units", "detectors"]
     assert lines[1].split()[:2] == ["conv", "4"]
-    assert lines[-1] == f"results: {(tmp_path / 'out').resolve()}"
+    assert lines[-2] == f"results: {(tmp_path / 'out').resolve()}"
+    assert lines[-1] == f"report: {(tmp_path / 'out' / 'index.html').resolve()}"
+    assert (tmp_path / "out" / "conv" / "index.html").is_file()
+
+
+def test_no_report(capsys, model_module, tiny_dataset, tmp_path):
+    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--no-report"))
+    assert rc == 0, err
+    assert not (tmp_path / "out" / "index.html").exists() and "report:" not in out
+    # `netdissect report` rebuilds it from the saved results, without the model
+    rc, out, err = run_main(capsys, ["report", "out", "--examples", "2", "--no-progress"])
+    assert rc == 0, err
+    assert out.strip() == f"report: {(tmp_path / 'out' / 'index.html').resolve()}"
+    assert (tmp_path / "out" / "conv" / "strips" / "unit_0001.jpg").is_file()
+    rc, out, err = run_main(capsys, ["report", "nowhere"])
+    assert rc == 1 and err.startswith("netdissect: error:") and len(err.strip().splitlines()) == 1
 
 
 def test_model_args(capsys, model_module, tiny_dataset, tmp_path):

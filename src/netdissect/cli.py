@@ -43,6 +43,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+    p.add_argument("--examples", type=int, default=10,
+                   help="top images shown per unit in the report (default: %(default)s)")
+
+
+def _report(args: argparse.Namespace, out: str, dataset) -> None:
+    if args.no_report:
+        return
+    from .report import write_report
+
+    index = write_report(out, dataset=dataset, examples=args.examples, progress=not args.no_progress)
+    print(f"report: {index.resolve()}")
+
+
 def _config(args: argparse.Namespace, **extra):
     from .dissect import DissectConfig
 
@@ -53,7 +68,7 @@ def _config(args: argparse.Namespace, **extra):
         batch_size=args.batch_size,
         workers=args.workers,
         device=args.device,
-        top_images=args.top_images,
+        top_images=max(args.top_images, getattr(args, "examples", 0)),
         threshold_memory=int(args.threshold_memory * 2**20),
         cache_memory=int(args.cache_memory * 2**20),
         progress=not args.no_progress,
@@ -97,6 +112,17 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     result = dissect(model, dataset, args.layers, out=args.out, config=_config(args, overwrite=args.overwrite))
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()}")
+    _report(args, args.out, dataset)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .data import BrodenDataset
+    from .report import write_report
+
+    dataset = BrodenDataset(args.dataset) if args.dataset else None
+    index = write_report(args.run_dir, dataset=dataset, examples=args.examples, progress=not args.no_progress)
+    print(f"report: {index.resolve()}")
     return 0
 
 
@@ -170,6 +196,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = dissect(model, dataset, list(DEMO_LAYERS), out=args.out, config=_config(args, overwrite=True))
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()} (summary.json, <layer>/tally.csv, units.json, iou.npz)")
+    _report(args, args.out, dataset)
     return 0
 
 
@@ -196,7 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "compare at the segmentation size (default: the dataset's own size)")
     p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
     _add_run_options(p)
+    _add_report_options(p)
     p.set_defaults(func=cmd_dissect)
+
+    p = sub.add_parser("report", help="rebuild the HTML report of a finished run",
+                       description="Rebuild the HTML report (pages, unit strips, charts) of a run directory "
+                       "from its saved results; the model is not needed.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `netdissect dissect`")
+    p.add_argument("--dataset", metavar="DIR", help="the dataset, if it moved since the run (default: the run's)")
+    p.add_argument("--examples", type=int, default=10, help="top images shown per unit (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("layers", help="list a model's layers with their output shapes",
                        description="List every named module, its type and its output shape for one dummy input.")
@@ -220,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=400, help="images in the demo dataset (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo dataset (default: %(default)s)")
     _add_run_options(p)
+    _add_report_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

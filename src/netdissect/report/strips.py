@@ -7,6 +7,7 @@ never runs the model or reads the rest of the dataset.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from PIL import Image
 
 from ..data.broden import BrodenDataset
 from ..masks import upsample
-from ..results import LayerResult
+from ..results import LayerResult, atomic_write_bytes
 
 GAP = 4  # pixels between tiles
 DIM = 0.3  # brightness kept outside the mask
@@ -118,6 +119,8 @@ def write_strips(
             concept_tiles.append(tint(picture, truth))
         name = f"unit_{u + 1:04d}"
         for suffix, parts in (("", tiles), ("_concept", concept_tiles)):
-            Image.fromarray(join_tiles(parts)).save(directory / f"{name}{suffix}.jpg", quality=85)
+            buffer = io.BytesIO()
+            Image.fromarray(join_tiles(parts)).save(buffer, format="JPEG", quality=85)
+            atomic_write_bytes(directory / f"{name}{suffix}.jpg", buffer.getvalue())
         files[u + 1] = (f"{name}.jpg", f"{name}_concept.jpg")
     return files

@@ -1,0 +1,113 @@
+"""The report's charts as PNG images (for papers): matplotlib figures rendered with Agg.
+
+Figures are built from :class:`matplotlib.figure.Figure` directly, never through pyplot, so
+making them touches no global state (no backend switch, no open-figure registry) and works
+without a display.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..results import atomic_write_bytes
+from .pages import NO_CATEGORY_COLOUR, category_colours, place_in_rows
+
+DPI = 150
+
+
+def _text(s: str) -> str:
+    """A label for matplotlib: ``$`` escaped so that names are never read as mathtext."""
+    return str(s).replace("$", r"\$")
+
+
+def _save(figure: Figure, path: str | os.PathLike) -> Path:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    figure.clear()
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def save_bar_graph_png(bars: Sequence[tuple[str, str, int]], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Write the bar graph of detectors per label (``(category, label, count)`` rows, in order) as a PNG."""
+    colours = category_colours(c for c, _, _ in bars)
+    n = len(bars)
+    width = min(60.0, max(4.0, 0.22 * n + 1.4))
+    figure = Figure(figsize=(width, 3.4))
+    ax = figure.add_subplot()
+    if n:
+        xs = range(n)
+        counts = [count for _, _, count in bars]
+        ax.bar(xs, counts, width=0.75, color=[colours.get(c, NO_CATEGORY_COLOUR) for c, _, _ in bars])
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([_text(label) for _, label, _ in bars], rotation=60, ha="right", rotation_mode="anchor",
+                           fontsize=8)
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.set_ylim(0, max(counts) * 1.15 + 0.5)
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        # category names above their groups, in a second row where a group is too narrow
+        groups: list[tuple[str, int, int]] = []
+        for i, (category, _, _) in enumerate(bars):
+            if groups and groups[-1][0] == category:
+                groups[-1] = (category, groups[-1][1], i)
+            else:
+                groups.append((category, i, i))
+        bar_points = 72 * 0.775 * width / (n + 0.2)  # approximate width of one bar slot in points
+        spans = [((first + last) / 2, (5.6 * len(category) / 2 + 3) / bar_points) for category, first, last in groups]
+        rows = place_in_rows(spans)
+        for (category, first, last), row in zip(groups, rows):
+            ax.annotate(
+                _text(category), xy=((first + last) / 2, 1.0), xycoords=("data", "axes fraction"),
+                xytext=(0, 4 + 12 * row), textcoords="offset points", ha="center", va="bottom", fontsize=9,
+                fontweight="bold", color=colours.get(category, NO_CATEGORY_COLOUR),
+            )
+    else:
+        ax.set_xticks([])
+        ax.text(0.5, 0.5, "no detectors", ha="center", va="center", transform=ax.transAxes, color="#666")
+    ax.set_ylabel("units")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(_text(title), pad=18 + 12 * (max(rows) if n else 0), fontsize=10)
+    return _save(figure, path)
+
+
+def save_category_fractions_png(data: Mapping, path: str | os.PathLike) -> Path:
+    """Write the fraction of units detecting each category per layer (stacked bars) as a PNG.
+
+    ``data`` is :func:`netdissect.report.pages.category_fractions`'s output or a run context
+    (:func:`netdissect.report.pages.run_context`) holding it under ``"fractions"``.
+    """
+    if isinstance(data.get("fractions"), Mapping):
+        data = data["fractions"]
+    categories, rows = list(data["categories"]), list(data["layers"])
+    colours = category_colours(categories)
+    figure = Figure(figsize=(max(4.5, 1.0 * len(rows) + 2.8), 3.6))
+    ax = figure.add_subplot()
+    xs = list(range(len(rows)))
+    bottoms = [0.0] * len(rows)
+    for c in categories:
+        values = [100 * r["fractions"].get(c, 0.0) for r in rows]
+        if not any(values):
+            continue
+        ax.bar(xs, values, bottom=bottoms, width=0.62, color=colours[c], label=_text(c))
+        bottoms = [b + v for b, v in zip(bottoms, values)]
+    ax.set_xticks(xs)
+    ax.set_xticklabels([_text(r["layer"]) for r in rows], rotation=30 if len(rows) > 4 else 0,
+                       ha="right" if len(rows) > 4 else "center")
+    ax.set_ylabel("units detecting the category (%)")
+    ax.set_ylim(0, max([*bottoms, 1.0]) * 1.12)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles[::-1], labels[::-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    return _save(figure, path)

@@ -1,0 +1,333 @@
+"""The HTML report: files, numbers, unit cards, bar graph data, self-containment and escaping."""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from netdissect.data.synthetic import make_synthetic_dataset
+from netdissect.dissect import dissect
+from netdissect.errors import DatasetError, RunDirectoryError
+from netdissect.models import load_model
+from netdissect.report import open_run_dataset, write_report
+from netdissect.report.pages import (
+    CATEGORY_ORDER,
+    bar_data,
+    bar_graph_svg,
+    category_colours,
+    category_fractions,
+    category_fractions_svg,
+    layer_context,
+    ordered_categories,
+    place_in_rows,
+    render_layer_page,
+    run_context,
+)
+from netdissect.results import DissectionResult, LayerResult, display_name
+
+EVIL = "<script>alert(1)</script>"
+LAYERS = ["conv3", "conv4"]
+
+
+def rename_label(root: Path, old: str, new: str) -> None:
+    for path in [root / "label.csv", *root.glob("c_*.csv")]:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        rows = [[new if cell == old else cell for cell in row] for row in rows]
+        with open(path, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A real dissection of the demo model on a synthetic dataset whose label "rug" (a frequent
+    detector there) is renamed to a hostile name; then its report (dataset from the run's metadata)."""
+    root = tmp_path_factory.mktemp("report")
+    data = make_synthetic_dataset(root / "data", n=24, size=64, seed=0)
+    rename_label(data, "rug", EVIL)
+    out = root / "run"
+    dissect(load_model("demo"), data, LAYERS, out, workers=0, progress=False, device="cpu")
+    index = write_report(out, progress=False)
+    assert index == out / "index.html"
+    return out
+
+
+@pytest.fixture(scope="module")
+def result(run) -> DissectionResult:
+    return DissectionResult.load(run)
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, and the text under elements with an id."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: dict[str, str] = {}
+        self._open: list[tuple[str, str | None]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs))
+        if tag not in {"img", "input", "meta", "br", "link", "rect", "line"}:
+            self._open.append((tag, attrs.get("id")))
+
+    def handle_endtag(self, tag):
+        while self._open:
+            if self._open.pop()[0] == tag:
+                break
+
+    def handle_data(self, data):
+        for _, ident in self._open:
+            if ident:
+                self.text[ident] = self.text.get(ident, "") + data
+
+    def find(self, tag: str | None = None, cls: str | None = None) -> list[dict]:
+        return [
+            a for t, a in self.tags
+            if (tag is None or t == tag) and (cls is None or cls in (a.get("class") or "").split())
+        ]
+
+
+def layer_page(run: Path, layer: str) -> str:
+    return (run / layer / "index.html").read_text(encoding="utf-8")
+
+
+def test_files_exist(run, result):
+    assert (run / "index.html").stat().st_size > 1000
+    assert (run / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name, layer in result.layers.items():
+        directory = run / name
+        assert (directory / "index.html").is_file()
+        assert (directory / "bargraph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for unit in range(1, layer.units + 1):
+            assert (directory / "strips" / f"unit_{unit:04d}.jpg").is_file()
+            assert (directory / "strips" / f"unit_{unit:04d}_concept.jpg").is_file()
+    assert not list(run.rglob(".*.tmp*"))  # atomic writes leave no temporary files
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_header_has_the_summary_numbers(run, result, name):
+    s = result[name].summary()
+    page = Elements(layer_page(run, name))
+    header = " ".join(page.text["layer-summary"].split())
+    assert header == (
+        f"{s['detectors']}/{s['units']} units covering {s['unique_detectors']} concepts with IoU >= {s['iou_threshold']:g}"
+    )
+    assert s["detectors"] > 0  # the test run has detectors to show
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_one_card_per_unit_numbered_as_in_tally(run, result, name):
+    layer = result[name]
+    page = Elements(layer_page(run, name))
+    cards = page.find("article", "unit-card")
+    assert len(cards) == layer.units
+    with open(run / name / "tally.csv", newline="") as f:
+        tally = {int(r["unit"]): r for r in csv.DictReader(f)}
+    assert sorted(int(c["data-unit"]) for c in cards) == sorted(tally) == list(range(1, layer.units + 1))
+    for card in cards:
+        row = tally[int(card["data-unit"])]
+        assert card["data-label"] == display_name(row["label"])
+        assert card["data-category"] == row["category"]
+        assert float(card["data-score"]) == pytest.approx(float(row["score"]), abs=1e-5)
+        assert card["data-detector"] == ("true" if float(row["score"]) >= layer.iou_threshold else "false")
+        assert ("non-detector" in card["class"].split()) == (card["data-detector"] == "false")
+    # cards start sorted by score, best first
+    scores = [float(c["data-score"]) for c in cards]
+    assert scores == sorted(scores, reverse=True)
+    # every card shows its own strip, lazily, with its size reserved
+    strips = page.find("img", "strip")
+    assert len(strips) == layer.units
+    for card, img in zip(cards, strips):
+        unit = int(card["data-unit"])
+        assert img["src"] == card["data-strip"] == f"strips/unit_{unit:04d}.jpg"
+        assert card["data-concept"] == f"strips/unit_{unit:04d}_concept.jpg"
+        assert img["loading"] == "lazy" and int(img["width"]) > 0 and int(img["height"]) > 0
+        assert (run / name / img["src"]).is_file()
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_bar_data_counts_detectors_per_label_in_category_order(result, name):
+    layer = result[name]
+    bars = bar_data(layer)
+    expected = Counter(int(label) for label in layer.label[layer.detectors])
+    assert sum(n for _, _, n in bars) == int(layer.detectors.sum())
+    assert Counter({display_name(layer.label_names[k]): n for k, n in expected.items()}) == Counter(
+        {label: n for _, label, n in bars}
+    )
+    for category, label, n in bars:
+        number = [k for k in expected if display_name(layer.label_names[k]) == label][0]
+        assert category == layer.categories[layer.label_category[number]]
+    # grouped by category in the report's order, most detectors first within a group
+    order = [c for c in CATEGORY_ORDER if c in layer.categories]
+    cats = [c for c, _, _ in bars]
+    assert cats == sorted(cats, key=order.index)
+    for c in set(cats):
+        counts = [n for cc, _, n in bars if cc == c]
+        assert counts == sorted(counts, reverse=True)
+    # the page's inline bar graph draws exactly these bars
+    svg = re.search(r"<svg[^>]*class=\"bar-graph\".*?</svg>", layer_context(layer, {})["bar_graph"], re.S).group(0)
+    rects = [r for r in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "bar"]
+    assert [(r.get("data-category"), r.get("data-label"), int(r.get("data-count"))) for r in rects] == bars
+
+
+def test_next_best_labels_are_the_top_other_labels(result):
+    layer = result["conv4"]
+    units = {u["unit"]: u for u in layer_context(layer, {})["units"]}
+    for u in range(layer.units):
+        iou = layer.iou[u].copy()
+        iou[0] = iou[layer.label[u]] = -1
+        best = [k for k in np.argsort(-iou, kind="stable")[:3] if iou[k] > 0]
+        shown = units[u + 1]["next_best"]
+        assert [n["label"] for n in shown] == [display_name(layer.label_names[k]) for k in best]
+
+
+def test_run_page_tables_and_links(run, result):
+    text = (run / "index.html").read_text(encoding="utf-8")
+    page = Elements(text)
+    for name, layer in result.layers.items():
+        s = layer.summary()
+        assert {"href": f"{name}/index.html"} in [{"href": a.get("href")} for a in page.find("a")]
+        row = re.search(rf'<tr data-layer="{name}">(.*?)</tr>', text, re.S).group(1)
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        categories = ordered_categories(layer.categories)
+        assert cells[1:] == [
+            str(s["units"]), str(s["detectors"]), f"{100 * s['detectors'] / s['units']:.1f}%",
+            str(s["unique_detectors"]), str(s["unique_detectors_by_category_sum"]),
+            *(str(s["detectors_by_category"][c]) for c in categories),
+        ]
+    for key in ("demo", result.metadata["dataset"]["path"], "quantile", "iou_mode", "torch", "pass1"):
+        assert key in text
+    svg = re.search(r"<svg[^>]*class=\"fractions-chart\".*?</svg>", text, re.S).group(0)
+    segments = [r for r in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "segment"]
+    assert len(segments) == sum(1 for layer in result.layers.values() for n in layer.summary()["detectors_by_category"].values() if n)
+
+
+def test_pages_are_self_contained(run):
+    for path in [run / "index.html", *(run / name / "index.html" for name in LAYERS)]:
+        text = path.read_text(encoding="utf-8")
+        page = Elements(text)
+        assert not page.find("link")  # no external stylesheets
+        assert all("src" not in a for a in page.find("script"))  # inline scripts only
+        for tag, attrs in page.tags:
+            for key in ("src", "href"):
+                value = attrs.get(key) or ""
+                assert not re.match(r"(https?:)?//", value), (path, tag, value)
+        assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", text)
+        assert "<style>" in text
+
+
+def test_hostile_label_is_escaped_everywhere(run, result):
+    assert any(EVIL in layer.label_names for layer in result.layers.values())
+    shown = False
+    for path in [run / "index.html", *(run / name / "index.html" for name in LAYERS)]:
+        text = path.read_text(encoding="utf-8")
+        assert "<script>alert" not in text
+        assert text.count("<script") == (1 if path != run / "index.html" else 0)  # only our own script
+        page = Elements(text)
+        labels = [a.get("data-label") for a in page.find("article", "unit-card")]
+        shown |= EVIL in labels  # rendered as a label, i.e. escaped text
+    assert shown
+    for name in LAYERS:  # also in the SVG bar graph, which must stay valid XML
+        svg = bar_graph_svg(bar_data(result[name]))
+        ET.fromstring(svg)
+        assert "<script" not in svg
+
+
+def test_bar_graph_svg_is_xml_with_one_bar_per_label():
+    bars = [("object", "sky", 5), ("object", "tree & bush", 2), ("part", 'a "quoted" <b>', 1), ("color", "red", 1)]
+    svg = bar_graph_svg(bars, ["color", "object", "part"])
+    root = ET.fromstring(svg)
+    rects = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "bar"]
+    assert [r.get("data-label") for r in rects] == [label for _, label, _ in bars]
+    heights = [float(r.get("height")) for r in rects]
+    assert heights[0] == pytest.approx(2.5 * heights[1]) and heights[2] == pytest.approx(heights[3])
+    colours = category_colours(["object", "part", "color"])
+    assert [r.get("fill") for r in rects] == [colours[c] for c, _, _ in bars]
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "object" in texts and "part" in texts and 'a "quoted" <b>' in texts
+    ET.fromstring(bar_graph_svg([]))  # no detectors: still a valid picture
+
+
+def test_category_fractions_svg_is_xml():
+    data = {
+        "categories": ["object", "part", "new<cat>"],
+        "layers": [
+            {"layer": "layer<1>", "units": 10, "counts": {"object": 2, "part": 1, "new<cat>": 0},
+             "fractions": {"object": 0.2, "part": 0.1, "new<cat>": 0.0}},
+            {"layer": "layer2", "units": 10, "counts": {"object": 0, "part": 3, "new<cat>": 1},
+             "fractions": {"object": 0.0, "part": 0.3, "new<cat>": 0.1}},
+        ],
+    }
+    root = ET.fromstring(category_fractions_svg(data))
+    segments = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "segment"]
+    assert [(r.get("data-layer"), r.get("data-category")) for r in segments] == [
+        ("layer<1>", "object"), ("layer<1>", "part"), ("layer2", "part"), ("layer2", "new<cat>")]
+    assert ET.fromstring(category_fractions_svg({"fractions": data})) is not None
+
+
+def test_category_order_and_colours():
+    assert ordered_categories(["color", "weird", "object", "part", "texture", "extra"]) == [
+        "object", "part", "texture", "color", "weird", "extra"]
+    colours = category_colours(["color", "weird", "object", "extra"])
+    assert colours["object"] == category_colours(["object"])["object"]  # fixed per name
+    assert len(set(colours.values())) == 4
+
+
+def test_place_in_rows_staggers_overlapping_labels():
+    assert place_in_rows([(0, 5), (20, 5), (40, 5)]) == [0, 0, 0]
+    assert place_in_rows([(0, 10), (12, 10), (24, 10)]) == [0, 1, 0]
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path):
+    gone = tmp_path / "moved-away"
+    result = DissectionResult({}, {"dataset": {"path": str(gone), "images": 3, "first_row": 1, "last_row": 3}})
+    with pytest.raises(DatasetError) as info:
+        open_run_dataset(result)
+    message = str(info.value)
+    assert str(gone) in message and "--dataset" in message and "\n" not in message
+    with pytest.raises(RunDirectoryError):
+        write_report(tmp_path / "no-run", progress=False)
+
+
+def test_dataset_with_other_rows_is_refused(run, result, tmp_path):
+    other = make_synthetic_dataset(tmp_path / "small", n=6, size=32, seed=1)
+    with pytest.raises(DatasetError, match="does not match the run"):
+        open_run_dataset(result, other)
+
+
+def test_large_layer_renders_fast():
+    """2,048 units: the page is rendered server-side in well under a second or two."""
+    rng = np.random.default_rng(0)
+    units, labels, categories = 2048, 60, ["color", "object", "part", "material", "scene", "texture"]
+    label_category = np.r_[-1, np.arange(labels - 1) % len(categories)]
+    truth = rng.integers(50, 500, labels)
+    act = rng.integers(50, 500, (units, len(categories)))
+    inter = np.minimum(rng.integers(0, 120, (units, labels)), truth)
+    inter = np.minimum(inter, act[:, np.maximum(label_category, 0)])
+    layer = LayerResult(
+        layer="layer4", categories=categories, label_names=["-", *(f"label{i}" for i in range(1, labels))],
+        label_category=label_category, thresholds=np.ones(units, np.float32), inter=inter, act=act, truth=truth,
+        top_indices=np.zeros((units, 5), np.int64), top_values=np.zeros((units, 5), np.float32),
+    )
+    strips = {u: (f"unit_{u:04d}.jpg", f"unit_{u:04d}_concept.jpg") for u in range(1, units + 1)}
+    start = time.perf_counter()
+    html = render_layer_page(layer_context(layer, strips, {u: (1160, 112) for u in strips}))
+    assert time.perf_counter() - start < 10
+    assert html.count('class="unit-card') == units
+    assert len(html) < 4_000 * units  # a few kB per card
+
+
+def test_run_context_without_layers_metadata():
+    context = run_context(DissectionResult({}, {}))
+    assert context["layers"] == [] and category_fractions(DissectionResult({}, {}))["layers"] == []
