@@ -2,6 +2,8 @@
 
 SPECs:
   * ``demo``: the bundled demo CNN;
+  * ``caffe:deploy.prototxt`` (``weights``: the ``.caffemodel``), ``places365:<arch>``,
+    ``path/to/model.onnx``: see :mod:`.caffe`, :mod:`.places365`, :mod:`.onnx`;
   * ``torchvision:<name>``: a torchvision architecture, random init unless ``weights`` is a
     torchvision weights name (``IMAGENET1K_V1``; downloaded into torch's cache) or a checkpoint;
   * ``package.module:callable``: imported (the current directory is on the path) and called
@@ -56,6 +58,18 @@ def load_model(
     if spec.startswith("torchvision:"):
         module = _torchvision(spec.split(":", 1)[1], weights, trust_pickle, model_args)
         return LoadedModel(module.eval(), Preprocess(), spec, weights)
+    if spec.startswith("caffe:"):
+        from .caffe import load_caffe
+
+        return load_caffe(spec.split(":", 1)[1], weights)
+    if spec.startswith("places365:"):
+        from .places365 import load_places365
+
+        return load_places365(spec.split(":", 1)[1], weights, trust_pickle)
+    if spec.lower().endswith(".onnx"):
+        from .onnx import load_onnx
+
+        return load_onnx(spec)
     if ":" in spec and not os.path.exists(spec):
         module = _callable(spec, model_args)
     elif os.path.isfile(spec):
