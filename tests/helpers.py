@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,13 @@ def tiny_maps() -> torch.Tensor:
     maps[1, 1] = 1.0  # unit 1, image 1: the whole image
     return maps
 
+
+
+def rename_label(root: Path, old: str, new: str) -> None:
+    """Rename a label in a dataset's label.csv and c_*.csv files (e.g. to a hostile name)."""
+    for path in [root / "label.csv", *root.glob("c_*.csv")]:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        rows = [[new if cell == old else cell for cell in row] for row in rows]
+        with open(path, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(rows)

@@ -7,12 +7,12 @@ when either is missing. A screenshot of the layer page is saved under ``test-art
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from helpers import rename_label
 
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.dissect import dissect
@@ -26,15 +26,6 @@ if os.environ.get("CI") and not CHROMIUM:
     raise RuntimeError("CI must run the browser tests: install Debian's chromium (see .ci/run)")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-
-
-def rename_label(root: Path, old: str, new: str) -> None:
-    for path in [root / "label.csv", *root.glob("c_*.csv")]:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        rows = [[new if cell == old else cell for cell in row] for row in rows]
-        with open(path, "w", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerows(rows)
 
 
 @pytest.fixture(scope="module")

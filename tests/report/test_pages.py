@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import rename_label
 
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.dissect import dissect
@@ -34,15 +35,6 @@ from netdissect.results import DissectionResult, LayerResult, display_name
 
 EVIL = "<script>alert(1)</script>"
 LAYERS = ["conv3", "conv4"]
-
-
-def rename_label(root: Path, old: str, new: str) -> None:
-    for path in [root / "label.csv", *root.glob("c_*.csv")]:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        rows = [[new if cell == old else cell for cell in row] for row in rows]
-        with open(path, "w", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerows(rows)
 
 
 @pytest.fixture(scope="module")
