@@ -191,10 +191,6 @@ class QuantileSketch:
         self.count = 0
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
-    @staticmethod
-    def memory_bytes(units: int, k: int = SKETCH_K) -> int:
-        return units * 3 * k * 4
-
     def _capacity(self, level: int) -> int:
         height = len(self.levels)
         return max(8, int(math.ceil(self.k * (2.0 / 3.0) ** (height - 1 - level))))

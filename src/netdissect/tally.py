@@ -53,9 +53,6 @@ class Counts:
         self.act += other.act.to(self.act.device)
         self.truth += other.truth.to(self.truth.device)
 
-    def to(self, device: torch.device | str) -> "Counts":
-        return Counts(self.inter.to(device), self.act.to(device), self.truth.to(device))
-
 
 def count_truth(seg: torch.Tensor, scalars: torch.Tensor, label_category: torch.Tensor) -> torch.Tensor:
     """``truth[l]`` of one batch: pixels carrying label l; an image-level label covers its image."""
