@@ -383,3 +383,66 @@ def test_input_size_resizes_whole_image(capsys, model_module, tiny_dataset, tmp_
     assert units["metadata"]["dataset"]["preprocess"]["input_size"] == [16, 16]
     with np.load(tmp_path / "big" / "conv" / "iou.npz") as z:
         assert z["truth"].sum() > 0 and z["intersect"].shape[0] == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing overrides
+
+
+def test_preprocess_overrides_reach_the_dataset(capsys, model_module, tiny_dataset, tmp_path):
+    argv = dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--no-report",
+                        "--mean", "100", "110", "120", "--std", "50", "60", "70", "--bgr",
+                        "--pixel-scale", "255", "--input-size", "16")
+    rc, out, err = run_main(capsys, argv)
+    assert rc == 0, err
+    units = json.loads((tmp_path / "out" / "conv" / "units.json").read_text())
+    assert units["metadata"]["dataset"]["preprocess"] == {
+        "mean": [100.0, 110.0, 120.0], "std": [50.0, 60.0, 70.0], "bgr": True, "pixel_scale": 255.0,
+        "input_size": [16, 16],
+    }
+    # no override: the source's own preprocessing (ImageNet's for a callable)
+    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "plain", ("conv",), "--no-report"))
+    assert rc == 0, err
+    pre = json.loads((tmp_path / "plain" / "conv" / "units.json").read_text())["metadata"]["dataset"]["preprocess"]
+    assert pre == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bgr": False,
+                   "pixel_scale": 1.0, "input_size": None}
+    # only --std: the rest stays the source's
+    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "std", ("conv",), "--no-report",
+                                                 "--std", "1", "1", "1", "--rgb"))
+    assert rc == 0, err
+    pre = json.loads((tmp_path / "std" / "conv" / "units.json").read_text())["metadata"]["dataset"]["preprocess"]
+    assert pre["std"] == [1.0, 1.0, 1.0] and pre["mean"] == [0.485, 0.456, 0.406] and pre["bgr"] is False
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--mean", "1", "2"], ["--mean takes 3 values", "got 2"]),
+        (["--std", "1", "2", "3", "4"], ["--std takes 3 values", "got 4"]),
+        (["--std", "1", "0", "1"], ["--std values must be > 0"]),
+        (["--pixel-scale", "0"], ["--pixel-scale must be > 0"]),
+        (["--input-size", "0"], ["--input-size must be >= 1"]),
+        (["--tokens", "-3"], ["--tokens must be auto, off or a number"]),
+    ],
+)
+def test_bad_preprocess_and_token_options(capsys, model_module, tiny_dataset, tmp_path, extra, fragments):
+    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), *extra), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_layers_channels_last_hint(capsys, tmp_path, monkeypatch):
+    (tmp_path / "swinlike.py").write_text(
+        "from torch import nn\n"
+        "class ToLast(nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x.permute(0, 2, 3, 1)\n"
+        "def make():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 24, 4, stride=4), ToLast(), nn.LayerNorm(24))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc, out, err = run_main(capsys, ["layers", "--model", "swinlike:make", "--input-size", "64"])
+    assert rc == 0, err
+    assert "yes (looks channels-last: pass --channels-last)" in next(l for l in out.splitlines() if l.startswith("2 "))
+    rc, out, err = run_main(capsys, ["layers", "--model", "swinlike:make", "--input-size", "64", "--channels-last"])
+    assert "yes (channels-last: 24 units, 16x16)" in next(l for l in out.splitlines() if l.startswith("2 "))

@@ -78,12 +78,66 @@ def _config(args: argparse.Namespace, **extra):
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="SPEC",
-                   help="demo, torchvision:<name>, package.module:callable, or a pickled model file")
-    p.add_argument("--weights", help="checkpoint (state dict) or torchvision weights name")
+                   help="demo, torchvision:<name>, places365:<arch>, package.module:callable, "
+                   "path/to/model.onnx, caffe:deploy.prototxt, or a pickled model file")
+    p.add_argument("--weights", help="checkpoint (state dict), torchvision weights name, or .caffemodel")
     p.add_argument("--model-args", default="{}", metavar="JSON",
                    help="keyword arguments for the model constructor, as JSON")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow loading pickled Python objects (can run code: only for files you trust)")
+
+
+def _add_layout_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokens", default="auto", metavar="auto|N|off",
+                   help="(B, N, C) token outputs (ViT, DeiT) become maps of their patch tokens: auto drops "
+                   "the leading class/register tokens found from the token count and the input's aspect "
+                   "ratio; N drops exactly N leading tokens; off refuses token outputs (default: %(default)s)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="read 4-D layer outputs as (B, H, W, C) maps (Swin stages)")
+
+
+def _add_preprocess_options(p: argparse.ArgumentParser) -> None:
+    """Overrides of the model source's preprocessing (applied with dataclasses.replace)."""
+    p.add_argument("--mean", nargs="+", type=float, metavar="V",
+                   help="per-channel mean R G B (B G R with --bgr), in the units of --pixel-scale "
+                   "(default: the model source's, ImageNet's for PyTorch models)")
+    p.add_argument("--std", nargs="+", type=float, metavar="V",
+                   help="per-channel std, three values in the same order and units as --mean")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--bgr", action="store_const", const=True, dest="bgr", default=None,
+                       help="feed channels in BGR order (as Caffe models expect)")
+    order.add_argument("--rgb", action="store_const", const=False, dest="bgr",
+                       help="feed channels in RGB order (overrides a source that declares BGR)")
+    p.add_argument("--pixel-scale", type=float, metavar="S",
+                   help="pixel values range over [0, S] before normalisation: 1 for PyTorch models, "
+                   "255 for Caffe models (default: the model source's)")
+
+
+def _preprocess(args: argparse.Namespace, base):
+    """The model source's Preprocess with the command line's overrides."""
+    from .errors import OptionError
+
+    changes = {}
+    for option in ("mean", "std"):
+        values = getattr(args, option, None)
+        if values is None:
+            continue
+        if len(values) != 3:
+            raise OptionError(f"--{option} takes 3 values (one per channel), got {len(values)}")
+        if option == "std" and any(v <= 0 for v in values):
+            raise OptionError(f"--std values must be > 0, got {' '.join(f'{v:g}' for v in values)}")
+        changes[option] = tuple(values)
+    if getattr(args, "bgr", None) is not None:
+        changes["bgr"] = args.bgr
+    if getattr(args, "pixel_scale", None) is not None:
+        if not args.pixel_scale > 0:
+            raise OptionError(f"--pixel-scale must be > 0, got {args.pixel_scale:g}")
+        changes["pixel_scale"] = args.pixel_scale
+    if getattr(args, "input_size", None) is not None:
+        if args.input_size < 1:
+            raise OptionError(f"--input-size must be >= 1, got {args.input_size}")
+        changes["input_size"] = (args.input_size, args.input_size)
+    return dataclasses.replace(base, **changes)
 
 
 def _load(args: argparse.Namespace):
@@ -103,13 +157,13 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     from .data import BrodenDataset
     from .dissect import dissect
 
+    config = _config(args, overwrite=args.overwrite, tokens=args.tokens, channels_last=args.channels_last)
     model = _load(args)
-    preprocess = model.preprocess
-    if args.input_size:
-        preprocess = dataclasses.replace(preprocess, input_size=(args.input_size, args.input_size))
+    preprocess = _preprocess(args, model.preprocess)
+    model = dataclasses.replace(model, preprocess=preprocess)
     dataset = BrodenDataset(args.dataset, categories=args.categories, split=args.split, size=args.size,
                             preprocess=preprocess)
-    result = dissect(model, dataset, args.layers, out=args.out, config=_config(args, overwrite=args.overwrite))
+    result = dissect(model, dataset, args.layers, out=args.out, config=config)
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()}")
     _report(args, args.out, dataset)
@@ -129,8 +183,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_layers(args: argparse.Namespace) -> int:
     import torch
 
+    from .errors import OptionError
     from .hooks import layer_shapes
+    from .tokens import looks_channels_last, parse_tokens, token_grid
 
+    tokens = parse_tokens(args.tokens)
+    if args.input_size < 1:
+        raise OptionError(f"--input-size must be >= 1, got {args.input_size}")
     model = _load(args)
     size = args.input_size
     x = torch.zeros(1, 3, size, size)
@@ -139,7 +198,18 @@ def cmd_layers(args: argparse.Namespace) -> int:
     print(f"{'layer':<{width}}  {'type':<20} {'output shape':<22} dissectable")
     for name, kind, shape in rows:
         text = "not called" if shape is None else str(list(shape)) if shape else "(no tensor)"
-        ok = "yes" if shape is not None and len(shape) == 4 else ""
+        ok = ""
+        if shape is not None and len(shape) == 4:
+            ok = "yes"
+            if args.channels_last:
+                ok = f"yes (channels-last: {shape[3]} units, {shape[1]}x{shape[2]})"
+            elif looks_channels_last(shape, (size, size)):
+                ok = "yes (looks channels-last: pass --channels-last)"
+        elif shape is not None and len(shape) == 3 and shape[0] == 1:
+            found = token_grid(shape[1], (size, size), tokens)
+            if found is not None:
+                k, h, w = found
+                ok = f"yes (tokens: {shape[2]} units, {h}x{w}, drop {k})"
         print(f"{name:<{width}}  {kind:<20} {text:<22} {ok}")
     return 0
 
@@ -221,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, metavar="PX",
                    help="resize whole images (never crop) to PX x PX for the model; masks still "
                    "compare at the segmentation size (default: the dataset's own size)")
+    _add_preprocess_options(p)
+    _add_layout_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
     _add_run_options(p)
     _add_report_options(p)
@@ -239,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List every named module, its type and its output shape for one dummy input.")
     _add_model_options(p)
     p.add_argument("--input-size", type=int, default=224, help="side of the dummy input image (default: %(default)s)")
+    _add_layout_options(p)
     p.set_defaults(func=cmd_layers)
 
     p = sub.add_parser("make-dataset", help="write a synthetic Broden-format dataset",

@@ -34,6 +34,7 @@ from .models.preprocess import Preprocess
 from .results import UNITS_FILE, DissectionResult, LayerResult, atomic_write_json, layer_dirname
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
 from .tally import IOU_MODES, Counts, count_masks, count_truth, threshold_level
+from .tokens import parse_tokens
 
 RUN_FILE = "run.json"
 
@@ -57,6 +58,11 @@ class DissectConfig:
         chunk_pixels: upsampled values evaluated at once while counting (memory bound).
         progress: show tqdm progress bars.
         overwrite: replace a different run found in the output directory.
+        tokens: how (B, N, C) token outputs become maps: ``"auto"`` (drop the leading
+            class/register tokens found from the count and the input's aspect ratio), a
+            number of leading tokens to drop, or ``"off"`` (refuse them); see
+            :mod:`netdissect.tokens`.
+        channels_last: read 4-D layer outputs as (B, H, W, C) (Swin stages).
     """
 
     quantile: float = 0.005
@@ -71,8 +77,11 @@ class DissectConfig:
     chunk_pixels: int = 1 << 22
     progress: bool = True
     overwrite: bool = False
+    tokens: str | int = "auto"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
+        self.tokens = parse_tokens(self.tokens)
         if self.iou_mode not in IOU_MODES:
             raise OptionError(f"--iou-mode must be one of {', '.join(IOU_MODES)}, got {self.iou_mode!r}")
         if not 0 < self.quantile < 1:
@@ -96,6 +105,8 @@ class DissectConfig:
             "iou_threshold": self.iou_threshold,
             "iou_mode": self.iou_mode,
             "top_images": self.top_images,
+            "tokens": self.tokens,
+            "channels_last": self.channels_last,
         }
 
 
@@ -312,7 +323,12 @@ class _Runner:
 
     def _activations(self, capture: LayerCapture, images: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = capture(images.to(self.device, non_blocking=True))
-        return {name: as_feature_map(name, outputs[name]).float() for name in self.layers}
+        hw, batch = tuple(images.shape[-2:]), images.shape[0]
+        tokens, channels_last = self.config.tokens, self.config.channels_last
+        return {
+            name: as_feature_map(name, outputs[name], tokens, channels_last, hw, batch).float()
+            for name in self.layers
+        }
 
     def _maxima(self, name: str, acts: torch.Tensor) -> torch.Tensor:
         """Per (image, unit) maxima; checks the layer for NaN/Inf on the way (they reach max or min)."""

@@ -96,13 +96,34 @@ class LayerCapture:
         return {name: outputs[name] for name in self.layers}
 
 
-def as_feature_map(name: str, output) -> torch.Tensor:
-    """Check that a layer output is a (B, C, H, W) tensor and return it."""
+def as_feature_map(
+    name: str,
+    output,
+    tokens: str | int = "auto",
+    channels_last: bool = False,
+    input_hw: tuple[int, int] | None = None,
+    batch: int | None = None,
+) -> torch.Tensor:
+    """A layer output as a (B, C, H, W) map, or a one-line :class:`ModelError`.
+
+    Tuples and lists give their first tensor. (B, N, C) token sequences become maps of their
+    patch tokens and, with ``channels_last``, 4-D outputs are read as (B, H, W, C): see
+    :mod:`netdissect.tokens` for ``tokens``; ``input_hw`` and ``batch`` describe the model
+    input (for non-square token grids and the batch-first check).
+    """
+    from .tokens import channels_last_to_map, tokens_to_map
+
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         output = output[0]
+    if isinstance(output, torch.Tensor) and output.dim() == 3 and tokens != "off":
+        return tokens_to_map(name, output, tokens, input_hw, batch)
     if not isinstance(output, torch.Tensor) or output.dim() != 4:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ModelError(f"layer {name!r} output is not a (B, C, H, W) map: got {shape}")
+        tokens_off = tokens == "off" and isinstance(output, torch.Tensor) and output.dim() == 3
+        hint = " (a token sequence: --tokens off refuses those)" if tokens_off else ""
+        raise ModelError(f"layer {name!r} output is not a (B, C, H, W) map: got {shape}{hint}")
+    if channels_last:
+        return channels_last_to_map(name, output)
     return output
 
 
