@@ -161,8 +161,8 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     model = _load(args)
     preprocess = _preprocess(args, model.preprocess)
     model = dataclasses.replace(model, preprocess=preprocess)
-    dataset = BrodenDataset(args.dataset, categories=args.categories, split=args.split, size=args.size,
-                            preprocess=preprocess)
+    dataset = BrodenDataset(_dataset_path(args.dataset, args.data_dir), categories=args.categories,
+                            split=args.split, size=args.size, preprocess=preprocess)
     result = dissect(model, dataset, args.layers, out=args.out, config=config)
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()}")
@@ -211,6 +211,38 @@ def cmd_layers(args: argparse.Namespace) -> int:
                 k, h, w = found
                 ok = f"yes (tokens: {shape[2]} units, {h}x{w}, drop {k})"
         print(f"{name:<{width}}  {kind:<20} {text:<22} {ok}")
+    return 0
+
+
+def _dataset_path(name: str, data_dir: str | None) -> Path:
+    """A dataset directory, or a Broden name (``broden1_224``) looked up in the data directory."""
+    from .data.download import BRODEN, default_data_dir, is_complete
+    from .errors import DatasetError
+
+    if os.path.exists(name) or name not in BRODEN:
+        return Path(name)
+    directory = Path(data_dir) if data_dir else default_data_dir()
+    if not is_complete(directory / name):
+        raise DatasetError(
+            f"{name} is not in {directory}: run `netdissect download {name} --dir {directory}` first "
+            "(or pass the dataset's path)"
+        )
+    return directory / name
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .data.download import download_broden
+
+    path = download_broden(args.name, args.dir, urls=args.url, sha256=args.sha256, progress=not args.no_progress)
+    print(f"{args.name}: {path}")
+    return 0
+
+
+def cmd_resize_dataset(args: argparse.Namespace) -> int:
+    from .data.resize import resize_dataset
+
+    path = resize_dataset(args.source, args.size, args.out, progress=not args.no_progress)
+    print(f"wrote {path}")
     return 0
 
 
@@ -283,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--layers", nargs="+", required=True, metavar="L",
                    help="dotted module names, e.g. layer4 or features.10 (see `netdissect layers`)")
-    p.add_argument("--dataset", required=True, metavar="DIR", help="Broden-format dataset directory")
+    p.add_argument("--dataset", required=True, metavar="DIR",
+                   help="Broden-format dataset directory, or broden1_224/227/384 in the data directory")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where downloaded datasets live (default: $NETDISSECT_DATA, else ~/.cache/netdissect/data)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory for the results")
     p.add_argument("--categories", nargs="+", metavar="CAT", help="categories to use (default: all)")
     p.add_argument("--split", choices=["train", "val"], help="use one split only (default: both)")
@@ -313,6 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=224, help="side of the dummy input image (default: %(default)s)")
     _add_layout_options(p)
     p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("download", help="download a Broden dataset (mirrors, resume, checksums)",
+                       description="Download and extract a Broden dataset into the data directory. Mirrors given "
+                       "with --url are tried first, in order, then the official URL; an interrupted download "
+                       "resumes; the archive is verified before it is extracted; a complete copy is kept.")
+    p.add_argument("name", choices=["broden1_224", "broden1_227", "broden1_384"], help="the dataset")
+    p.add_argument("--dir", metavar="DIR",
+                   help="data directory (default: $NETDISSECT_DATA, else ~/.cache/netdissect/data)")
+    p.add_argument("--url", action="append", default=[], metavar="URL", help="a mirror of the zip (repeatable)")
+    p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the zip archive")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("resize-dataset", help="copy a Broden-format dataset at another resolution",
+                       description="Write a Broden-format copy of SRC whose images' longer side is --size "
+                       "(bilinear) and whose segmentations are half that (nearest), e.g. 32 px for CIFAR-size models.")
+    p.add_argument("source", metavar="SRC", help="a Broden-format dataset")
+    p.add_argument("--size", type=int, required=True, help="image size in pixels of the copy")
+    p.add_argument("--out", required=True, metavar="DST", help="output directory (must not hold a dataset)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_resize_dataset)
 
     p = sub.add_parser("make-dataset", help="write a synthetic Broden-format dataset",
                        description="Write a Broden-format dataset of procedurally drawn scenes.")

@@ -161,3 +161,23 @@ def test_offline_is_one_line_with_manual_steps(tmp_path, monkeypatch):
 def test_unknown_name(tmp_path):
     with pytest.raises(DownloadError, match="unknown dataset 'broden2'"):
         download_broden("broden2", tmp_path)
+
+
+def test_cli_download_then_dissect_by_name(server, archive, tmp_path, capsys, monkeypatch):
+    from netdissect.cli import main
+
+    url = mirror(server, archive)
+    data_dir = tmp_path / "data"
+    assert main(["download", NAME, "--dir", str(data_dir), "--url", url, "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == f"{NAME}: {data_dir / NAME}"
+    monkeypatch.setenv("NETDISSECT_DATA", str(data_dir))
+    args = ["dissect", "--model", "demo", "--layers", "conv1", "--dataset", NAME, "--out", str(tmp_path / "run"),
+            "--workers", "0", "--no-progress", "--no-report", "--device", "cpu"]
+    assert main(args) == 0
+    assert (tmp_path / "run" / "conv1" / "tally.csv").is_file()
+    monkeypatch.setenv("NETDISSECT_DATA", str(tmp_path / "empty"))
+    capsys.readouterr()
+    assert main(args[:-1] + ["cpu", "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"netdissect: error: {NAME} is not in ") and "netdissect download" in err
+    assert len(err.strip().splitlines()) == 1

@@ -34,3 +34,12 @@ def test_resize_refuses_bad_size_and_same_directory(tmp_path):
         resize_dataset(source, 1, tmp_path / "x", progress=False)
     with pytest.raises(DatasetError, match="--out must differ"):
         resize_dataset(source, 16, source, progress=False)
+
+
+def test_cli_resize_dataset(tmp_path, capsys):
+    from netdissect.cli import main
+
+    source = make_synthetic_dataset(tmp_path / "src", n=3, size=32, seed=0)
+    assert main(["resize-dataset", str(source), "--size", "16", "--out", str(tmp_path / "tiny"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'tiny'}"
+    assert [(r.ih, r.sh) for r in BrodenMeta.load(tmp_path / "tiny").rows] == [(16, 8)] * 3
