@@ -576,7 +576,7 @@ def main(argv=None) -> int:
           f"{k['masked_pixel_fraction']:.2%} of those maps' upsampled pixels are masked")
     if memory:
         print()
-        print(f"(d) peak RSS of dissect(conv1-4) in a fresh process (VmHWM; 'dissect' = peak minus RSS before the call)")
+        print("(d) peak RSS of dissect(conv1-4) in a fresh process (VmHWM; 'dissect' = peak minus RSS before the call)")
         print(f"{'mode':<34}{'N=' + str(n):>18}{'4N=' + str(4 * n):>18}{'growth':>9}{'dissect growth':>16}")
         for mode, label in (("streaming", "streaming (cache_memory=0)"), ("default_cache", "default activation cache (2 GiB)")):
             m = memory[mode]

@@ -75,7 +75,7 @@ def test_unknown_arch_and_wrong_weights(tmp_path):
         load_model("places365:resnet152")
     path = tmp_path / "r18.pth.tar"
     csail_checkpoint(build_places365("resnet18"), path)
-    with pytest.raises(ModelError, match=r"do not fit the Places365 model: missing keys features\.0\.weight"):
+    with pytest.raises(ModelError, match=r"do not fit the model: missing keys features\.0\.weight"):
         load_model("places365:alexnet", weights=str(path))
     with pytest.raises(ModelError, match=r"weights file .*none\.pth does not exist"):
         load_model("places365:resnet18", weights=str(tmp_path / "none.pth"))

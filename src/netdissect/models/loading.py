@@ -186,8 +186,19 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike, trust_pickle: bo
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} is not a state dict (nor a dict with a 'state_dict' entry)")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    load_state(module, {k.removeprefix("module."): v for k, v in state.items()}, path)
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Load ``state`` into ``module``, or stop with one line naming the first mismatched keys.
+
+    BatchNorm counters (``num_batches_tracked``) missing from old checkpoints are filled in.
+    """
     own = module.state_dict()
+    state = dict(state)
+    for key, value in own.items():  # pre-0.4 checkpoints have no BatchNorm counters
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
@@ -200,7 +211,7 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike, trust_pickle: bo
         if wrong:
             k = wrong[0]
             parts.append(f"shape mismatch at {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
-        raise ModelError(f"weights {path} do not fit the model: {'; '.join(parts)}")
+        raise ModelError(f"weights {source} do not fit the model: {'; '.join(parts)}")
     module.load_state_dict(state)
 
 

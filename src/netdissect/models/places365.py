@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..hooks import first_line
-from .loading import LoadedModel, _torch_load
+from .loading import LoadedModel, _torch_load, load_state
 from .preprocess import Preprocess
 
 BASE_URL = "http://places2.csail.mit.edu/models_places365/"
@@ -70,7 +70,7 @@ def load_places365(arch: str, weights: str | None = None, trust_pickle: bool = F
     model = build_places365(arch)
     path = Path(weights) if weights else _download(arch)
     state = _state_dict(_torch_load(path, trust_pickle), path)
-    _fit(model, state, path)
+    load_state(model, state, path)
     return LoadedModel(model.eval(), Preprocess(), f"places365:{arch}", str(path))
 
 
@@ -111,25 +111,3 @@ def _state_dict(loaded, path: Path) -> dict[str, torch.Tensor]:
         key = _DENSENET_KEY.sub(r"\1\2", key)
         state[key] = value
     return state
-
-
-def _fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Load ``state`` into ``model``, naming the first mismatched keys when it does not fit."""
-    own = model.state_dict()
-    for key, value in own.items():  # pre-0.4 checkpoints have no BatchNorm counters
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = value
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"unexpected keys {', '.join(unexpected[:3])}")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"shape mismatch at {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
-        raise ModelError(f"weights {path} do not fit the Places365 model: {'; '.join(parts)}")
-    model.load_state_dict(state)
