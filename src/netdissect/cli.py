@@ -246,6 +246,15 @@ def cmd_resize_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_dataset(args: argparse.Namespace) -> int:
+    from .data.importer import import_dataset
+
+    path = import_dataset(args.images, args.masks, args.labels, args.out, category=args.category,
+                          image_labels=args.image_labels, size=args.size, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_make_dataset(args: argparse.Namespace) -> int:
     from .data.synthetic import make_synthetic_dataset
 
@@ -369,6 +378,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DST", help="output directory (must not hold a dataset)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_resize_dataset)
+
+    p = sub.add_parser("import-dataset", help="convert your own segmentation data to the Broden format",
+                       description="Write a Broden-format dataset from a folder of images, a folder of class-map "
+                       "PNGs (same file names; pixel value = class, 0 = none) and a label list.")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
+    p.add_argument("--masks", required=True, metavar="DIR", help="folder of class-map PNGs, same relative paths")
+    p.add_argument("--labels", required=True, metavar="FILE",
+                   help="CSV value,name[,category] or a text file with one name per line (values 1, 2, ...)")
+    p.add_argument("--category", default="object", help="category of pixel labels without one (default: %(default)s)")
+    p.add_argument("--image-labels", metavar="CSV", help="image-level labels: rows image,name[,category] (default scene)")
+    p.add_argument("--size", type=int, help="resize images so their longer side is SIZE (default: keep)")
+    p.add_argument("--out", required=True, metavar="DST", help="output directory (must not hold a dataset)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_import_dataset)
 
     p = sub.add_parser("make-dataset", help="write a synthetic Broden-format dataset",
                        description="Write a Broden-format dataset of procedurally drawn scenes.")
