@@ -157,7 +157,8 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     from .data import BrodenDataset
     from .dissect import dissect
 
-    config = _config(args, overwrite=args.overwrite, tokens=args.tokens, channels_last=args.channels_last)
+    config = _config(args, overwrite=args.overwrite, tokens=args.tokens, channels_last=args.channels_last,
+                     rotate=args.rotate, rotation_power=args.rotation_power)
     model = _load(args)
     preprocess = _preprocess(args, model.preprocess)
     model = dataclasses.replace(model, preprocess=preprocess)
@@ -338,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocess_options(p)
     _add_layout_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
+    p.add_argument("--rotate", type=int, metavar="SEED",
+                   help="dissect a random rotation of each layer's unit basis (the paper's baseline): the seed "
+                   "of a Haar-random rotation R")
+    p.add_argument("--rotation-power", type=float, default=1.0, metavar="P",
+                   help="with --rotate: use R**P, P in [0, 1] (0: no rotation, 1: R; default: %(default)s)")
     _add_run_options(p)
     _add_report_options(p)
     p.set_defaults(func=cmd_dissect)

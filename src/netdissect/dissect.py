@@ -33,6 +33,7 @@ from .models.preprocess import Preprocess
 from .results import UNITS_FILE, DissectionResult, LayerResult, atomic_write_json, layer_dirname
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
 from .tally import IOU_MODES, Counts, count_masks, count_truth, threshold_level
+from .rotation import haar_rotation, rotate_units, rotation_power
 from .tokens import parse_tokens
 
 RUN_FILE = "run.json"
@@ -62,6 +63,9 @@ class DissectConfig:
             number of leading tokens to drop, or ``"off"`` (refuse them); see
             :mod:`netdissect.tokens`.
         channels_last: read 4-D layer outputs as (B, H, W, C) (Swin stages).
+        rotate: dissect each layer in a random rotation of its unit basis (the seed of a
+            Haar-random rotation R; see :mod:`netdissect.rotation`), or ``None``.
+        rotation_power: P in [0, 1]: the rotation used is R**P (0: identity, 1: R).
     """
 
     quantile: float = 0.005
@@ -78,6 +82,8 @@ class DissectConfig:
     overwrite: bool = False
     tokens: str | int = "auto"
     channels_last: bool = False
+    rotate: int | None = None
+    rotation_power: float = 1.0
 
     def __post_init__(self) -> None:
         self.tokens = parse_tokens(self.tokens)
@@ -93,6 +99,8 @@ class DissectConfig:
             raise OptionError(f"--top-images must be >= 1, got {self.top_images}")
         if not 0 <= self.iou_threshold <= 1:
             raise OptionError(f"--iou-threshold must lie in [0, 1], got {self.iou_threshold}")
+        if not 0 <= self.rotation_power <= 1:
+            raise OptionError(f"--rotation-power must lie in [0, 1], got {self.rotation_power}")
         if self.threshold_memory < 0 or self.cache_memory < 0:
             raise OptionError("--threshold-memory and --cache-memory must be >= 0")
         resolve_device(self.device)
@@ -106,6 +114,8 @@ class DissectConfig:
             "top_images": self.top_images,
             "tokens": self.tokens,
             "channels_last": self.channels_last,
+            "rotate": self.rotate,
+            "rotation_power": self.rotation_power if self.rotate is not None else None,
         }
 
 
@@ -296,6 +306,7 @@ class _Runner:
         self.module, self.dataset, self.layers = module, dataset, layers
         self.device, self.config = device, config
         self.level = threshold_level(config.quantile, config.iou_mode)
+        self.rotations: dict[str, torch.Tensor] = {}  # per layer, when dissecting a rotated basis
         self.cache: list[dict[str, torch.Tensor]] | None = None
 
     @contextlib.contextmanager
@@ -324,10 +335,17 @@ class _Runner:
         outputs = capture(images.to(self.device, non_blocking=True))
         hw, batch = tuple(images.shape[-2:]), images.shape[0]
         tokens, channels_last = self.config.tokens, self.config.channels_last
-        return {
+        acts = {
             name: as_feature_map(name, outputs[name], tokens, channels_last, hw, batch).float()
             for name in self.layers
         }
+        if self.config.rotate is not None and self.config.rotation_power > 0:
+            for name, a in acts.items():
+                if name not in self.rotations:
+                    rotation = haar_rotation(a.shape[1], self.config.rotate)
+                    self.rotations[name] = rotation_power(rotation, self.config.rotation_power).float()
+                acts[name] = rotate_units(a, self.rotations[name])
+        return acts
 
     def _maxima(self, name: str, acts: torch.Tensor) -> torch.Tensor:
         """Per (image, unit) maxima; checks the layer for NaN/Inf on the way (they reach max or min)."""
