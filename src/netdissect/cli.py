@@ -247,6 +247,16 @@ def cmd_resize_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_broden(args: argparse.Namespace) -> int:
+    from .data.build import build_broden
+
+    path = build_broden(args.out, size=args.size, seg_size=args.seg_size, ade20k=args.ade20k, pascal=args.pascal,
+                        opensurfaces=args.opensurfaces, dtd=args.dtd, colors=not args.no_colors,
+                        min_images=args.min_images, min_coverage=args.min_coverage, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_import_dataset(args: argparse.Namespace) -> int:
     from .data.importer import import_dataset
 
@@ -384,6 +394,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DST", help="output directory (must not hold a dataset)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_resize_dataset)
+
+    p = sub.add_parser("build-broden", help="build a Broden-format dataset from the original sources",
+                       description="Build a Broden-format dataset from local copies of ADE20K, Pascal-Context/Part, "
+                       "OpenSurfaces and DTD in their native layouts (any subset), plus colour labels.")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--size", type=int, default=224, help="image size in pixels (default: %(default)s)")
+    p.add_argument("--seg-size", type=int, help="segmentation size (default: half the image size)")
+    p.add_argument("--ade20k", metavar="DIR", help="ADE20K (ADE20K_2016_07_26 layout)")
+    p.add_argument("--pascal", metavar="DIR", help="Pascal VOC2010 with Pascal-Context (and Pascal-Part)")
+    p.add_argument("--opensurfaces", metavar="DIR", help="OpenSurfaces (photos/, photos-labels/)")
+    p.add_argument("--dtd", metavar="DIR", help="the Describable Textures Dataset (images/<texture>/)")
+    p.add_argument("--no-colors", action="store_true", help="do not add the 11 colour labels")
+    p.add_argument("--min-images", type=int, default=10,
+                   help="drop labels seen in fewer images (default: %(default)s)")
+    p.add_argument("--min-coverage", type=float, default=0.5,
+                   help="drop labels covering less than this many whole images (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_build_broden)
 
     p = sub.add_parser("import-dataset", help="convert your own segmentation data to the Broden format",
                        description="Write a Broden-format dataset from a folder of images, a folder of class-map "

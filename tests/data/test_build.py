@@ -236,3 +236,24 @@ def test_resume_after_interruption(sources, built, tmp_path, monkeypatch):
         assert (out / name).read_text() == (built / name).read_text()
     assert not (tmp_path / "resumed.partial").exists()
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in built.iterdir())
+
+
+def test_cli_build_broden_errors_are_one_line(tmp_path, capsys):
+    from netdissect.cli import main
+
+    assert main(["build-broden", "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("netdissect: error:") and len(err.strip().splitlines()) == 1
+    assert main(["build-broden", "--out", str(tmp_path / "o"), "--dtd", str(tmp_path / "missing")]) == 1
+    assert "missing" in capsys.readouterr().err
+
+
+def test_cli_build_broden(sources, tmp_path, capsys):
+    from netdissect.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["build-broden", "--out", str(out), "--size", "32", "--dtd", str(sources["dtd"]),
+                 "--min-images", "1", "--min-coverage", "0", "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    meta = BrodenMeta.load(out)
+    assert "texture" in meta.categories and all(r.ih == 32 and r.sh == 16 for r in meta.rows)
