@@ -10,7 +10,7 @@ from netdissect.data import BrodenDataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
 from netdissect.dissect import dissect
 from netdissect.errors import OptionError
-from netdissect.rotation import haar_rotation, rotate_units, rotation_power
+from netdissect.rotation import haar_rotation, match_units, rotate_units, rotation_power, rotation_sweep
 
 
 @pytest.mark.parametrize("n", [2, 3, 8, 64])
@@ -83,3 +83,20 @@ def test_rotation_options_checked_and_on_the_cli(tmp_path, capsys):
 
     options = json.loads((tmp_path / "run" / "conv4" / "units.json").read_text())["metadata"]["options"]
     assert options["rotate"] == 3 and options["rotation_power"] == 0.5
+
+
+def test_match_units_undoes_a_permutation():
+    r = rotation_power(haar_rotation(5, seed=2), 0.1)  # close to the identity
+    shuffled = r[[3, 0, 4, 1, 2]]
+    order = match_units(shuffled)
+    assert torch.equal(shuffled[order], r)
+
+
+def test_rotation_sweep_writes_curves_and_plot(tmp_path):
+    net, data = planted(tmp_path)
+    curves = rotation_sweep(net, data, ["layer"], tmp_path / "sweep", seed=5, powers=(0.0, 1.0), **OPTIONS)
+    assert curves["powers"] == [0.0, 1.0]
+    detectors = curves["layers"]["layer"]["unique_detectors"]
+    assert detectors[0] == 4  # the planted units: four concepts
+    assert (tmp_path / "sweep" / "rotation_sweep.png").stat().st_size > 1000
+    assert (tmp_path / "sweep" / "power_1.00" / "summary.json").is_file()

@@ -42,3 +42,77 @@ def rotation_power(rotation: torch.Tensor, power: float) -> torch.Tensor:
 def rotate_units(acts: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Activations ``(B, U, h, w)`` seen in the rotated basis: unit i of the result is ``sum_j M[i, j] a_j``."""
     return torch.einsum("ij,bjhw->bihw", matrix.to(acts.device, acts.dtype), acts)
+
+
+def match_units(matrix: torch.Tensor) -> torch.Tensor:
+    """A row order that puts each rotated unit at the original unit it is closest to.
+
+    Greedy on ``|matrix|``: the largest remaining entry (i, j) sends rotated direction i to
+    position j. ``matrix[order]`` is the re-matched basis (still orthogonal), so a rotated
+    unit can be compared with the original unit of the same number.
+    """
+    n = matrix.shape[0]
+    weight = matrix.abs().double().clone()
+    order = torch.empty(n, dtype=torch.long)
+    for _ in range(n):
+        flat = int(weight.argmax())
+        i, j = divmod(flat, n)
+        order[j] = i
+        weight[i, :] = -1
+        weight[:, j] = -1
+    return order
+
+
+SWEEP_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def rotation_sweep(
+    model,
+    dataset,
+    layers,
+    out,
+    seed: int = 0,
+    powers=SWEEP_POWERS,
+    **options,
+) -> dict:
+    """Dissect ``layers`` at each rotation power (one run directory per power under ``out``).
+
+    Returns ``{"powers": [...], "layers": {layer: {"detectors": [...], "unique_detectors": [...]}}}``
+    and writes it as ``out/rotation_sweep.json`` with a plot ``out/rotation_sweep.png``.
+    """
+    from pathlib import Path
+
+    from .dissect import dissect
+    from .results import atomic_write_json
+
+    out = Path(out)
+    curves: dict = {"powers": [float(p) for p in powers], "seed": seed, "layers": {}}
+    for power in powers:
+        result = dissect(model, dataset, layers, out / f"power_{power:.2f}", rotate=seed, rotation_power=power,
+                         **options)
+        for name, summary in result.summary().items():
+            entry = curves["layers"].setdefault(name, {"detectors": [], "unique_detectors": []})
+            entry["detectors"].append(summary["detectors"])
+            entry["unique_detectors"].append(summary["unique_detectors"])
+    atomic_write_json(out / "rotation_sweep.json", curves)
+    plot_rotation_sweep(curves, out / "rotation_sweep.png")
+    return curves
+
+
+def plot_rotation_sweep(curves: dict, path) -> None:
+    """Unique detectors and detectors against the rotation power, one line per layer (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3.4), dpi=120)
+    FigureCanvasAgg(figure)
+    for k, key in enumerate(("unique_detectors", "detectors")):
+        axes = figure.add_subplot(1, 2, k + 1)
+        for name, entry in curves["layers"].items():
+            axes.plot(curves["powers"], entry[key], marker="o", label=name)
+        axes.set_xlabel("rotation power P")
+        axes.set_ylabel(key.replace("_", " "))
+        axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
