@@ -1,0 +1,600 @@
+"""Comparing finished runs: a page and PNG charts over several dissection runs.
+
+``compare_runs([run_a, run_b, ...], out)`` writes ``<out>/index.html`` (self-contained: inline
+CSS and SVG, images by relative paths, no network) with
+
+* the unique detectors per category per run and layer (the paper's stacked bars),
+  also as ``unique_detectors.png``;
+* the detectors per layer across runs (a table and grouped bars, ``detectors_per_layer.png``);
+* for two runs of the same architecture (same layers, same unit counts), a per-unit table of
+  label changes: units whose best label or detector status changed;
+* with ``series=True`` (runs given in order, e.g. checkpoints over training), the concept
+  emergence chart: detectors per category and unique detectors per run, as lines
+  (``concept_emergence.png``).
+
+The numbers behind every chart are in :func:`comparison_data`'s output, which is also written
+as ``<out>/compare.json``. A unit's label is its best label (highest IoU over all categories);
+a detector is a unit whose best IoU reaches the IoU threshold; the unique detectors of a
+category are the distinct labels of that category among the detectors whose best label is in
+it (so they add up to the layer's unique detectors).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+from urllib.parse import quote
+
+from markupsafe import Markup
+from matplotlib.figure import Figure
+
+from ..errors import NetDissectError, OptionError, RunDirectoryError
+from ..results import SUMMARY_FILE, DissectionResult, LayerResult, atomic_write_bytes, display_name
+from .charts import _save, _text
+from .pages import FONT, NO_CATEGORY_COLOUR, _e, _iou_text, _nice_step, _shorten, category_colours, environment, ordered_categories
+
+__all__ = ["compare_runs", "comparison_data", "layer_counts", "label_changes"]
+
+INDEX = "index.html"
+DATA_FILE = "compare.json"
+UNIQUE_PNG = "unique_detectors.png"
+DETECTORS_PNG = "detectors_per_layer.png"
+EMERGENCE_PNG = "concept_emergence.png"
+RUN_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
+
+
+# ---------------------------------------------------------------------------------------------
+# numbers
+
+
+def _threshold(layer: LayerResult, iou_threshold: float | None) -> float:
+    return float(layer.iou_threshold if iou_threshold is None else iou_threshold)
+
+
+def layer_counts(layer: LayerResult, iou_threshold: float | None = None) -> dict:
+    """Units, detectors and unique detectors of a layer, in total and per category.
+
+    Categories are the category of each unit's best label; ``iou_threshold`` defaults to the
+    layer's own.
+    """
+    t = _threshold(layer, iou_threshold)
+    det = layer.score >= t
+    detectors, unique = {}, {}
+    for ci, c in enumerate(layer.categories):
+        members = det & (layer.category == ci)
+        detectors[c] = int(members.sum())
+        unique[c] = len(set(layer.label[members].tolist()))
+    return {
+        "units": int(layer.units),
+        "detectors": int(det.sum()),
+        "unique_detectors": len(set(layer.label[det].tolist())),
+        "detectors_by_category": detectors,
+        "unique_by_category": unique,
+        "iou_threshold": t,
+    }
+
+
+def _unit(layer: LayerResult, u: int, t: float) -> dict:
+    ci = int(layer.category[u]) if len(layer.categories) else -1
+    score = float(layer.score[u])
+    return {
+        "label": display_name(layer.label_names[int(layer.label[u])]),
+        "name": layer.label_names[int(layer.label[u])],
+        "category": layer.categories[ci] if ci >= 0 else "",
+        "iou": score,
+        "iou_text": _iou_text(score),
+        "detector": bool(score >= t),
+    }
+
+
+def label_changes(before: LayerResult, after: LayerResult, iou_threshold: float | None = None) -> list[dict]:
+    """Units (1-based) whose best label or detector status differs between two results of a layer.
+
+    Each row: ``{"unit", "before": {...}, "after": {...}, "label_changed", "status_changed"}``
+    where the sides hold ``label`` (display name), ``name``, ``category``, ``iou``,
+    ``iou_text`` and ``detector``. Labels are compared by name.
+    """
+    if before.units != after.units:
+        raise OptionError(f"layer {before.layer}: {before.units} units and {after.units} units cannot be compared unit by unit")
+    tb, ta = _threshold(before, iou_threshold), _threshold(after, iou_threshold)
+    rows = []
+    for u in range(before.units):
+        b, a = _unit(before, u, tb), _unit(after, u, ta)
+        label_changed = b["name"] != a["name"]
+        status_changed = b["detector"] != a["detector"]
+        if label_changed or status_changed:
+            rows.append({"unit": u + 1, "before": b, "after": a, "label_changed": label_changed,
+                         "status_changed": status_changed})
+    return rows
+
+
+def _load(directory: Path) -> DissectionResult:
+    if not directory.is_dir():
+        raise RunDirectoryError(f"run directory {directory} does not exist")
+    if not (directory / SUMMARY_FILE).is_file():
+        raise RunDirectoryError(f"{directory} is not a finished run: it has no {SUMMARY_FILE}")
+    try:
+        return DissectionResult.load(directory)
+    except NetDissectError:
+        raise
+    except (OSError, ValueError, KeyError) as error:
+        raise RunDirectoryError(f"cannot read run {directory}: {type(error).__name__}: {error}") from None
+
+
+def _run_names(directories: Sequence[Path]) -> list[str]:
+    """The runs' directory names, made distinct."""
+    seen: dict[str, int] = {}
+    out = []
+    for directory in directories:
+        name = directory.resolve().name or str(directory)
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _same_architecture(a: DissectionResult, b: DissectionResult) -> str | None:
+    """None when the runs have the same layers with the same unit counts, else why not."""
+    if list(a.layers) != list(b.layers):
+        return "the runs dissected different layers"
+    for name in a.layers:
+        if a.layers[name].units != b.layers[name].units:
+            return f"layer {name} has {a.layers[name].units} units in one run and {b.layers[name].units} in the other"
+    if not a.layers:
+        return "the runs have no layers"
+    return None
+
+
+def comparison_data(
+    runs: Sequence[str | os.PathLike | DissectionResult],
+    labels: Sequence[str] | None = None,
+    series: bool = False,
+    iou_threshold: float | None = None,
+) -> dict:
+    """The numbers of a comparison (what :func:`compare_runs` draws), as plain JSON-able data.
+
+    Returns ``{"runs": [{"label", "directory", "model"}], "categories", "layers",
+    "rows": [per run and layer: {"run", "layer", "units", "detectors", "unique_detectors",
+    "detectors_by_category", "unique_by_category", "iou_threshold"}], "detectors_per_layer":
+    {"layers", "runs", "detectors": [[count or None per layer] per run], "units": ...},
+    "label_changes": {"available", "note", "before", "after", "layers": [{"layer", "units",
+    "changes": [...]}]}, "series": None or {"runs", "layers": [{"layer", "detectors": {category:
+    [count per run]}, "unique": {category: [...]}, "detectors_total": [...], "unique_total":
+    [...]}], "note"}}``.
+    """
+    runs = list(runs)
+    if len(runs) < 1:
+        raise OptionError("compare needs at least one run directory")
+    if iou_threshold is not None and not (0.0 <= float(iou_threshold) <= 1.0):
+        raise OptionError(f"--iou-threshold must be between 0 and 1, got {iou_threshold}")
+    results, directories = [], []
+    for run in runs:
+        if isinstance(run, DissectionResult):
+            results.append(run)
+            directories.append(Path(run.directory) if run.directory is not None else Path(f"run{len(results)}"))
+        else:
+            directories.append(Path(run))
+            results.append(_load(Path(run)))
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if len(labels) != len(results):
+            raise OptionError(f"--labels gives {len(labels)} names for {len(results)} runs")
+        if len(set(labels)) != len(labels):
+            raise OptionError("--labels names must be distinct")
+    else:
+        labels = _run_names(directories)
+
+    categories: list[str] = []
+    layers: list[str] = []
+    for result in results:
+        for name, layer in result.layers.items():
+            categories += layer.categories
+            if name not in layers:
+                layers.append(name)
+    categories = ordered_categories(categories)
+
+    rows = []
+    counts: list[dict[str, dict]] = []
+    for label, result in zip(labels, results):
+        per_layer = {}
+        for name, layer in result.layers.items():
+            c = layer_counts(layer, iou_threshold)
+            c["detectors_by_category"] = {k: c["detectors_by_category"].get(k, 0) for k in categories}
+            c["unique_by_category"] = {k: c["unique_by_category"].get(k, 0) for k in categories}
+            per_layer[name] = c
+            rows.append({"run": label, "layer": name, **c})
+        counts.append(per_layer)
+
+    detectors_per_layer = {
+        "layers": layers,
+        "runs": labels,
+        "detectors": [[per_layer[n]["detectors"] if n in per_layer else None for n in layers] for per_layer in counts],
+        "units": [[per_layer[n]["units"] if n in per_layer else None for n in layers] for per_layer in counts],
+        "unique_detectors": [[per_layer[n]["unique_detectors"] if n in per_layer else None for n in layers]
+                             for per_layer in counts],
+    }
+
+    changes = {"available": False, "note": "", "before": None, "after": None, "layers": []}
+    if len(results) == 1:
+        changes["note"] = "Label changes need two runs."
+    elif len(results) > 2 and not series:
+        changes["note"] = "Label changes are shown for two runs, or for the first and last run of a series (--series)."
+    else:
+        i, j = 0, len(results) - 1
+        why = _same_architecture(results[i], results[j])
+        if why:
+            changes["note"] = f"No per-unit label changes: {why}."
+        else:
+            changes.update(available=True, before=labels[i], after=labels[j])
+            for name in results[i].layers:
+                a, b = results[i].layers[name], results[j].layers[name]
+                changes["layers"].append({"layer": name, "units": a.units, "changes": label_changes(a, b, iou_threshold)})
+
+    series_data = None
+    if series:
+        common = [n for n in layers if all(n in per_layer for per_layer in counts)]
+        series_data = {"runs": labels, "layers": [], "note": ""}
+        if not common:
+            series_data["note"] = "The runs share no layer: no concept-emergence chart."
+        for name in common:
+            series_data["layers"].append(
+                {
+                    "layer": name,
+                    "detectors": {c: [per_layer[name]["detectors_by_category"][c] for per_layer in counts] for c in categories},
+                    "unique": {c: [per_layer[name]["unique_by_category"][c] for per_layer in counts] for c in categories},
+                    "detectors_total": [per_layer[name]["detectors"] for per_layer in counts],
+                    "unique_total": [per_layer[name]["unique_detectors"] for per_layer in counts],
+                }
+            )
+
+    return {
+        "runs": [
+            {"label": label, "directory": str(d), "model": str(r.metadata.get("model", ""))}
+            for label, d, r in zip(labels, directories, results)
+        ],
+        "categories": categories,
+        "layers": layers,
+        "rows": rows,
+        "detectors_per_layer": detectors_per_layer,
+        "label_changes": changes,
+        "series": series_data,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# SVG charts
+
+
+def _svg_open(cls: str, width: float, height: float, label: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{_e(label)}" {FONT}>'
+    )
+
+
+def _axis(out: list, left: float, right: float, base: float, plot_h: float, ymax: float, tick: float, title: str,
+          top: float) -> None:
+    value = 0.0
+    while value <= ymax + 1e-9:
+        y = base - value * plot_h / ymax
+        out.append(f'<line x1="{left - 4:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" stroke="#e3e5e8" />')
+        out.append(f'<text x="{left - 8:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{value:g}</text>')
+        value += tick
+    out.append(
+        f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" fill="#555" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{_e(title)}</text>'
+    )
+    out.append(f'<line x1="{left - 4:.1f}" y1="{base:.1f}" x2="{right:.1f}" y2="{base:.1f}" stroke="#888" />')
+
+
+def _scale(peak: float) -> tuple[float, float]:
+    tick = max(1.0, float(math.ceil(_nice_step(max(peak, 1)))))
+    return tick * max(1, math.ceil(peak / tick)), tick
+
+
+def _legend(out: list, x: float, top: float, items: Sequence[tuple[str, str]], dashed: Sequence[bool] = ()) -> None:
+    for j, (name, colour) in enumerate(items):
+        y = top + j * 22
+        if j < len(dashed) and dashed[j]:
+            out.append(f'<line x1="{x:.1f}" y1="{y + 7:.1f}" x2="{x + 14:.1f}" y2="{y + 7:.1f}" stroke="{colour}" '
+                       'stroke-width="2.5" stroke-dasharray="4 3" />')
+        else:
+            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="14" height="14" rx="2" fill="{colour}" />')
+        out.append(f'<text x="{x + 20:.1f}" y="{y + 11:.1f}" font-size="12" fill="#222">{_e(_shorten(name, 22))}</text>')
+
+
+def unique_detectors_svg(data: Mapping) -> str:
+    """Stacked bars of unique detectors per category, one bar per run and layer."""
+    categories, rows = list(data["categories"]), list(data["rows"])
+    colours = category_colours(categories)
+    if not rows:
+        return _svg_open("unique-chart", 300, 40, "no layers") + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
+    peak = max(max(r["unique_detectors"] for r in rows), 1)
+    ymax, tick = _scale(peak)
+    plot_h, top, step = 220, 20, 60
+    bar_w = step * 0.62
+    names = [_shorten(f"{r['run']} · {r['layer']}", 30) for r in rows]
+    longest = max(len(n) for n in names)
+    drop = longest * 6.2 * math.sin(math.radians(40)) + 16
+    left = max(50.0, longest * 6.2 * math.cos(math.radians(40)) - step / 2 + 10)
+    legend_x = left + step * len(rows) + 24
+    width, height = legend_x + 130, max(top + plot_h + drop + 10, top + 22 * len(categories) + 10)
+    base = top + plot_h
+    scale = plot_h / ymax
+    out = [_svg_open("unique-chart", width, height, "unique detectors per category, per run and layer")]
+    _axis(out, left, legend_x - 14, base, plot_h, ymax, tick, "unique detectors", top)
+    for i, (row, name) in enumerate(zip(rows, names)):
+        x = left + i * step + (step - bar_w) / 2
+        y = base
+        for c in categories:
+            n = row["unique_by_category"].get(c, 0)
+            if n <= 0:
+                continue
+            h = n * scale
+            y -= h
+            out.append(
+                f'<rect class="segment" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colours[c]}" '
+                f'data-run="{_e(row["run"])}" data-layer="{_e(row["layer"])}" data-category="{_e(c)}" data-count="{n}">'
+                f"<title>{_e(row['run'])} · {_e(row['layer'])}: {n} unique {_e(c)} detectors</title></rect>"
+            )
+        out.append(f'<text x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" font-size="11" text-anchor="middle" fill="#333">'
+                   f'{row["unique_detectors"]}</text>')
+        cx, cy = x + bar_w / 2, base + 14
+        out.append(f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
+                   f'transform="rotate(-40 {cx:.1f} {cy:.1f})">{_e(name)}</text>')
+    _legend(out, legend_x, top, [(c, colours[c]) for c in reversed(categories)])
+    out.append("</svg>")
+    return "".join(out)
+
+
+def detectors_per_layer_svg(data: Mapping) -> str:
+    """Grouped bars: detectors per layer (groups), one bar per run."""
+    d = data["detectors_per_layer"]
+    layers, runs, values = list(d["layers"]), list(d["runs"]), d["detectors"]
+    if not layers:
+        return _svg_open("detectors-chart", 300, 40, "no layers") + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
+    peak = max([v for row in values for v in row if v is not None] + [1])
+    ymax, tick = _scale(peak)
+    plot_h, top = 220, 20
+    bar = 18
+    group = bar * len(runs) + 18
+    names = [_shorten(n, 22) for n in layers]
+    left = 50.0
+    legend_x = left + group * len(layers) + 24
+    width, height = legend_x + 160, max(top + plot_h + 40, top + 22 * len(runs) + 10)
+    base = top + plot_h
+    scale = plot_h / ymax
+    out = [_svg_open("detectors-chart", width, height, "detectors per layer, per run")]
+    _axis(out, left, legend_x - 14, base, plot_h, ymax, tick, "detectors", top)
+    for li, name in enumerate(names):
+        x0 = left + li * group + 9
+        for ri, run in enumerate(runs):
+            v = values[ri][li]
+            if v is None:
+                continue
+            h = v * scale
+            x = x0 + ri * bar
+            colour = RUN_COLOURS[ri % len(RUN_COLOURS)]
+            out.append(
+                f'<rect class="bar" x="{x:.1f}" y="{base - h:.1f}" width="{bar - 2}" height="{h:.1f}" fill="{colour}" '
+                f'data-run="{_e(run)}" data-layer="{_e(layers[li])}" data-count="{v}">'
+                f"<title>{_e(run)} · {_e(layers[li])}: {v} detectors</title></rect>"
+            )
+        out.append(f'<text x="{x0 + bar * len(runs) / 2:.1f}" y="{base + 16:.1f}" font-size="11" text-anchor="middle" '
+                   f'fill="#222">{_e(name)}</text>')
+    _legend(out, legend_x, top, [(r, RUN_COLOURS[i % len(RUN_COLOURS)]) for i, r in enumerate(runs)])
+    out.append("</svg>")
+    return "".join(out)
+
+
+def emergence_svg(runs: Sequence[str], layer: Mapping, categories: Sequence[str]) -> str:
+    """Lines across a series of runs: detectors per category (solid) and unique detectors (dashed)."""
+    colours = category_colours(categories)
+    lines = [(c, colours[c], layer["detectors"][c], False) for c in categories if any(layer["detectors"][c])]
+    lines.append(("unique detectors", "#333", layer["unique_total"], True))
+    peak = max([v for _, _, vs, _ in lines for v in vs] + [1])
+    ymax, tick = _scale(peak)
+    plot_h, top = 200, 20
+    n = len(runs)
+    step = max(40.0, min(120.0, 640.0 / max(n, 1)))
+    names = [_shorten(r, 20) for r in runs]
+    longest = max(len(x) for x in names)
+    drop = longest * 6.2 * math.sin(math.radians(35)) + 16
+    left = max(50.0, longest * 6.2 * math.cos(math.radians(35)) - step / 2 + 10)
+    legend_x = left + step * n + 24
+    width, height = legend_x + 160, max(top + plot_h + drop + 10, top + 22 * len(lines) + 10)
+    base = top + plot_h
+    scale = plot_h / ymax
+    out = [_svg_open("emergence-chart", width, height, f"concept emergence in {layer['layer']}")]
+    _axis(out, left, legend_x - 14, base, plot_h, ymax, tick, "units", top)
+    xs = [left + (i + 0.5) * step for i in range(n)]
+    for name, colour, values, dashed in lines:
+        points = " ".join(f"{x:.1f},{base - v * scale:.1f}" for x, v in zip(xs, values))
+        dash = ' stroke-dasharray="5 4"' if dashed else ""
+        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2"{dash} points="{points}" '
+                   f'data-name="{_e(name)}" data-values="{_e(",".join(str(v) for v in values))}" />')
+        for x, v, run in zip(xs, values, runs):
+            out.append(f'<circle cx="{x:.1f}" cy="{base - v * scale:.1f}" r="3" fill="{colour}">'
+                       f"<title>{_e(run)}: {v} {_e(name)}</title></circle>")
+    for x, name in zip(xs, names):
+        cy = base + 14
+        out.append(f'<text x="{x:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
+                   f'transform="rotate(-35 {x:.1f} {cy:.1f})">{_e(name)}</text>')
+    _legend(out, legend_x, top, [(name, colour) for name, colour, _, _ in lines], [d for _, _, _, d in lines])
+    out.append("</svg>")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# PNG charts
+
+
+def _style(ax) -> None:
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+
+
+def save_unique_detectors_png(data: Mapping, path: str | os.PathLike) -> Path:
+    categories, rows = list(data["categories"]), list(data["rows"])
+    colours = category_colours(categories)
+    figure = Figure(figsize=(max(4.5, 0.8 * len(rows) + 2.8), 3.8))
+    ax = figure.add_subplot()
+    xs = list(range(len(rows)))
+    bottoms = [0] * len(rows)
+    for c in categories:
+        values = [r["unique_by_category"].get(c, 0) for r in rows]
+        if not any(values):
+            continue
+        ax.bar(xs, values, bottom=bottoms, width=0.62, color=colours.get(c, NO_CATEGORY_COLOUR), label=_text(c))
+        bottoms = [b + v for b, v in zip(bottoms, values)]
+    ax.set_xticks(xs)
+    ax.set_xticklabels([_text(f"{r['run']}\n{r['layer']}") for r in rows], rotation=30 if len(rows) > 3 else 0,
+                       ha="right" if len(rows) > 3 else "center", fontsize=8)
+    ax.set_ylabel("unique detectors")
+    ax.set_ylim(0, max([*bottoms, 1]) * 1.12)
+    _style(ax)
+    handles, names = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles[::-1], names[::-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    return _save(figure, path)
+
+
+def save_detectors_per_layer_png(data: Mapping, path: str | os.PathLike) -> Path:
+    d = data["detectors_per_layer"]
+    layers, runs = list(d["layers"]), list(d["runs"])
+    figure = Figure(figsize=(max(4.5, (0.3 * len(runs) + 0.4) * len(layers) + 2.8), 3.6))
+    ax = figure.add_subplot()
+    width = 0.8 / max(len(runs), 1)
+    for ri, run in enumerate(runs):
+        xs = [li - 0.4 + width * (ri + 0.5) for li in range(len(layers))]
+        values = [v if v is not None else 0 for v in d["detectors"][ri]]
+        ax.bar(xs, values, width=width * 0.92, color=RUN_COLOURS[ri % len(RUN_COLOURS)], label=_text(run))
+    ax.set_xticks(list(range(len(layers))))
+    ax.set_xticklabels([_text(n) for n in layers], fontsize=9)
+    ax.set_ylabel("detectors")
+    _style(ax)
+    if runs:
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    return _save(figure, path)
+
+
+def save_emergence_png(series: Mapping, categories: Sequence[str], path: str | os.PathLike) -> Path:
+    layers, runs = list(series["layers"]), list(series["runs"])
+    colours = category_colours(categories)
+    figure = Figure(figsize=(max(5.0, 0.5 * len(runs) + 3.5), 2.9 * max(len(layers), 1) + 0.4))
+    xs = list(range(len(runs)))
+    for i, layer in enumerate(layers):
+        ax = figure.add_subplot(max(len(layers), 1), 1, i + 1)
+        for c in categories:
+            if any(layer["detectors"][c]):
+                ax.plot(xs, layer["detectors"][c], marker="o", ms=3, color=colours[c], label=_text(c))
+        ax.plot(xs, layer["unique_total"], marker="o", ms=3, color="#333", linestyle="--", label="unique detectors")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([_text(r) for r in runs], rotation=30 if len(runs) > 4 else 0,
+                           ha="right" if len(runs) > 4 else "center", fontsize=8)
+        ax.set_title(_text(layer["layer"]), fontsize=10)
+        ax.set_ylabel("units")
+        ax.set_ylim(bottom=0)
+        _style(ax)
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# page
+
+
+def _relative_href(target: Path, out: Path) -> str:
+    rel = os.path.relpath(target.resolve(), out.resolve())
+    return "/".join(quote(p) for p in Path(rel).parts)
+
+
+def compare_context(data: Mapping, out: Path, run_dirs: Sequence[Path | None], pngs: Mapping[str, str]) -> dict:
+    """The template context of the comparison page."""
+    categories = list(data["categories"])
+    colours = category_colours(categories)
+    runs = []
+    for i, (run, directory) in enumerate(zip(data["runs"], run_dirs)):
+        href = None
+        if directory is not None and (directory / INDEX).is_file():
+            href = _relative_href(directory / INDEX, out)
+        runs.append({**run, "href": href, "colour": RUN_COLOURS[i % len(RUN_COLOURS)]})
+    d = data["detectors_per_layer"]
+    detector_rows = []
+    for li, layer in enumerate(d["layers"]):
+        cells = []
+        for ri in range(len(d["runs"])):
+            n, u = d["detectors"][ri][li], d["units"][ri][li]
+            cells.append(None if n is None else {"detectors": n, "units": u, "unique": d["unique_detectors"][ri][li],
+                                                 "percent": f"{100 * n / max(u, 1):.1f}"})
+        detector_rows.append({"layer": layer, "cells": cells})
+    series = data["series"]
+    emergence = []
+    if series:
+        for layer in series["layers"]:
+            emergence.append({"layer": layer["layer"], "svg": Markup(emergence_svg(series["runs"], layer, categories)),
+                              "rows": [{"name": c, "colour": colours[c], "counts": layer["detectors"][c],
+                                        "unique": layer["unique"][c]} for c in categories],
+                              "detectors_total": layer["detectors_total"], "unique_total": layer["unique_total"]})
+    return {
+        "runs": runs,
+        "categories": [{"name": c, "colour": colours[c]} for c in categories],
+        "rows": data["rows"],
+        "unique_chart": Markup(unique_detectors_svg(data)),
+        "detectors_chart": Markup(detectors_per_layer_svg(data)),
+        "detector_runs": d["runs"],
+        "detector_rows": detector_rows,
+        "changes": data["label_changes"],
+        "series": series,
+        "emergence": emergence,
+        "pngs": pngs,
+        "data_file": DATA_FILE,
+    }
+
+
+def render_compare_page(context: Mapping) -> str:
+    return environment().get_template("compare.html").render(**context)
+
+
+def compare_runs(
+    runs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    series: bool = False,
+    iou_threshold: float | None = None,
+) -> Path:
+    """Compare finished runs: write ``<out>/index.html``, the PNG charts and ``compare.json``.
+
+    Args:
+        runs: run directories (each with ``summary.json``), in order for a series.
+        out: the output directory (created).
+        labels: names of the runs on the page (default: their directory names).
+        series: the runs are a series (e.g. checkpoints over training): draw concept emergence,
+            and compare the first and last run unit by unit.
+        iou_threshold: the IoU a unit needs to count as a detector (default: each run's own).
+
+    Returns:
+        The path of ``<out>/index.html``.
+    """
+    runs = list(runs)
+    data = comparison_data(runs, labels=labels, series=series, iou_threshold=iou_threshold)
+    out = Path(out)
+    run_dirs = [Path(r) for r in runs]
+    if any(out.resolve() == d.resolve() for d in run_dirs):
+        raise OptionError(f"--out {out} is one of the compared runs: choose another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = {"unique": UNIQUE_PNG, "detectors": DETECTORS_PNG, "emergence": None}
+    save_unique_detectors_png(data, out / UNIQUE_PNG)
+    save_detectors_per_layer_png(data, out / DETECTORS_PNG)
+    if data["series"] and data["series"]["layers"]:
+        save_emergence_png(data["series"], data["categories"], out / EMERGENCE_PNG)
+        pngs["emergence"] = EMERGENCE_PNG
+    atomic_write_bytes(out / DATA_FILE, (json.dumps(data, indent=1) + "\n").encode())
+    html = render_compare_page(compare_context(data, out, run_dirs, pngs))
+    index = out / INDEX
+    atomic_write_bytes(index, html.encode())
+    return index
