@@ -40,6 +40,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-memory", type=float, default=d.cache_memory / 2**20, metavar="MiB",
                    help="memory for keeping activations between the two passes instead of running "
                    "the model twice (default: %(default)g MiB)")
+    p.add_argument("--null-samples", type=int, default=d.null_samples, metavar="K",
+                   help="permutation-null samples for each unit's p-value and z-score (its masks paired "
+                   "with other images' annotations); costs about K times pass 2's counting and "
+                   "8*K*units*labels bytes per layer; 0: none (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -72,6 +76,7 @@ def _config(args: argparse.Namespace, **extra):
         threshold_memory=int(args.threshold_memory * 2**20),
         cache_memory=int(args.cache_memory * 2**20),
         progress=not args.no_progress,
+        null_samples=args.null_samples,
         **extra,
     )
 

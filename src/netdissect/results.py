@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .tally import Counts, best_labels, iou_from_counts
+from .tally import Counts, best_labels, iou_from_counts, null_summary
 
 TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
 MAPS_FILE = "top_maps.npz"
@@ -66,6 +66,7 @@ class LayerResult:
     top_maps: np.ndarray | None = None  # (U, m, h, w) the unit's activation maps on those images
     iou_threshold: float = 0.04
     metadata: dict = field(default_factory=dict)
+    null_score: np.ndarray | None = None  # (K, U) each unit's best IoU under K permutation-null samples
 
     def __post_init__(self) -> None:
         counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
@@ -79,6 +80,19 @@ class LayerResult:
         rows = np.arange(self.units)
         self.label = self.category_label[rows, self.category]  # (U,) best label number
         self.score = self.category_iou[rows, self.category]  # (U,) its IoU
+        # significance against the permutation null (None without null samples): (U,) float64 each
+        self.null_mean = self.null_std = self.z_score = self.p_value = None
+        if self.null_score is not None:
+            self.null_score = np.asarray(self.null_score, dtype=np.float64)
+            stats = null_summary(torch.from_numpy(self.score.astype(np.float64)), torch.from_numpy(self.null_score))
+            self.null_mean, self.null_std, self.z_score, self.p_value = (
+                stats[k].numpy() for k in ("null_mean", "null_std", "z_score", "p_value")
+            )
+
+    @property
+    def null_samples(self) -> int:
+        """K, the permutation-null samples behind ``p_value`` and ``z_score`` (0: none)."""
+        return 0 if self.null_score is None else int(self.null_score.shape[0])
 
     @property
     def units(self) -> int:
@@ -127,6 +141,15 @@ class LayerResult:
                     "top_maxima": [float(v) for v in self.top_values[u]],
                 }
             )
+            if self.null_score is not None:
+                records[-1].update(
+                    {
+                        "p_value": float(self.p_value[u]),
+                        "z_score": _finite_or_none(self.z_score[u]),
+                        "null_mean": float(self.null_mean[u]),
+                        "null_std": float(self.null_std[u]),
+                    }
+                )
         return records
 
     def tally_rows(self) -> list[list]:
@@ -170,6 +193,17 @@ class LayerResult:
             categories=np.array(self.categories),
             top_indices=self.top_indices,
             top_values=self.top_values,
+            **(
+                {
+                    "null_score": self.null_score,
+                    "null_mean": self.null_mean,
+                    "null_std": self.null_std,
+                    "z_score": self.z_score,
+                    "p_value": self.p_value,
+                }
+                if self.null_score is not None
+                else {}
+            ),
         )
         atomic_write_bytes(directory / ARRAYS_FILE, arrays.getvalue())
         if self.top_maps is not None:
@@ -206,11 +240,20 @@ class LayerResult:
                 top_maps=top_maps,
                 iou_threshold=float(meta["summary"]["iou_threshold"]),
                 metadata=meta.get("metadata", {}),
+                null_score=z["null_score"] if "null_score" in z.files else None,
             )
 
 
 def _num(x: float) -> float:
     return round(float(x), 6)
+
+
+def _finite_or_none(x: float) -> float | str:
+    """A float for JSON: finite values as they are, +-inf as the strings "inf"/"-inf", NaN as None."""
+    x = float(x)
+    if np.isfinite(x):
+        return x
+    return None if np.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
 @dataclass

@@ -76,11 +76,35 @@ def count_masks(
     chunk_pixels: int = 1 << 22,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``inter[u, l]`` and ``act[u, c]`` of one batch (see :func:`count_batch`)."""
+    inter, act, _, _ = count_masks_null(
+        acts, thresholds, seg, scalars, present, label_category, None, iou_mode, chunk_pixels
+    )
+    return inter, act
+
+
+def count_masks_null(
+    acts: torch.Tensor,
+    thresholds: torch.Tensor,
+    seg: torch.Tensor,
+    scalars: torch.Tensor,
+    present: torch.Tensor,
+    label_category: torch.Tensor,
+    shifts: torch.Tensor | None,
+    iou_mode: str = "paper",
+    chunk_pixels: int = 1 << 22,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`count_masks` plus the permutation-null counts of the same batch.
+
+    ``shifts`` ``(K,)`` holds one cyclic shift per null sample: sample k pairs the masks of
+    image b with the annotations of image ``(b + shifts[k]) % B`` (see :func:`shift_annotations`),
+    reusing the masked pixels computed once. Returns ``(inter, act, null_inter, null_act)`` with
+    ``null_inter`` ``(K, U, L)`` and ``null_act`` ``(K, U, C)``; both ``None`` when ``shifts``
+    is ``None``. ``truth`` does not change under a permutation.
+    """
     if iou_mode not in IOU_MODES:
         raise ValueError(f"iou_mode must be one of {IOU_MODES}, got {iou_mode!r}")
     device = acts.device
     B, U = acts.shape[:2]
-    L, C = len(label_category), present.shape[1]
     seg = seg.to(device)
     scalars = scalars.to(device, torch.int64)
     present = present.to(device)
@@ -89,8 +113,48 @@ def count_masks(
 
     # every masked pixel of every (image, unit) pair: pair = image * U + unit
     pair, ys, xs = masked_pixels(acts.flatten(0, 1), thresholds.repeat(B), tuple(seg.shape[-2:]), chunk_pixels)
+    pixels = (pair, ys, xs, torch.bincount(pair, minlength=B * U).view(B, U))
+    inter, act = count_masked(pixels, seg, scalars, present, label_category, iou_mode)
+    if shifts is None:
+        return inter, act, None, None
+    null = [
+        count_masked(pixels, *shift_annotations(seg, scalars, present, int(s)), label_category, iou_mode)
+        for s in shifts.tolist()
+    ]
+    return inter, act, torch.stack([i for i, _ in null]), torch.stack([c for _, c in null])
+
+
+def shift_annotations(
+    seg: torch.Tensor, scalars: torch.Tensor, present: torch.Tensor, shift: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's annotations cyclically shifted: image b gets those of image ``(b + shift) % B``."""
+    B = seg.shape[0]
+    order = (torch.arange(B, device=seg.device) + shift) % B
+    return seg[order], scalars[order.to(scalars.device)], present[order.to(present.device)]
+
+
+def count_masked(
+    pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    seg: torch.Tensor,
+    scalars: torch.Tensor,
+    present: torch.Tensor,
+    label_category: torch.Tensor,
+    iou_mode: str = "paper",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``inter[u, l]`` and ``act[u, c]`` from given masked pixels and a batch's annotations.
+
+    Args:
+        pixels: ``(pair, ys, xs, size)``: the masked pixels (``pair = image * U + unit``, their
+            row and column at segmentation size) and the mask areas ``size`` ``(B, U)``.
+        seg, scalars, present, label_category, iou_mode: as in :func:`count_batch`; the
+            annotations may belong to other images than the masks (the permutation null).
+    """
+    pair, ys, xs, size = pixels
+    device = size.device
+    B, U = size.shape
+    L, C = len(label_category), present.shape[1]
+    scalars = scalars.to(device, torch.int64)
     unit = pair % U
-    size = torch.bincount(pair, minlength=B * U).view(B, U)  # mask areas
 
     # labels under the masked pixels (every layer): one bincount over unit * L + label
     under = seg[pair // U, :, ys, xs].long()  # (masked pixels, layers)
@@ -101,7 +165,7 @@ def count_masks(
     inter *= label_category >= 0  # label 0 and labels outside the categories never count
 
     if iou_mode == "paper":
-        counted = present.unsqueeze(1)  # category annotated anywhere in the image
+        counted = present.to(device).unsqueeze(1)  # category annotated anywhere in the image
     else:
         # lite: a category counts where one of its labels lies under the mask (or is image-level)
         cat = label_category[under]
@@ -115,6 +179,53 @@ def count_masks(
         counted = under_mask | image_level.unsqueeze(1)
     act = (size.unsqueeze(2) * counted).sum(dim=0)  # (U, C)
     return inter, act
+
+
+def null_shifts(batch_images: int, samples: int, generator: torch.Generator) -> torch.Tensor | None:
+    """K cyclic shifts in ``1..B-1`` for one batch's null samples; ``None`` for a batch of one image."""
+    if samples <= 0 or batch_images < 2:
+        return None
+    return torch.randint(1, batch_images, (samples,), generator=generator)
+
+
+def null_scores(
+    null_inter: torch.Tensor, null_act: torch.Tensor, truth: torch.Tensor, label_category: torch.Tensor
+) -> torch.Tensor:
+    """``(K, U)`` float64: each unit's null score per null sample, from the null counts.
+
+    The null statistic of sample k is the unit's best IoU over all labels under that
+    permutation: the same maximum the observed score is, so the choice of the best label is
+    accounted for (a fixed label's null would make chance maxima look significant).
+    """
+    K, U, L = null_inter.shape
+    if L == 0:
+        return torch.zeros((K, U), dtype=torch.float64, device=null_inter.device)
+    label_category = label_category.to(null_inter.device)
+    truth = truth.to(null_inter.device)
+    samples = [iou_from_counts(Counts(null_inter[k], null_act[k], truth), label_category).amax(dim=1) for k in range(K)]
+    return torch.stack(samples) if samples else torch.zeros((0, U), dtype=torch.float64, device=null_inter.device)
+
+
+def null_summary(score: torch.Tensor, null: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scores ``(U,)`` against their null samples ``(K, U)`` (float64 results, ``(U,)`` each).
+
+    ``null_mean``, ``null_std`` (population std over the K samples), ``z_score``
+    (``(score - mean) / std``; where std is 0: +-inf when the score differs from the mean, 0
+    when it equals it) and ``p_value``: ``(1 + #{null >= score}) / (K + 1)``, the empirical
+    permutation p-value (never below ``1 / (K + 1)``).
+    """
+    score, null = score.double(), null.double().to(score.device)
+    K = null.shape[0]
+    mean = null.mean(dim=0)
+    std = null.std(dim=0, correction=0) if K else torch.zeros_like(score)
+    diff = score - mean
+    # a tiny tolerance: IoUs that are equal in exact arithmetic may differ in the last bit
+    eps = 1e-12
+    z = torch.where(std > eps, diff / std.clamp(min=eps), torch.sign(diff) * torch.inf)
+    z = torch.where((std <= eps) & (diff.abs() <= eps), torch.zeros_like(z), z)
+    exceed = (null >= score - eps).sum(dim=0)
+    p = (1 + exceed).double() / (K + 1)
+    return {"null_mean": mean, "null_std": std, "z_score": z, "p_value": p}
 
 
 def count_batch(

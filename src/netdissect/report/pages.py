@@ -380,6 +380,27 @@ def _threshold_text(t: float) -> str:
     return f"{t:g}"
 
 
+SIGNIFICANCE_LEVEL = 0.05
+
+
+def _significance(result: LayerResult, u: int) -> dict:
+    """A unit card's significance against the permutation null (text None without null samples)."""
+    if result.p_value is None:
+        return {"p_value": None, "significant": False, "significance_text": None, "significance_title": None}
+    p, z = float(result.p_value[u]), float(result.z_score[u])
+    z_text = "∞" if z == float("inf") else "−∞" if z == float("-inf") else f"{z:.1f}"
+    return {
+        "p_value": p,
+        # p never falls below 1 / (K + 1): K >= 19 samples are needed to reach 0.05
+        "significant": p <= SIGNIFICANCE_LEVEL + 1e-12,
+        "significance_text": f"p = {p:.2g}, z {z_text}",
+        "significance_title": (
+            f"permutation null of {result.null_samples} samples: p = {p:.3g}, z = {z_text}, "
+            f"null IoU {float(result.null_mean[u]):.3f} ± {float(result.null_std[u]):.3f}"
+        ),
+    }
+
+
 def layer_header(summary: Mapping) -> str:
     """``"K/U units covering C concepts with IoU >= t"``."""
     return (
@@ -438,6 +459,7 @@ def layer_context(
                 ],
             }
         )
+        units[-1].update(_significance(result, u))
     order = sorted(range(len(units)), key=lambda i: (-units[i]["score"], units[i]["unit"]))
     units = [units[i] for i in order]
     bars = bar_data(result)
