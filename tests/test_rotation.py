@@ -100,3 +100,16 @@ def test_rotation_sweep_writes_curves_and_plot(tmp_path):
     assert detectors[0] == 4  # the planted units: four concepts
     assert (tmp_path / "sweep" / "rotation_sweep.png").stat().st_size > 1000
     assert (tmp_path / "sweep" / "power_1.00" / "summary.json").is_file()
+
+
+def test_rotation_match_and_sweep_on_the_cli(tmp_path, capsys):
+    net, data = planted(tmp_path)
+    matched = dissect(net, data, ["layer"], rotate=5, rotation_power=0.1, rotation_match=True, **OPTIONS)["layer"]
+    assert matched.metadata["options"]["rotation_match"] is True
+    args = ["rotation-sweep", "--model", "demo", "--layers", "conv4", "--dataset", str(tmp_path / "ds"),
+            "--out", str(tmp_path / "sweep"), "--powers", "0", "1", "--workers", "0", "--no-progress",
+            "--device", "cpu", "--input-size", "32"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].startswith("conv4") and "rotation_sweep.png" in out
+    assert (tmp_path / "sweep" / "power_0.00" / "conv4" / "tally.csv").is_file()

@@ -33,7 +33,7 @@ from .models.preprocess import Preprocess
 from .results import UNITS_FILE, DissectionResult, LayerResult, atomic_write_json, layer_dirname
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
 from .tally import IOU_MODES, Counts, count_masks_null, count_truth, null_scores, null_shifts, threshold_level
-from .rotation import haar_rotation, rotate_units, rotation_power
+from .rotation import haar_rotation, match_units, rotate_units, rotation_power
 from .tokens import parse_tokens
 
 RUN_FILE = "run.json"
@@ -68,6 +68,7 @@ class DissectConfig:
         rotate: dissect each layer in a random rotation of its unit basis (the seed of a
             Haar-random rotation R; see :mod:`netdissect.rotation`), or ``None``.
         rotation_power: P in [0, 1]: the rotation used is R**P (0: identity, 1: R).
+        rotation_match: number each rotated direction like the original unit it is closest to.
         null_samples: K samples of a permutation null for each unit's score (0: none). In
             pass 2, sample k pairs each image's masks with the annotations of another image of
             the same batch (a seeded random cyclic shift per batch), giving each unit's
@@ -93,6 +94,7 @@ class DissectConfig:
     channels_last: bool = False
     rotate: int | None = None
     rotation_power: float = 1.0
+    rotation_match: bool = False
     null_samples: int = 0
 
     def __post_init__(self) -> None:
@@ -128,6 +130,7 @@ class DissectConfig:
             "channels_last": self.channels_last,
             "rotate": self.rotate,
             "rotation_power": self.rotation_power if self.rotate is not None else None,
+            "rotation_match": self.rotation_match if self.rotate is not None else None,
             "null_samples": self.null_samples,
         }
 
@@ -363,7 +366,10 @@ class _Runner:
             for name, a in acts.items():
                 if name not in self.rotations:
                     rotation = haar_rotation(a.shape[1], self.config.rotate)
-                    self.rotations[name] = rotation_power(rotation, self.config.rotation_power).float()
+                    matrix = rotation_power(rotation, self.config.rotation_power)
+                    if self.config.rotation_match:
+                        matrix = matrix[match_units(matrix)]
+                    self.rotations[name] = matrix.float()
                 acts[name] = rotate_units(a, self.rotations[name])
         return acts
 

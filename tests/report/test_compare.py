@@ -199,3 +199,15 @@ def test_errors(runs, tmp_path):
         compare_runs(runs[:1], runs[0])
     for error in RunDirectoryError, OptionError:
         assert error.__name__  # one-line messages
+
+
+def test_cli_compare(runs, tmp_path, capsys):
+    from netdissect.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", *[str(r) for r in runs], "--out", str(out), "--series"]) == 0
+    assert capsys.readouterr().out.strip() == f"comparison: {(out / 'index.html').resolve()}"
+    assert (out / "concept_emergence.png").is_file()
+    assert main(["compare", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("netdissect: error:") and len(err.strip().splitlines()) == 1
