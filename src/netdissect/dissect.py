@@ -27,16 +27,16 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data.broden import BrodenDataset, collate_broden
 from .errors import ActivationError, OptionError, RunDirectoryError
-from .hooks import LayerCapture, as_feature_map, resolve_layers
+from .hooks import LayerCapture, as_feature_map, first_line, resolve_layers
 from .models.loading import LoadedModel, load_model, model_fingerprint
 from .models.preprocess import Preprocess
+from .rundir import RUN_FILE, run_lock, set_state
 from .results import UNITS_FILE, DissectionResult, LayerResult, atomic_write_json, layer_dirname
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
 from .tally import IOU_MODES, Counts, count_masks_null, count_truth, null_scores, null_shifts, threshold_level
 from .rotation import haar_rotation, match_units, rotate_units, rotation_power
 from .tokens import parse_tokens
 
-RUN_FILE = "run.json"
 MAX_NULL_SAMPLES = 100  # null counts take 8 * K * units * labels bytes per layer
 NULL_SEED = 20170721  # the null's shifts are reproducible: a fixed seed, batches in dataset order
 
@@ -195,10 +195,36 @@ def dissect(
         "versions": {"netdissect": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
     run_dir = Path(out) if out is not None else None
-    done: dict[str, LayerResult] = {}
-    all_layers = layers
-    if run_dir is not None:
-        all_layers, done = _prepare_run_dir(run_dir, metadata, layers, config.overwrite)
+    if run_dir is None:
+        return _dissect(module, dataset, layers, device, config, metadata)
+    with run_lock(run_dir):
+        all_layers, done = _prepare_run_dir(run_dir, metadata, layers, config.overwrite)  # refuses other runs
+        try:
+            result = _dissect(module, dataset, layers, device, config, metadata, run_dir, all_layers, done)
+        except BaseException as exc:
+            set_state(run_dir, "failed", first_line(exc))
+            raise
+        set_state(run_dir, "done")
+        return result
+
+
+def _dissect(
+    module: nn.Module,
+    dataset: BrodenDataset,
+    layers: list[str],
+    device: torch.device,
+    config: DissectConfig,
+    metadata: dict,
+    run_dir: Path | None = None,
+    all_layers: list[str] | None = None,
+    done: dict[str, LayerResult] | None = None,
+) -> DissectionResult:
+    """The passes and the results, written into ``run_dir`` (prepared and locked by the caller).
+
+    ``all_layers`` are the run directory's layers (earlier ones first), ``done`` those finished.
+    """
+    done = done or {}
+    all_layers = all_layers or layers
     todo = [name for name in layers if name not in done]
 
     results = dict(done)
@@ -279,11 +305,9 @@ def _prepare_run_dir(
             previous = {"layers": []}
     else:
         previous = {"layers": []}
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirectoryError(f"--out {run_dir} is a file, not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
     known_layers = list(dict.fromkeys(previous.get("layers", []) + layers))
     atomic_write_json(run_file, {"key": key, "layers": known_layers})
+    set_state(run_dir, "running")
     done = {}
     for name in known_layers:
         if (run_dir / layer_dirname(name) / UNITS_FILE).exists():
