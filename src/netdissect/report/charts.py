@@ -80,6 +80,42 @@ def save_bar_graph_png(bars: Sequence[tuple[str, str, int]], path: str | os.Path
     return _save(figure, path)
 
 
+def save_stacked_bars_png(
+    categories: Sequence[str],
+    bar_names: Sequence[str],
+    values: Mapping[str, Sequence[float]],
+    ylabel: str,
+    path: str | os.PathLike,
+    bar_width: float = 1.0,
+    rotate_above: int = 4,
+    fontsize: float | None = None,
+) -> Path:
+    """Stacked bars, one per name, one segment per category (in ``categories`` order), as a PNG."""
+    colours = category_colours(categories)
+    figure = Figure(figsize=(max(4.5, bar_width * len(bar_names) + 2.8), 3.7))
+    ax = figure.add_subplot()
+    xs = list(range(len(bar_names)))
+    bottoms = [0.0] * len(bar_names)
+    for c in categories:
+        column = list(values.get(c, [0.0] * len(bar_names)))
+        if not any(column):
+            continue
+        ax.bar(xs, column, bottom=bottoms, width=0.62, color=colours.get(c, NO_CATEGORY_COLOUR), label=_text(c))
+        bottoms = [b + v for b, v in zip(bottoms, column)]
+    rotate = len(bar_names) > rotate_above
+    ax.set_xticks(xs)
+    ax.set_xticklabels([_text(n) for n in bar_names], rotation=30 if rotate else 0,
+                       ha="right" if rotate else "center", fontsize=fontsize)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, max([*bottoms, 1.0]) * 1.12)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles[::-1], labels[::-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    return _save(figure, path)
+
+
 def save_category_fractions_png(data: Mapping, path: str | os.PathLike) -> Path:
     """Write the fraction of units detecting each category per layer (stacked bars) as a PNG.
 
@@ -89,25 +125,6 @@ def save_category_fractions_png(data: Mapping, path: str | os.PathLike) -> Path:
     if isinstance(data.get("fractions"), Mapping):
         data = data["fractions"]
     categories, rows = list(data["categories"]), list(data["layers"])
-    colours = category_colours(categories)
-    figure = Figure(figsize=(max(4.5, 1.0 * len(rows) + 2.8), 3.6))
-    ax = figure.add_subplot()
-    xs = list(range(len(rows)))
-    bottoms = [0.0] * len(rows)
-    for c in categories:
-        values = [100 * r["fractions"].get(c, 0.0) for r in rows]
-        if not any(values):
-            continue
-        ax.bar(xs, values, bottom=bottoms, width=0.62, color=colours[c], label=_text(c))
-        bottoms = [b + v for b, v in zip(bottoms, values)]
-    ax.set_xticks(xs)
-    ax.set_xticklabels([_text(r["layer"]) for r in rows], rotation=30 if len(rows) > 4 else 0,
-                       ha="right" if len(rows) > 4 else "center")
-    ax.set_ylabel("units detecting the category (%)")
-    ax.set_ylim(0, max([*bottoms, 1.0]) * 1.12)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles[::-1], labels[::-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-    return _save(figure, path)
+    values = {c: [100 * r["fractions"].get(c, 0.0) for r in rows] for c in categories}
+    return save_stacked_bars_png(categories, [r["layer"] for r in rows], values,
+                                 "units detecting the category (%)", path)

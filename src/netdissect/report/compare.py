@@ -33,8 +33,8 @@ from matplotlib.figure import Figure
 
 from ..errors import NetDissectError, OptionError, RunDirectoryError
 from ..results import SUMMARY_FILE, DissectionResult, LayerResult, atomic_write_bytes, display_name
-from .charts import _save, _text
-from .pages import FONT, NO_CATEGORY_COLOUR, _e, _iou_text, _nice_step, _shorten, category_colours, environment, ordered_categories
+from .charts import _save, _text, save_stacked_bars_png
+from .pages import FONT, _e, _iou_text, _nice_step, _shorten, category_colours, environment, ordered_categories
 
 __all__ = ["compare_runs", "comparison_data", "layer_counts", "label_changes"]
 
@@ -439,27 +439,10 @@ def _style(ax) -> None:
 
 def save_unique_detectors_png(data: Mapping, path: str | os.PathLike) -> Path:
     categories, rows = list(data["categories"]), list(data["rows"])
-    colours = category_colours(categories)
-    figure = Figure(figsize=(max(4.5, 0.8 * len(rows) + 2.8), 3.8))
-    ax = figure.add_subplot()
-    xs = list(range(len(rows)))
-    bottoms = [0] * len(rows)
-    for c in categories:
-        values = [r["unique_by_category"].get(c, 0) for r in rows]
-        if not any(values):
-            continue
-        ax.bar(xs, values, bottom=bottoms, width=0.62, color=colours.get(c, NO_CATEGORY_COLOUR), label=_text(c))
-        bottoms = [b + v for b, v in zip(bottoms, values)]
-    ax.set_xticks(xs)
-    ax.set_xticklabels([_text(f"{r['run']}\n{r['layer']}") for r in rows], rotation=30 if len(rows) > 3 else 0,
-                       ha="right" if len(rows) > 3 else "center", fontsize=8)
-    ax.set_ylabel("unique detectors")
-    ax.set_ylim(0, max([*bottoms, 1]) * 1.12)
-    _style(ax)
-    handles, names = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles[::-1], names[::-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-    return _save(figure, path)
+    values = {c: [r["unique_by_category"].get(c, 0) for r in rows] for c in categories}
+    names = [f"{r['run']}\n{r['layer']}" for r in rows]
+    return save_stacked_bars_png(categories, names, values, "unique detectors", path,
+                                 bar_width=0.8, rotate_above=3, fontsize=8)
 
 
 def save_detectors_per_layer_png(data: Mapping, path: str | os.PathLike) -> Path:
