@@ -111,3 +111,36 @@ def rename_label(root: Path, old: str, new: str) -> None:
         rows = [[new if cell == old else cell for cell in row] for row in rows]
         with open(path, "w", newline="") as f:
             csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def write_planted_dataset(root: Path, n: int = 12, seed: int = 0, scene_unit: bool = True,
+                          random_units: int = 0) -> torch.Tensor:
+    """Write a dataset with objects a, b, c (small bars, each in about half the images) and the
+    scene s-s (every third image); return planted maps ``(n, units, 4, 4)`` for :class:`LookupNet`.
+
+    Units 0-2 fire exactly on a, b, c; with ``scene_unit``, unit 3 fires on the whole image where
+    s-s is annotated; ``random_units`` more units are Gaussian noise.
+    """
+    from netdissect.data.writer import BrodenWriter, LabelSpec
+
+    rng = np.random.default_rng(seed)
+    labels = [LabelSpec(1, "a"), LabelSpec(2, "b"), LabelSpec(3, "c"), LabelSpec(4, "s-s")]
+    w = BrodenWriter(root, ["object", "scene"], labels)
+    first_random = 3 + int(scene_unit)
+    maps = torch.zeros(n, first_random + random_units, 4, 4)
+    for i in range(n):
+        seg = np.zeros((4, 4), int)
+        for k in (1, 2, 3):
+            if rng.random() < 0.5:
+                y, x = rng.integers(0, 3, 2)
+                seg[y : y + 2, x : x + 1] = k
+        for k in (1, 2, 3):
+            maps[i, k - 1] = torch.from_numpy(seg == k).float()
+        if random_units:
+            maps[i, first_random:] = torch.from_numpy(rng.normal(size=(random_units, 4, 4))).float()
+        scene = [4] if i % 3 == 0 else []
+        if scene_unit:
+            maps[i, 3] = 1.0 if scene else 0.0
+        w.add_image(f"im{i}", gray_image(i, 8), pixel_labels={"object": [seg]}, image_labels={"scene": scene})
+    w.close()
+    return maps

@@ -36,26 +36,9 @@ def test_tiny_dataset_end_to_end(tiny_dataset, tmp_path, mode):
 
 def test_planted_detectors_score_one(tmp_path):
     """Unit k fires exactly on concept k's mask -> IoU 1.0 with concept k, in both modes."""
-    from netdissect.data.writer import BrodenWriter, LabelSpec
-    from helpers import gray_image
+    from helpers import write_planted_dataset
 
-    rng = np.random.default_rng(0)
-    n, size = 12, 8
-    labels = [LabelSpec(1, "a"), LabelSpec(2, "b"), LabelSpec(3, "c"), LabelSpec(4, "s-s")]
-    w = BrodenWriter(tmp_path / "ds", ["object", "scene"], labels)
-    maps = torch.zeros(n, 4, 4, 4)
-    for i in range(n):
-        seg = np.zeros((4, 4), int)
-        for k in (1, 2, 3):
-            if rng.random() < 0.5:
-                y, x = rng.integers(0, 3, 2)
-                seg[y : y + 2, x : x + 1] = k
-        for k in (1, 2, 3):
-            maps[i, k - 1] = torch.from_numpy(seg == k).float()
-        scene = [4] if i % 3 == 0 else []
-        maps[i, 3] = 1.0 if scene else 0.0
-        w.add_image(f"im{i}", gray_image(i, size), pixel_labels={"object": [seg]}, image_labels={"scene": scene})
-    w.close()
+    maps = write_planted_dataset(tmp_path / "ds")
     for mode in ("paper", "lite"):
         result = dissect(LookupNet(maps), BrodenDataset(tmp_path / "ds", preprocess=RAW), ["layer"],
                          iou_mode=mode, **{**OPTIONS, "quantile": 0.4, "batch_size": 5})

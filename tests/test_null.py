@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import RAW, LookupNet, gray_image, tiny_maps
+from helpers import RAW, LookupNet, tiny_maps, write_planted_dataset
 from test_tally import LABEL_CATEGORY, tiny_batch
 
 from netdissect import BrodenDataset, LayerResult, dissect
@@ -91,24 +91,7 @@ def test_null_scores_are_best_iou_per_sample():
 
 def planted_dataset(root, n=15, seed=0):
     """Units 0-2 fire exactly on concepts a, b, c; units 3-14 are random noise."""
-    from netdissect.data.writer import BrodenWriter, LabelSpec
-
-    rng = np.random.default_rng(seed)
-    labels = [LabelSpec(1, "a"), LabelSpec(2, "b"), LabelSpec(3, "c"), LabelSpec(4, "s-s")]
-    w = BrodenWriter(root, ["object", "scene"], labels)
-    maps = torch.zeros(n, 15, 4, 4)
-    for i in range(n):
-        seg = np.zeros((4, 4), int)
-        for k in (1, 2, 3):
-            if rng.random() < 0.5:
-                y, x = rng.integers(0, 3, 2)
-                seg[y : y + 2, x : x + 1] = k
-        for k in (1, 2, 3):
-            maps[i, k - 1] = torch.from_numpy(seg == k).float()
-        maps[i, 3:] = torch.from_numpy(rng.normal(size=(12, 4, 4))).float()
-        scene = [4] if i % 3 == 0 else []
-        w.add_image(f"im{i}", gray_image(i, 8), pixel_labels={"object": [seg]}, image_labels={"scene": scene})
-    w.close()
+    maps = write_planted_dataset(root, n, seed, scene_unit=False, random_units=12)
     return LookupNet(maps), BrodenDataset(root, preprocess=RAW)
 
 
