@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +146,53 @@ def write_planted_dataset(root: Path, n: int = 12, seed: int = 0, scene_unit: bo
         w.add_image(f"im{i}", gray_image(i, 8), pixel_labels={"object": [seg]}, image_labels={"scene": scene})
     w.close()
     return maps
+
+
+class SmallCNN(nn.Module):
+    """A small seeded CNN (the same weights in every process) for subprocess runs.
+
+    ``delay`` seconds of sleep per forward pass make a run slow enough to kill mid-pass;
+    ``log`` names a file that gets one line per forward pass (the batch size).
+    """
+
+    def __init__(self, delay: float = 0.0, log: str | None = None) -> None:
+        super().__init__()
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
+        torch.random.set_rng_state(generator_state)
+        self.delay, self.log = delay, log
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{x.shape[0]}\n")
+        if self.delay:
+            time.sleep(self.delay)
+        return self.head(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
+
+
+def small_cnn(delay: float = 0.0, log: str | None = None) -> SmallCNN:
+    """Model SPEC ``helpers:small_cnn`` (with tests/ on PYTHONPATH)."""
+    return SmallCNN(delay, log)
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for netdissect subprocesses that import test helpers."""
+    env = dict(os.environ)
+    tests = str(Path(__file__).parent)
+    env["PYTHONPATH"] = os.pathsep.join([tests, *filter(None, [env.get("PYTHONPATH")])])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def same_layer_results(a: Path, b: Path) -> None:
+    """Assert two layer directories hold identical tally.csv, arrays and top maps."""
+    assert (a / "tally.csv").read_bytes() == (b / "tally.csv").read_bytes()
+    for name in ("iou.npz", "top_maps.npz"):
+        with np.load(a / name) as x, np.load(b / name) as y:
+            assert sorted(x.files) == sorted(y.files)
+            for key in x.files:
+                assert np.array_equal(x[key], y[key]), f"{name}:{key} differs"

@@ -10,7 +10,9 @@ reads only the segmentations instead of running the model again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -21,15 +23,17 @@ from typing import Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from . import __version__
 from .data.broden import BrodenDataset, collate_broden
+from .distributed import Shard, join
 from .errors import ActivationError, OptionError, RunDirectoryError
 from .hooks import LayerCapture, as_feature_map, first_line, resolve_layers
 from .models.loading import LoadedModel, load_model, model_fingerprint
 from .models.preprocess import Preprocess
+from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key
 from .rundir import RUN_FILE, run_lock, set_state
 from .results import UNITS_FILE, DissectionResult, LayerResult, atomic_write_json, layer_dirname
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
@@ -76,6 +80,9 @@ class DissectConfig:
             counting work of pass 2 and ``8 * K * units * labels`` bytes per layer while
             counting; at most :data:`MAX_NULL_SAMPLES`. Batches of one image cannot be
             shifted: their images keep their own annotations in every sample.
+        checkpoint_every: seconds between checkpoints of the accumulators in the run
+            directory (0: after every batch); a run started again after a crash continues
+            from the last one.
     """
 
     quantile: float = 0.005
@@ -96,6 +103,7 @@ class DissectConfig:
     rotation_power: float = 1.0
     rotation_match: bool = False
     null_samples: int = 0
+    checkpoint_every: float = 300.0
 
     def __post_init__(self) -> None:
         self.tokens = parse_tokens(self.tokens)
@@ -115,6 +123,8 @@ class DissectConfig:
             raise OptionError(f"--rotation-power must lie in [0, 1], got {self.rotation_power}")
         if not 0 <= self.null_samples <= MAX_NULL_SAMPLES:
             raise OptionError(f"--null-samples must lie in [0, {MAX_NULL_SAMPLES}], got {self.null_samples}")
+        if self.checkpoint_every < 0:
+            raise OptionError(f"--checkpoint-every must be >= 0 seconds, got {self.checkpoint_every}")
         if self.threshold_memory < 0 or self.cache_memory < 0:
             raise OptionError("--threshold-memory and --cache-memory must be >= 0")
         resolve_device(self.device)
@@ -171,6 +181,12 @@ def dissect(
             ``overwrite``.
         config: a :class:`DissectConfig`; keyword ``options`` override its fields.
 
+    With ``out``, the passes checkpoint their accumulators there every ``checkpoint_every``
+    seconds; the same call after a crash or a kill continues from the last checkpoint and gives
+    the results an uninterrupted run gives. Under ``torchrun`` (or in a process group the caller
+    started) every rank reads its share of the batches, the statistics are merged exactly, every
+    rank returns the same result and rank 0 writes the run directory.
+
     Returns:
         A :class:`~netdissect.results.DissectionResult`.
     """
@@ -184,28 +200,41 @@ def dissect(
         dataset = BrodenDataset(dataset, preprocess=preprocess)
     layers = list(dict.fromkeys(layers))
     resolve_layers(module, layers)  # unknown names fail before any work
-    device = resolve_device(config.device)
-    module = module.to(device).eval()
-
-    metadata = {
-        "model": spec,
-        "model_fingerprint": model_fingerprint(module),
-        "dataset": _dataset_identity(dataset),
-        "options": config.result_options(),
-        "versions": {"netdissect": __version__, "torch": torch.__version__, "python": platform.python_version()},
-    }
-    run_dir = Path(out) if out is not None else None
-    if run_dir is None:
-        return _dissect(module, dataset, layers, device, config, metadata)
-    with run_lock(run_dir):
-        all_layers, done = _prepare_run_dir(run_dir, metadata, layers, config.overwrite)  # refuses other runs
-        try:
-            result = _dissect(module, dataset, layers, device, config, metadata, run_dir, all_layers, done)
-        except BaseException as exc:
-            set_state(run_dir, "failed", first_line(exc))
-            raise
-        set_state(run_dir, "done")
-        return result
+    shard, device = join(resolve_device(config.device))
+    try:
+        module = module.to(device).eval()
+        metadata = {
+            "model": spec,
+            "model_fingerprint": model_fingerprint(module),
+            "dataset": _dataset_identity(dataset),
+            "options": config.result_options(),
+            "versions": {"netdissect": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        }
+        run_dir = Path(out) if out is not None else None
+        if run_dir is None:
+            return _dissect(module, dataset, layers, device, config, metadata, shard)
+        if not shard.is_main:  # rank 0 owns the run directory; the others keep only their checkpoints
+            outcome = shard.broadcast(None)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            all_layers, done = outcome
+            return _dissect(module, dataset, layers, device, config, metadata, shard, run_dir, all_layers, done)
+        with run_lock(run_dir):
+            try:
+                all_layers, done = _prepare_run_dir(run_dir, metadata, layers, config.overwrite)  # refuses other runs
+            except BaseException as exc:
+                shard.broadcast(exc)
+                raise
+            shard.broadcast((all_layers, done))
+            try:
+                result = _dissect(module, dataset, layers, device, config, metadata, shard, run_dir, all_layers, done)
+            except BaseException as exc:
+                set_state(run_dir, "failed", first_line(exc))
+                raise
+            set_state(run_dir, "done")
+            return result
+    finally:
+        shard.close()
 
 
 def _dissect(
@@ -215,27 +244,38 @@ def _dissect(
     device: torch.device,
     config: DissectConfig,
     metadata: dict,
+    shard: Shard,
     run_dir: Path | None = None,
     all_layers: list[str] | None = None,
     done: dict[str, LayerResult] | None = None,
 ) -> DissectionResult:
-    """The passes and the results, written into ``run_dir`` (prepared and locked by the caller).
+    """The passes and the results, written into ``run_dir`` by rank 0 (prepared and locked by the caller).
 
     ``all_layers`` are the run directory's layers (earlier ones first), ``done`` those finished.
+    Checkpoints go to ``run_dir``'s checkpoint directory, one file per rank.
     """
     done = done or {}
     all_layers = all_layers or layers
     todo = [name for name in layers if name not in done]
+    write = run_dir is not None and shard.is_main
 
     results = dict(done)
     if todo:
-        timings: dict[str, float] = {}
-        runner = _Runner(module, dataset, todo, device, config)
+        timings: dict[str, float] = {"processes": shard.world}
+        key = checkpoint_key({
+            **{k: metadata[k] for k in ("model", "model_fingerprint", "dataset", "options", "versions")},
+            "layers": todo, "batch_size": config.batch_size, "threshold_memory": config.threshold_memory,
+            "rank": shard.rank, "world": shard.world,
+        })
+        path = run_dir / CHECKPOINT_DIR / f"rank{shard.rank}.ckpt" if run_dir is not None else None
+        checkpointer = Checkpointer(path, key, config.checkpoint_every)
+        saved = checkpointer.load()
+        runner = _Runner(module, dataset, todo, device, config, shard, checkpointer)
         start = time.perf_counter()
-        stats = runner.pass_thresholds()
+        stats = runner.pass_thresholds(saved)
         timings["pass1_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        counts = runner.pass_counts(stats)
+        counts = runner.pass_counts(stats, saved)
         timings["pass2_seconds"] = time.perf_counter() - start
         meta = dataset.meta
         for name in todo:
@@ -260,12 +300,14 @@ def _dissect(
                 metadata=layer_meta,
                 null_score=null_score,
             )
-            if run_dir is not None:
+            if write:
                 result.save(run_dir / layer_dirname(name))
             results[name] = result
+        shard.gather(None)  # rank 0 has written every layer before any rank drops its checkpoint
+        checkpointer.clear()
     ordered = {name: results[name] for name in all_layers if name in results}
     result = DissectionResult(ordered, metadata, run_dir)
-    if run_dir is not None:
+    if write:
         result.write_summary(run_dir)
     return result
 
@@ -323,33 +365,79 @@ def _clear_run(run_dir: Path, layers: list[str]) -> None:
                 child.unlink()
     for name in (RUN_FILE, "summary.json"):
         (run_dir / name).unlink(missing_ok=True)
+    for stale in (run_dir / CHECKPOINT_DIR).glob("*.ckpt"):
+        stale.unlink()
 
 
 @dataclass
 class LayerStats:
     """Statistics of one layer: pass 1's quantiles and top images, pass 2's maps of those images."""
 
-    quantile: TopKQuantile | QuantileSketch
+    quantile: TopKQuantile | QuantileSketch | None
     top: TopImages
     method: str
+    map_shape: tuple[int, int, int]  # (units, h, w) of the layer's maps
     thresholds: torch.Tensor = field(default=None)
     top_maps: torch.Tensor = field(default=None)  # (U, m, h, w) the maps of each unit's top images
 
     def keep_top_maps(self, acts: torch.Tensor, index: torch.Tensor) -> None:
         """Copy, from a batch ``(B, U, h, w)`` with dataset ``index`` (B,), each unit's top-image maps."""
-        if self.top_maps is None:
-            U, m = self.top.indices.shape
-            self.top_maps = acts.new_zeros((U, m) + tuple(acts.shape[2:]))
         b, u, rank = (self.top.indices.unsqueeze(0) == index.view(-1, 1, 1)).nonzero(as_tuple=True)
-        self.top_maps[u, rank] = acts[b, u]
+        self.empty_top_maps(acts.device)[u, rank] = acts[b, u]
+
+    def empty_top_maps(self, device: torch.device) -> torch.Tensor:
+        """The top-image maps, allocated (zeros) on first use."""
+        if self.top_maps is None:
+            units, h, w = self.map_shape
+            self.top_maps = torch.zeros((units, self.top.indices.shape[1], h, w), device=device)
+        return self.top_maps
+
+    def merge(self, other: "LayerStats") -> None:
+        """Fold in pass-1 statistics of another part of the data."""
+        self.quantile.merge(other.quantile)
+        self.top.merge(other.top)
+
+    def state_dict(self, quantile: bool = True) -> dict:
+        """Tensors and numbers only (checkpoints load them with ``weights_only``)."""
+        state = {"method": self.method, "map_shape": list(self.map_shape), "top": self.top.state_dict()}
+        if quantile:
+            state["quantile"] = self.quantile.state_dict()
+        for name in ("thresholds", "top_maps"):
+            if getattr(self, name) is not None:
+                state[name] = getattr(self, name).cpu()
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, top_images: int, device: torch.device) -> "LayerStats":
+        units = state["map_shape"][0]
+        quantile = None
+        if "quantile" in state:
+            q = state["quantile"]
+            quantile = TopKQuantile(units, q["k"], device) if state["method"] == "exact" else QuantileSketch(units, device=device)
+            quantile.load_state_dict(q)
+        top = TopImages(units, top_images, device)
+        top.load_state_dict(state["top"])
+        stats = cls(quantile, top, state["method"], tuple(state["map_shape"]))
+        for name in ("thresholds", "top_maps"):
+            if name in state:
+                setattr(stats, name, state[name].to(device))
+        return stats
 
 
 class _Runner:
-    """Runs the two passes for a set of layers of one model on one dataset."""
+    """Runs the two passes for a set of layers of one model on (this rank's share of) one dataset.
 
-    def __init__(self, module: nn.Module, dataset: BrodenDataset, layers: list[str], device, config: DissectConfig):
+    ``checkpointer`` saves the accumulators during both passes; the passes take the state it
+    saved (or ``None``) and continue from the batch after the last one it covers.
+    """
+
+    def __init__(self, module: nn.Module, dataset: BrodenDataset, layers: list[str], device, config: DissectConfig,
+                 shard: Shard | None = None, checkpointer: Checkpointer | None = None):
         self.module, self.dataset, self.layers = module, dataset, layers
         self.device, self.config = device, config
+        self.shard = shard or Shard()
+        self.checkpointer = checkpointer or Checkpointer(None, "", 0)
+        self.first, self.end = self.shard.batch_range(len(dataset), config.batch_size)
         self.level = threshold_level(config.quantile, config.iou_mode)
         self.rotations: dict[str, torch.Tensor] = {}  # per layer, when dissecting a rotated basis
         self.cache: list[dict[str, torch.Tensor]] | None = None
@@ -357,11 +445,17 @@ class _Runner:
         self.null_unshuffled = 0  # images in batches of one, which the null cannot shift
 
     @contextlib.contextmanager
-    def _batches(self, dataset: BrodenDataset, desc: str) -> Iterator[Iterator[dict]]:
-        """Batches of ``dataset`` with a progress bar; worker processes end even on error."""
+    def _batches(self, dataset: BrodenDataset, start: int, desc: str) -> Iterator[Iterator[tuple[int, dict]]]:
+        """``(batch number, batch)`` from batch ``start`` to the end of this rank's share, with a
+        progress bar; worker processes end even on error."""
+        bs = self.config.batch_size
+        items = range(start * bs, min(self.end * bs, len(dataset)))
+        if len(items) == 0:
+            yield iter(())
+            return
         loader = DataLoader(
-            dataset,
-            batch_size=self.config.batch_size,
+            Subset(dataset, items),
+            batch_size=bs,
             shuffle=False,
             num_workers=self.config.workers,
             collate_fn=collate_broden,
@@ -369,9 +463,9 @@ class _Runner:
         )
         iterator = iter(loader)
         try:
-            with tqdm(iterator, desc=desc, total=len(loader), unit="batch",
-                      disable=not self.config.progress, leave=False) as bar:
-                yield bar
+            with tqdm(iterator, desc=desc, initial=start - self.first, total=self.end - self.first, unit="batch",
+                      disable=not self.config.progress or not self.shard.is_main, leave=False) as bar:
+                yield zip(itertools.count(start), bar)
         finally:
             # an exception's traceback keeps the iterator alive; stop its workers now, not at GC
             shutdown = getattr(iterator, "_shutdown_workers", None)
@@ -407,16 +501,23 @@ class _Runner:
             )
         return maxima
 
-    def pass_thresholds(self) -> dict[str, LayerStats]:
-        """Pass 1: per-unit quantile statistics and top images; thresholds at the end."""
+    def _restore(self, states: dict) -> dict[str, LayerStats]:
+        return {name: LayerStats.from_state(s, self.config.top_images, self.device) for name, s in states.items()}
+
+    def pass_thresholds(self, saved: dict | None = None) -> dict[str, LayerStats]:
+        """Pass 1: per-unit quantile statistics and top images, merged over ranks; thresholds at the end."""
+        if saved is not None and saved["pass"] == 2:  # pass 1 finished before the checkpoint
+            return self._restore(saved["stats"])
+        start, stats = self.first, {}
+        if saved is not None:
+            start, stats = saved["next_batch"], self._restore(saved["stats"])
         data = self.dataset.with_options(load_images=True, load_segmentations=False)
-        n_images = len(data)
-        stats: dict[str, LayerStats] = {}
-        with LayerCapture(self.module, self.layers) as capture, self._batches(data, "pass 1/2 thresholds") as batches:
-            for batch in batches:
+        with LayerCapture(self.module, self.layers) as capture, \
+                self._batches(data, start, "pass 1/2 thresholds") as batches:
+            for number, batch in batches:
                 acts = self._activations(capture, batch["image"])
                 if not stats:
-                    stats = self._start(acts, n_images)
+                    stats = self._start(acts, len(data))
                 for name, a in acts.items():
                     maxima = self._maxima(name, a)
                     if isinstance(stats[name].quantile, TopKQuantile):
@@ -426,9 +527,30 @@ class _Runner:
                     stats[name].top.add(maxima, batch["index"])
                 if self.cache is not None:
                     self.cache.append({name: a.cpu() for name, a in acts.items()})
+                if self.checkpointer.due():
+                    state = {name: s.state_dict() for name, s in stats.items()}
+                    self.checkpointer.save({"pass": 1, "next_batch": number + 1, "stats": state})
+        stats = self._merge(stats)
         for s in stats.values():
             s.thresholds = s.quantile.quantile(self.level)
+            s.quantile = None  # pass 2 needs only the thresholds
+        if self.checkpointer.path is not None:
+            state = {name: s.state_dict(quantile=False) for name, s in stats.items()}
+            self.checkpointer.save({"pass": 2, "next_batch": self.first, "stats": state})
         return stats
+
+    def _merge(self, stats: dict[str, LayerStats]) -> dict[str, LayerStats]:
+        """Every rank's pass-1 statistics merged in rank order (the same on every rank)."""
+        if self.shard.world == 1:
+            return stats
+        merged: dict[str, LayerStats] = {}
+        for states in self.shard.gather({name: s.state_dict() for name, s in stats.items()}):
+            for name, part in self._restore(states).items():
+                if name in merged:
+                    merged[name].merge(part)
+                else:
+                    merged[name] = part
+        return merged
 
     def _start(self, acts: dict[str, torch.Tensor], n_images: int) -> dict[str, LayerStats]:
         stats = {}
@@ -439,74 +561,90 @@ class _Runner:
                 quantile, method = TopKQuantile(units, k, self.device), "exact"
             else:
                 quantile, method = QuantileSketch(units, device=self.device), "sketch"
-            stats[name] = LayerStats(quantile, TopImages(units, self.config.top_images, self.device), method)
+            top = TopImages(units, self.config.top_images, self.device)
+            stats[name] = LayerStats(quantile, top, method, (units, h, w))
         per_image = sum(a[0].numel() * 4 for a in acts.values())
-        if per_image * n_images <= self.config.cache_memory:
+        shard_images = min(self.end * self.config.batch_size, len(self.dataset)) - self.first * self.config.batch_size
+        if per_image * shard_images <= self.config.cache_memory:
             self.cache = []
         return stats
 
-    def pass_counts(self, stats: dict[str, LayerStats]) -> dict[str, Counts]:
-        """Pass 2: IoU counts per layer, from cached activations or a second forward pass.
+    def pass_counts(self, stats: dict[str, LayerStats], saved: dict | None = None) -> dict[str, Counts]:
+        """Pass 2: IoU counts per layer (summed over ranks), from cached activations or a second
+        forward pass.
 
         With ``null_samples`` K > 0 it also fills :attr:`null` with each layer's permutation-null
         counts ``(K, U, L)`` and ``(K, U, C)`` (see :func:`netdissect.tally.count_masks_null`).
         """
         meta = self.dataset.meta
         label_category = torch.from_numpy(meta.label_category).to(self.device)
-        K = self.config.null_samples
-        generator = torch.Generator().manual_seed(NULL_SEED)
-        inter: dict[str, torch.Tensor] = {}
-        act: dict[str, torch.Tensor] = {}
-        null = self.null = {}
-        self.null_unshuffled = 0
-        truth = torch.zeros(len(label_category), dtype=torch.int64, device=self.device)
-        with contextlib.closing(self._pass2_batches()) as pairs:
-            for batch, acts in pairs:
+        L, C, K = len(label_category), len(meta.categories), self.config.null_samples
+        zeros = functools.partial(torch.zeros, dtype=torch.int64, device=self.device)
+        inter = {name: zeros(s.map_shape[0], L) for name, s in stats.items()}
+        act = {name: zeros(s.map_shape[0], C) for name, s in stats.items()}
+        null = self.null = {name: (zeros(K, s.map_shape[0], L), zeros(K, s.map_shape[0], C))
+                            for name, s in stats.items()} if K else {}
+        truth = zeros(L)
+        unshuffled = zeros(())
+        start = self.first
+        if saved is not None and saved["pass"] == 2 and saved["next_batch"] > self.first:
+            start = saved["next_batch"]
+            inter = {name: t.to(self.device) for name, t in saved["inter"].items()}
+            act = {name: t.to(self.device) for name, t in saved["act"].items()}
+            null = self.null = {name: (i.to(self.device), c.to(self.device)) for name, (i, c) in saved["null"].items()}
+            truth, unshuffled = saved["truth"].to(self.device), saved["unshuffled"].to(self.device)
+            self.cache = None  # the cache held pass 1's batches of a process that is gone
+        with contextlib.closing(self._pass2_batches(start)) as batches:
+            for number, batch, acts in batches:
                 seg = batch["seg"].to(self.device, non_blocking=True)
                 truth += count_truth(seg, batch["scalars"], label_category)
                 index = batch["index"].to(self.device)
-                shifts = null_shifts(seg.shape[0], K, generator)  # the same permutation for every layer
+                # the same permutation for every layer, a function of the batch (not of the rank or resume)
+                shifts = null_shifts(seg.shape[0], K, torch.Generator().manual_seed(NULL_SEED + number))
                 if K and shifts is None:
-                    self.null_unshuffled += seg.shape[0]
+                    unshuffled += seg.shape[0]
                 for name, a in acts.items():
-                    stats[name].keep_top_maps(a.to(self.device), index)
+                    a = a.to(self.device)
+                    stats[name].keep_top_maps(a, index)
                     i, c, ni, nc = count_masks_null(
-                        a.to(self.device),
-                        stats[name].thresholds,
-                        seg,
-                        batch["scalars"],
-                        batch["present"],
-                        label_category,
-                        shifts,
-                        self.config.iou_mode,
-                        self.config.chunk_pixels,
+                        a, stats[name].thresholds, seg, batch["scalars"], batch["present"], label_category,
+                        shifts, self.config.iou_mode, self.config.chunk_pixels,
                     )
-                    inter[name] = inter[name] + i if name in inter else i
-                    act[name] = act[name] + c if name in act else c
+                    inter[name] += i
+                    act[name] += c
                     if K:
-                        if ni is None:  # a batch of one image: it keeps its own annotations
-                            ni, nc = i.expand(K, *i.shape), c.expand(K, *c.shape)
-                        if name in null:
-                            null[name][0].add_(ni)
-                            null[name][1].add_(nc)
-                        else:
-                            null[name] = (ni.clone(), nc.clone())
-        counts = {name: Counts(inter[name], act[name], truth) for name in inter}
-        return counts
+                        null[name][0].add_(ni if ni is not None else i)  # a batch of one image keeps
+                        null[name][1].add_(nc if nc is not None else c)  # its own annotations
+                if self.checkpointer.due():
+                    self.checkpointer.save({
+                        "pass": 2, "next_batch": number + 1,
+                        "stats": {name: s.state_dict(quantile=False) for name, s in stats.items()},
+                        "inter": inter, "act": act, "null": null, "truth": truth, "unshuffled": unshuffled,
+                    })
+        # each top image belongs to one rank, which filled its maps; the others hold zeros there
+        for name, s in stats.items():
+            self.shard.sum_(s.empty_top_maps(self.device))
+            for tensor in (inter[name], act[name], *null.get(name, ())):
+                self.shard.sum_(tensor)
+        self.shard.sum_(truth)
+        self.null_unshuffled = int(self.shard.sum_(unshuffled))
+        return {name: Counts(inter[name], act[name], truth) for name in stats}
 
     def null_scores(self, name: str, counts: Counts) -> torch.Tensor:
         """``(K, U)``: layer ``name``'s null score (best IoU over labels) per null sample."""
         label_category = torch.from_numpy(self.dataset.meta.label_category)
         return null_scores(*self.null[name], counts.truth, label_category)
 
-    def _pass2_batches(self) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+    def _pass2_batches(self, start: int) -> Iterator[tuple[int, dict, dict[str, torch.Tensor]]]:
         if self.cache is not None:
             data = self.dataset.with_options(load_images=False, load_segmentations=True)
-            with self._batches(data, "pass 2/2 counts (cached)") as batches:
-                yield from zip(batches, self.cache)
+            with self._batches(data, start, "pass 2/2 counts (cached)") as batches:
+                for (number, batch), acts in zip(batches, self.cache):
+                    yield number, batch, acts
             self.cache = None
             return
         data = self.dataset.with_options(load_images=True, load_segmentations=True)
-        with LayerCapture(self.module, self.layers) as capture, self._batches(data, "pass 2/2 counts") as batches:
-            for batch in batches:
-                yield batch, self._activations(capture, batch["image"])
+        with LayerCapture(self.module, self.layers) as capture, \
+                self._batches(data, start, "pass 2/2 counts") as batches:
+            for number, batch in batches:
+                yield number, batch, self._activations(capture, batch["image"])
