@@ -179,6 +179,14 @@ def small_cnn(delay: float = 0.0, log: str | None = None) -> SmallCNN:
     return SmallCNN(delay, log)
 
 
+def rank_cnn() -> SmallCNN:
+    """Model SPEC ``helpers:rank_cnn``: weights that differ between torchrun ranks (a user error)."""
+    model = SmallCNN()
+    with torch.no_grad():
+        model.conv1.bias += float(os.environ.get("RANK", "0"))
+    return model
+
+
 def subprocess_env() -> dict[str, str]:
     """The environment for netdissect subprocesses that import test helpers."""
     env = dict(os.environ)

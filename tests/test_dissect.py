@@ -139,3 +139,25 @@ def test_top_image_maps_are_kept(tiny_dataset, tmp_path):
             assert np.array_equal(layer.top_maps[u, r], maps[image, u].numpy())
     again = DissectionResult.load(tmp_path / "run")["layer"]
     assert np.array_equal(again.top_maps, layer.top_maps)
+
+
+def test_channels_last_and_amp_forward(tmp_path):
+    """The faster forward passes: results close to the exact one, and recorded in the run's key."""
+    from helpers import SmallCNN
+
+    from netdissect.data.synthetic import make_synthetic_dataset
+
+    data = BrodenDataset(make_synthetic_dataset(tmp_path / "d", n=12, size=32, seed=1, progress=False))
+    options = dict(OPTIONS, quantile=0.05, batch_size=4)
+    exact = dissect(SmallCNN(), data, ["conv2"], tmp_path / "run", **options)["conv2"]
+    nhwc = dissect(SmallCNN(), data, ["conv2"], tmp_path / "nhwc", memory_format="channels_last", **options)["conv2"]
+    amp = dissect(SmallCNN(), data, ["conv2"], tmp_path / "amp", amp=True, **options)["conv2"]
+    assert np.allclose(nhwc.thresholds, exact.thresholds, rtol=1e-5, atol=1e-6)
+    assert np.allclose(amp.thresholds, exact.thresholds, rtol=3e-2, atol=1e-2)
+    assert not np.array_equal(amp.thresholds, exact.thresholds)  # bfloat16 did run
+    assert amp.thresholds.dtype == np.float32 and amp.inter.dtype == np.int64
+    assert nhwc.metadata["options"]["memory_format"] == "channels_last" and amp.metadata["options"]["amp"]
+    with pytest.raises(RunDirectoryError, match="different run"):  # another forward: another run
+        dissect(SmallCNN(), data, ["conv2"], tmp_path / "run", amp=True, **options)
+    with pytest.raises(Exception, match="--memory-format must be one of"):
+        dissect(SmallCNN(), data, ["conv2"], memory_format="nchw", **options)

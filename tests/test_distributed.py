@@ -70,3 +70,12 @@ def test_torchrun_matches_one_process(dataset, tmp_path, nproc, batch, extra):
     assert meta["timings"]["processes"] == nproc
     assert not (tmp_path / "many" / "checkpoints").exists()  # every rank dropped its checkpoint
     assert json.loads((tmp_path / "many" / "run.json").read_text())["state"] == "done"
+
+
+def test_ranks_with_other_weights_are_refused(dataset, tmp_path):
+    cmd = [*torchrun(2), *argv(dataset, tmp_path / "run", 8)]
+    cmd[cmd.index("helpers:small_cnn")] = "helpers:rank_cnn"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=subprocess_env())
+    assert proc.returncode != 0
+    assert "netdissect: error: the model's weights differ between ranks" in proc.stderr
+    assert not (tmp_path / "run" / "conv1" / "tally.csv").exists()

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data.broden import BrodenDataset, collate_broden
 from .distributed import Shard, join
-from .errors import ActivationError, OptionError, RunDirectoryError
+from .errors import ActivationError, ModelError, OptionError, RunDirectoryError
 from .hooks import LayerCapture, as_feature_map, first_line, resolve_layers
 from .models.loading import LoadedModel, load_model, model_fingerprint
 from .models.preprocess import Preprocess
@@ -42,6 +42,7 @@ from .rotation import haar_rotation, match_units, rotate_units, rotation_power
 from .tokens import parse_tokens
 
 MAX_NULL_SAMPLES = 100  # null counts take 8 * K * units * labels bytes per layer
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 NULL_SEED = 20170721  # the null's shifts are reproducible: a fixed seed, batches in dataset order
 
 
@@ -80,6 +81,13 @@ class DissectConfig:
             counting work of pass 2 and ``8 * K * units * labels`` bytes per layer while
             counting; at most :data:`MAX_NULL_SAMPLES`. Batches of one image cannot be
             shifted: their images keep their own annotations in every sample.
+        memory_format: ``"contiguous"`` or ``"channels_last"``: the model's and the input's
+            memory layout in the forward pass. ``channels_last`` is often faster (CUDA, and CPU
+            with oneDNN) but changes the activations in their last bits, so results can differ
+            from a contiguous run by a pixel here and there.
+        amp: run the forward pass under autocast (float16 on CUDA, bfloat16 on CPU). Faster on
+            GPUs; the activations change (half precision), thresholds and counts are still
+            computed exactly in float32 from them.
         checkpoint_every: seconds between checkpoints of the accumulators in the run
             directory (0: after every batch); a run started again after a crash continues
             from the last one.
@@ -103,6 +111,8 @@ class DissectConfig:
     rotation_power: float = 1.0
     rotation_match: bool = False
     null_samples: int = 0
+    memory_format: str = "contiguous"
+    amp: bool = False
     checkpoint_every: float = 300.0
 
     def __post_init__(self) -> None:
@@ -123,6 +133,8 @@ class DissectConfig:
             raise OptionError(f"--rotation-power must lie in [0, 1], got {self.rotation_power}")
         if not 0 <= self.null_samples <= MAX_NULL_SAMPLES:
             raise OptionError(f"--null-samples must lie in [0, {MAX_NULL_SAMPLES}], got {self.null_samples}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise OptionError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format!r}")
         if self.checkpoint_every < 0:
             raise OptionError(f"--checkpoint-every must be >= 0 seconds, got {self.checkpoint_every}")
         if self.threshold_memory < 0 or self.cache_memory < 0:
@@ -142,6 +154,8 @@ class DissectConfig:
             "rotation_power": self.rotation_power if self.rotate is not None else None,
             "rotation_match": self.rotation_match if self.rotate is not None else None,
             "null_samples": self.null_samples,
+            "memory_format": self.memory_format,
+            "amp": self.amp,
         }
 
 
@@ -203,6 +217,8 @@ def dissect(
     shard, device = join(resolve_device(config.device))
     try:
         module = module.to(device).eval()
+        if config.memory_format != "contiguous":
+            module = module.to(memory_format=MEMORY_FORMATS[config.memory_format])
         metadata = {
             "model": spec,
             "model_fingerprint": model_fingerprint(module),
@@ -210,6 +226,9 @@ def dissect(
             "options": config.result_options(),
             "versions": {"netdissect": __version__, "torch": torch.__version__, "python": platform.python_version()},
         }
+        if len(set(shard.gather(metadata["model_fingerprint"]))) > 1:
+            raise ModelError("the model's weights differ between ranks: load the same weights in every "
+                             "process (or seed a random init)")
         run_dir = Path(out) if out is not None else None
         if run_dir is None:
             return _dissect(module, dataset, layers, device, config, metadata, shard)
@@ -473,7 +492,11 @@ class _Runner:
                 shutdown()
 
     def _activations(self, capture: LayerCapture, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = capture(images.to(self.device, non_blocking=True))
+        images = images.to(self.device, non_blocking=True).contiguous(
+            memory_format=MEMORY_FORMATS[self.config.memory_format])
+        half = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        with torch.autocast(self.device.type, dtype=half, enabled=self.config.amp):
+            outputs = capture(images)
         hw, batch = tuple(images.shape[-2:]), images.shape[0]
         tokens, channels_last = self.config.tokens, self.config.channels_last
         acts = {

@@ -19,8 +19,15 @@ def small():
 def test_torchvision_random_init_and_checkpoint(tmp_path):
     loaded = load_model("torchvision:resnet18")
     assert loaded.module.fc.out_features == 1000 and not loaded.module.training
+    state = torch.random.get_rng_state()
     other = load_model("torchvision:resnet18")
-    assert model_fingerprint(loaded.module) != model_fingerprint(other.module)  # random init differs
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is untouched
+    # a seeded random init: the same weights in every process (torchrun ranks) and run
+    assert model_fingerprint(loaded.module) == model_fingerprint(other.module)
+    assert loaded.module.conv1.weight.std() > 0
+    with torch.no_grad():
+        loaded.module.fc.bias += 1
+    assert model_fingerprint(loaded.module) != model_fingerprint(other.module)
     path = tmp_path / "r18.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in loaded.module.state_dict().items()}}, path)
     again = load_model("torchvision:resnet18", weights=str(path))

@@ -4,7 +4,7 @@ SPECs:
   * ``demo``: the bundled demo CNN;
   * ``caffe:deploy.prototxt`` (``weights``: the ``.caffemodel``), ``places365:<arch>``,
     ``path/to/model.onnx``: see :mod:`.caffe`, :mod:`.places365`, :mod:`.onnx`;
-  * ``torchvision:<name>``: a torchvision architecture, random init unless ``weights`` is a
+  * ``torchvision:<name>``: a torchvision architecture, random init (seed 0) unless ``weights`` is a
     torchvision weights name (``IMAGENET1K_V1``; downloaded into torch's cache) or a checkpoint;
   * ``package.module:callable``: imported (the current directory is on the path) and called
     with ``model_args`` as keyword arguments;
@@ -110,7 +110,9 @@ def _torchvision(name: str, weights: str | None, trust_pickle: bool, model_args:
                 f"cannot download {key} weights of {name} from {url} ({first_line(exc)}); fetch that file "
                 f"on a machine with internet and put it at {target}, or pass --weights PATH"
             ) from None
-    module = torchvision.models.get_model(name, weights=None, **model_args)
+    with torch.random.fork_rng(devices=[]):  # random init: the same weights in every process and run
+        torch.manual_seed(0)
+        module = torchvision.models.get_model(name, weights=None, **model_args)
     if weights:
         load_checkpoint(module, weights, trust_pickle)
     return module
