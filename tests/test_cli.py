@@ -446,3 +446,122 @@ def test_layers_channels_last_hint(capsys, tmp_path, monkeypatch):
     assert "yes (looks channels-last: pass --channels-last)" in next(l for l in out.splitlines() if l.startswith("2 "))
     rc, out, err = run_main(capsys, ["layers", "--model", "swinlike:make", "--input-size", "64", "--channels-last"])
     assert "yes (channels-last: 24 units, 16x16)" in next(l for l in out.splitlines() if l.startswith("2 "))
+
+
+# --------------------------------------------------------------------------------------------
+# netdissect prepare, --prepared
+
+
+@pytest.fixture
+def synthetic_small(tmp_path, monkeypatch) -> Path:
+    """A small synthetic dataset, with the cache directory in tmp_path."""
+    from netdissect.data.synthetic import make_synthetic_dataset
+
+    monkeypatch.setenv("NETDISSECT_CACHE", str(tmp_path / "cache"))
+    return make_synthetic_dataset(tmp_path / "syn", n=10, size=32, seed=1)
+
+
+def test_prepare_help_and_prepared_option(capsys):
+    for command, options in [
+        ("prepare", ["--data-dir", "--categories", "--split", "--size", "--input-size", "--model", "--out",
+                     "--workers", "--no-progress"]),
+        ("dissect", ["--prepared"]),
+        ("demo", ["--prepared"]),
+        ("rotation-sweep", ["--prepared"]),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        for option in options:
+            assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", out), (command, option)
+
+
+def test_prepare_then_dissect_reads_the_copy_with_identical_results(capsys, synthetic_small, tmp_path):
+    rc, out, err = run_main(capsys, ["prepare", str(synthetic_small), "--workers", "0", "--no-progress"])
+    assert rc == 0, err
+    (prepared,) = (tmp_path / "cache" / "prepared").iterdir()
+    assert out.startswith(f"prepared 10 images at the dataset's own size: {prepared.resolve()} (")
+    runs = {}
+    for mode in ("auto", "off", str(prepared)):
+        run = tmp_path / f"run-{len(runs)}"
+        rc, out, err = run_main(capsys, dissect_argv("demo", synthetic_small, str(run), ("conv2",), "--no-report",
+                                                     "--prepared", mode))
+        assert rc == 0, err
+        assert ("reading the prepared dataset" in out) == (mode != "off"), (mode, out)
+        runs[mode] = run
+    tallies = {mode: (run / "conv2" / "tally.csv").read_text() for mode, run in runs.items()}
+    assert len(set(tallies.values())) == 1
+    assert len(tallies["off"].splitlines()) == 1 + 64  # header and one row per unit
+
+
+def test_prepared_dir_of_another_input_size_is_refused(capsys, synthetic_small, tmp_path):
+    out_dir = tmp_path / "prep16"
+    rc, out, err = run_main(capsys, ["prepare", str(synthetic_small), "--input-size", "16", "--out", str(out_dir),
+                                     "--workers", "0", "--no-progress"])
+    assert rc == 0, err
+    assert f"at 16x16: {out_dir.resolve()}" in out and f"--prepared {out_dir}" in out
+    # the same input size reads it
+    rc, out, err = run_main(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "a"), ("conv1",),
+                                                 "--no-report", "--input-size", "16", "--prepared", str(out_dir)))
+    assert rc == 0, err
+    assert f"reading the prepared dataset {out_dir}" in out
+    # another input size (or another dataset selection) is refused with one line
+    line = cli_error(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "b"), ("conv1",), "--no-report",
+                                          "--prepared", str(out_dir)),
+                     str(out_dir), "was prepared from a different dataset or input size", "netdissect prepare")
+    assert not (tmp_path / "b").exists(), line
+    cli_error(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "c"), ("conv1",), "--no-report",
+                                   "--input-size", "16", "--size", "5", "--prepared", str(out_dir)),
+              "was prepared from a different dataset")
+    cli_error(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "d"), ("conv1",), "--no-report",
+                                   "--prepared", str(tmp_path / "nowhere")),
+              "is not a prepared dataset")
+
+
+def test_prepare_takes_the_models_input_size(capsys, synthetic_small, tmp_path, monkeypatch):
+    import netdissect.cli as cli
+    from netdissect.models import LoadedModel, Preprocess
+
+    loaded = LoadedModel(nn.Identity(), Preprocess(input_size=(12, 20)), "fake", None)
+    monkeypatch.setattr(cli, "_load", lambda args: loaded)
+    rc, out, err = run_main(capsys, ["prepare", str(synthetic_small), "--model", "fake", "--out", str(tmp_path / "m"),
+                                     "--workers", "0", "--no-progress"])
+    assert rc == 0, err
+    assert "at 12x20" in out
+    assert json.loads((tmp_path / "m" / "prepared.json").read_text())["input_size"] == [12, 20]
+    # --input-size wins over the model's
+    rc, out, err = run_main(capsys, ["prepare", str(synthetic_small), "--model", "fake", "--input-size", "8x6",
+                                     "--out", str(tmp_path / "n"), "--workers", "0", "--no-progress"])
+    assert rc == 0, err
+    assert "at 8x6" in out
+    data = BrodenDataset(synthetic_small, preprocess=Preprocess(input_size=(8, 6)), prepared=tmp_path / "n")
+    assert data[0]["image"].shape == (3, 8, 6)
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--input-size", "0"], ["--input-size takes N or HxW", "'0'"]),
+        (["--input-size", "12x"], ["--input-size takes N or HxW"]),
+        (["--workers", "-1"], ["--workers must be >= 0"]),
+        (["--categories", "nosuch"], ["unknown category 'nosuch'"]),
+    ],
+)
+def test_prepare_bad_options(capsys, synthetic_small, tmp_path, extra, fragments):
+    cli_error(capsys, ["prepare", str(synthetic_small), "--no-progress", *extra], *fragments)
+    assert not (tmp_path / "cache" / "prepared").exists()
+
+
+def test_prepare_bad_dataset_and_out(capsys, synthetic_small, tmp_path):
+    cli_error(capsys, ["prepare", str(tmp_path / "missing"), "--no-progress"], "does not exist")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    cli_error(capsys, ["prepare", str(synthetic_small), "--out", str(mine), "--workers", "0", "--no-progress"],
+              str(mine), "is not a prepared dataset")
+    assert (mine / "keep.txt").read_text() == "x"
+    png = next((synthetic_small / "images").rglob("*.png"))
+    png.write_bytes(b"not a png")
+    cli_error(capsys, ["prepare", str(synthetic_small), "--workers", "0", "--no-progress"], "cannot read PNG", str(png))
+    assert not any((tmp_path / "cache" / "prepared").iterdir())

@@ -44,6 +44,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="permutation-null samples for each unit's p-value and z-score (its masks paired "
                    "with other images' annotations); costs about K times pass 2's counting and "
                    "8*K*units*labels bytes per layer; 0: none (default: %(default)s)")
+    p.add_argument("--memory-format", choices=["contiguous", "channels_last"], default=d.memory_format,
+                   help="memory layout of the model and its input; channels_last is often faster but "
+                   "changes activations in their last bits (default: %(default)s)")
+    p.add_argument("--amp", action="store_true",
+                   help="forward pass under autocast (float16 on CUDA, bfloat16 on CPU): faster on GPUs, "
+                   "activations in half precision; thresholds and counts stay exact float32 on them")
+    p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every, metavar="SECONDS",
+                   help="checkpoint both passes this often in the run directory; after a crash or kill "
+                   "the same command continues from the last checkpoint (0: after every batch; "
+                   "default: %(default)g)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -77,6 +87,9 @@ def _config(args: argparse.Namespace, **extra):
         cache_memory=int(args.cache_memory * 2**20),
         progress=not args.no_progress,
         null_samples=args.null_samples,
+        checkpoint_every=args.checkpoint_every,
+        memory_format=args.memory_format,
+        amp=args.amp,
         **extra,
     )
 
@@ -145,6 +158,58 @@ def _preprocess(args: argparse.Namespace, base):
     return dataclasses.replace(base, **changes)
 
 
+def _add_prepared_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prepared", default="auto", metavar="auto|off|DIR",
+                   help="read decoded images and label maps written by `netdissect prepare`: auto uses the "
+                   "matching copy in the cache directory if there is one, off decodes the files, DIR must be "
+                   "a copy prepared from this dataset (default: %(default)s)")
+
+
+def _prepared(args: argparse.Namespace):
+    """``BrodenDataset(prepared=...)`` for the ``--prepared`` option."""
+    value = getattr(args, "prepared", "auto")
+    return None if value == "off" else value
+
+
+def _parse_input_size(text: str) -> tuple[int, int]:
+    """``N`` or ``HxW`` as (H, W)."""
+    from .errors import OptionError
+
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise OptionError(f"--input-size takes N or HxW with sides >= 1, got {text!r}")
+    return size
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data import BrodenDataset
+    from .data.prepared import prepare_dataset, prepared_size
+    from .errors import OptionError
+    from .models.preprocess import Preprocess
+
+    if args.workers < 0:
+        raise OptionError(f"--workers must be >= 0, got {args.workers}")
+    input_size = _parse_input_size(args.input_size) if args.input_size is not None else None
+    if input_size is None and args.model:
+        input_size = _load(args).preprocess.input_size
+    dataset = BrodenDataset(_dataset_path(args.dataset, args.data_dir), categories=args.categories,
+                            split=args.split, size=args.size, preprocess=Preprocess(input_size=input_size))
+    path = prepare_dataset(dataset, args.out, workers=args.workers, progress=not args.no_progress)
+    size = "the dataset's own size" if input_size is None else f"{input_size[0]}x{input_size[1]}"
+    print(f"prepared {len(dataset)} images at {size}: {path.resolve()} ({prepared_size(path) / 2**20:.1f} MiB)")
+    if args.out is None:
+        print("`netdissect dissect` reads it by default (--prepared auto) with the same dataset options")
+    else:
+        print(f"read it with `netdissect dissect ... --prepared {path}`")
+    return 0
+
+
 def _load(args: argparse.Namespace):
     from .errors import ModelError
     from .models import load_model
@@ -168,8 +233,12 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     preprocess = _preprocess(args, model.preprocess)
     model = dataclasses.replace(model, preprocess=preprocess)
     dataset = BrodenDataset(_dataset_path(args.dataset, args.data_dir), categories=args.categories,
-                            split=args.split, size=args.size, preprocess=preprocess)
+                            split=args.split, size=args.size, preprocess=preprocess, prepared=_prepared(args))
+    if dataset.prepared is not None:
+        print(f"reading the prepared dataset {dataset.prepared.path}", flush=True)
     result = dissect(model, dataset, args.layers, out=args.out, config=config)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 prints and writes the report
+        return 0
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()}")
     _report(args, args.out, dataset)
@@ -267,7 +336,8 @@ def cmd_rotation_sweep(args: argparse.Namespace) -> int:
     model = _load(args)
     preprocess = _preprocess(args, model.preprocess)
     model = dataclasses.replace(model, preprocess=preprocess)
-    dataset = BrodenDataset(_dataset_path(args.dataset, args.data_dir), preprocess=preprocess)
+    dataset = BrodenDataset(_dataset_path(args.dataset, args.data_dir), preprocess=preprocess,
+                            prepared=_prepared(args))
     config = _config(args, overwrite=args.overwrite, tokens=args.tokens, channels_last=args.channels_last,
                      rotation_match=args.rotation_match)
     options = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("rotate", "rotation_power")}
@@ -308,11 +378,9 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
 def cache_dir() -> Path:
     """Where netdissect caches generated data: $NETDISSECT_CACHE, else ~/.cache/netdissect."""
-    env = os.environ.get("NETDISSECT_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "netdissect"
+    from .data.prepared import default_cache_dir
+
+    return default_cache_dir()
 
 
 def demo_dataset(n: int, seed: int, progress: bool) -> Path:
@@ -345,7 +413,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"preparing the synthetic demo dataset ({args.images} images) ...", flush=True)
     data_dir = demo_dataset(args.images, args.seed, progress=not args.no_progress)
     model = load_model("demo")
-    dataset = BrodenDataset(data_dir, preprocess=model.preprocess)
+    dataset = BrodenDataset(data_dir, preprocess=model.preprocess, prepared=_prepared(args))
     print(f"dataset: {data_dir}\nmodel: demo CNN, layers {', '.join(DEMO_LAYERS)}", flush=True)
     result = dissect(model, dataset, list(DEMO_LAYERS), out=args.out, config=_config(args, overwrite=True))
     print(result.format_table())
@@ -380,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "compare at the segmentation size (default: the dataset's own size)")
     _add_preprocess_options(p)
     _add_layout_options(p)
+    _add_prepared_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
     p.add_argument("--rotate", type=int, metavar="SEED",
                    help="dissect a random rotation of each layer's unit basis (the paper's baseline): the seed "
@@ -435,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, metavar="PX", help="resize whole images to PX x PX for the model")
     _add_preprocess_options(p)
     _add_layout_options(p)
+    _add_prepared_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace different runs found in --out")
     _add_run_options(p)
     p.set_defaults(func=cmd_rotation_sweep)
@@ -501,12 +571,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_make_dataset)
 
+    p = sub.add_parser("prepare", help="store a dataset's decoded images and label maps for faster dissections",
+                       description="Decode every image and label PNG of a dataset once (images resized to the "
+                       "model's input size) into compact arrays that `netdissect dissect` reads instead of the "
+                       "files. The copy is keyed by the dataset's files (sizes and mtimes), the selection and the "
+                       "input size: a changed dataset is never read from a stale copy.")
+    p.add_argument("dataset", metavar="DATASET", help="Broden-format dataset directory, or broden1_224/227/384")
+    p.add_argument("--data-dir", metavar="DIR", help="where downloaded datasets live")
+    p.add_argument("--categories", nargs="+", metavar="CAT", help="categories to use (default: all)")
+    p.add_argument("--split", choices=["train", "val"], help="use one split only (default: both)")
+    p.add_argument("--size", type=int, metavar="N", help="use only the first N images")
+    p.add_argument("--input-size", metavar="N|HxW",
+                   help="resize whole images to N x N or H x W, as `dissect --input-size` will "
+                   "(default: the model's input size with --model, else the dataset's own size)")
+    p.add_argument("--model", metavar="SPEC", help="take the input size from this model's preprocessing")
+    p.add_argument("--weights", help="the model's weights, if its source needs them to load")
+    p.add_argument("--model-args", default="{}", metavar="JSON", help="keyword arguments for the model constructor")
+    p.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled model file")
+    p.add_argument("--out", metavar="DIR",
+                   help="where to write it (default: <cache>/prepared/<dataset>-<key>, found by --prepared auto; "
+                   "cache: $NETDISSECT_CACHE, else $XDG_CACHE_HOME/netdissect, else ~/.cache/netdissect)")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="decoding worker processes (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_prepare)
+
     p = sub.add_parser("demo", help="dissect the bundled demo model on a synthetic dataset (offline)",
                        description="Generate (once, cached) a synthetic dataset and dissect every conv layer "
                        "of the bundled demo CNN on it.")
     p.add_argument("--out", default=DEFAULT_DEMO_OUT, metavar="DIR", help="run directory (default: %(default)s)")
     p.add_argument("--images", type=int, default=400, help="images in the demo dataset (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo dataset (default: %(default)s)")
+    _add_prepared_option(p)
     _add_run_options(p)
     _add_report_options(p)
     p.set_defaults(func=cmd_demo)

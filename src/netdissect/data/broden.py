@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 from ..models.preprocess import Preprocess
+from .prepared import PreparedData, resolve_prepared
 
 INDEX_FIXED_COLUMNS = ["image", "split", "ih", "iw", "sh", "sw"]
 SPLITS = ("train", "val")
@@ -253,6 +254,11 @@ class BrodenDataset(Dataset):
         preprocess: how images are turned into model input (default ImageNet RGB).
         load_images: decode images (pass 1 and the forward pass need them).
         load_segmentations: decode label PNGs (the counting pass needs them).
+        prepared: where decoded pixels come from: ``None`` decodes the files; ``"auto"`` reads
+            the matching cache written by :func:`~netdissect.data.prepared.prepare_dataset` in
+            the default location when there is one (else decodes); a path must be a prepared
+            copy of this dataset at this input size (else :class:`DatasetError`). The items are
+            the same either way.
     """
 
     def __init__(
@@ -265,21 +271,30 @@ class BrodenDataset(Dataset):
         load_images: bool = True,
         load_segmentations: bool = True,
         meta: BrodenMeta | None = None,
+        prepared: str | os.PathLike | PreparedData | None = None,
     ) -> None:
         self.meta = meta or BrodenMeta.load(directory, categories, split, size)
         self.preprocess = preprocess or Preprocess()
         self.load_images = load_images
         self.load_segmentations = load_segmentations
+        self._prepared_request = prepared.path if isinstance(prepared, PreparedData) else prepared
+        self.prepared: PreparedData | None = resolve_prepared(self, prepared)
 
     def with_options(self, **changes) -> "BrodenDataset":
-        """A copy sharing the parsed metadata, with other loading options."""
+        """A copy sharing the parsed metadata (and the open prepared cache), with other loading options."""
         options = dict(
             preprocess=self.preprocess,
             load_images=self.load_images,
             load_segmentations=self.load_segmentations,
+            prepared=self.prepared,
         )
         options.update(changes)
-        return BrodenDataset(self.meta.directory, meta=self.meta, **options)
+        if "prepared" not in changes and options["preprocess"].input_size != self.preprocess.input_size:
+            options["prepared"] = self._prepared_request  # another input size: look for its own cache
+        copy = BrodenDataset(self.meta.directory, meta=self.meta, **options)
+        if "prepared" not in changes:
+            copy._prepared_request = self._prepared_request
+        return copy
 
     @property
     def directory(self) -> Path:
@@ -288,54 +303,75 @@ class BrodenDataset(Dataset):
     def __len__(self) -> int:
         return len(self.meta.rows)
 
-    def __getitem__(self, index: int) -> dict:
+    def decode_image(self, index: int) -> np.ndarray:
+        """Decode row ``index``'s image file and resize it for the model: uint8 (H, W, 3)."""
+        row = self.meta.rows[index]
+        path = self.meta.directory / "images" / row.image
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+        except Exception as exc:  # PIL raises many kinds
+            raise DatasetError(f"cannot read image {path} (index.csv row {row.row}): {exc}") from None
+        if im.size != (row.iw, row.ih):
+            raise DatasetError(
+                f"image {path} (index.csv row {row.row}) is {im.size[1]}x{im.size[0]}, "
+                f"index.csv says {row.ih}x{row.iw}"
+            )
+        return self.preprocess.resize(im)
+
+    def decode_layers(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode and check row ``index``'s label PNGs.
+
+        Returns the annotation layers, int32 (layers, sh, sw) in category then cell order, and
+        per selected category whether one of its layers holds a nonzero label (bool).
+        """
         row = self.meta.rows[index]
         images = self.meta.directory / "images"
+        num_labels, known = self.meta.num_labels, self.meta.known
+        present = np.zeros(len(self.meta.categories), dtype=bool)
+        layers = []
+        for ci, paths in enumerate(row.pngs):
+            for rel in paths:
+                path = images / rel
+                try:
+                    labels = decode_label_png(path)
+                except FileNotFoundError:
+                    raise DatasetError(f"missing PNG {path} (index.csv row {row.row})") from None
+                except Exception as exc:
+                    raise DatasetError(f"cannot read PNG {path} (index.csv row {row.row}): {exc}") from None
+                if labels.shape != (row.sh, row.sw):
+                    raise DatasetError(
+                        f"PNG {path} (index.csv row {row.row}) is {labels.shape[0]}x{labels.shape[1]}, "
+                        f"expected {row.sh}x{row.sw}"
+                    )
+                top = int(labels.max(initial=0))
+                values = np.unique(labels)
+                if top >= num_labels or not known[values].all():
+                    bad = [int(v) for v in values if v >= num_labels or not known[v]]
+                    raise DatasetError(
+                        f"PNG {path} (index.csv row {row.row}) holds unknown label number {bad[0]}"
+                    )
+                present[ci] |= top > 0
+                layers.append(labels)
+        seg = np.stack(layers) if layers else np.zeros((0, row.sh, row.sw), dtype=np.int32)
+        return seg, present
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.meta.rows[index]
         item: dict = {"index": index}
         if self.load_images:
-            path = images / row.image
-            try:
-                with Image.open(path) as im:
-                    im = im.convert("RGB")
-            except Exception as exc:  # PIL raises many kinds
-                raise DatasetError(f"cannot read image {path} (index.csv row {row.row}): {exc}") from None
-            if im.size != (row.iw, row.ih):
-                raise DatasetError(
-                    f"image {path} (index.csv row {row.row}) is {im.size[1]}x{im.size[0]}, "
-                    f"index.csv says {row.ih}x{row.iw}"
-                )
-            item["image"] = self.preprocess(im)
-        present = np.zeros(len(self.meta.categories), dtype=bool)
+            pixels = self.decode_image(index) if self.prepared is None else self.prepared.image(index)
+            item["image"] = self.preprocess.normalize(pixels)
+        present = np.array([bool(numbers) for numbers in row.scalars], dtype=bool).reshape(-1)
         scalars = [n for numbers in row.scalars for n in numbers]
-        for ci, numbers in enumerate(row.scalars):
-            present[ci] |= bool(numbers)
-        layers = []
         if self.load_segmentations:
-            num_labels, known = self.meta.num_labels, self.meta.known
-            for ci, paths in enumerate(row.pngs):
-                for rel in paths:
-                    path = images / rel
-                    try:
-                        labels = decode_label_png(path)
-                    except FileNotFoundError:
-                        raise DatasetError(f"missing PNG {path} (index.csv row {row.row})") from None
-                    except Exception as exc:
-                        raise DatasetError(f"cannot read PNG {path} (index.csv row {row.row}): {exc}") from None
-                    if labels.shape != (row.sh, row.sw):
-                        raise DatasetError(
-                            f"PNG {path} (index.csv row {row.row}) is {labels.shape[0]}x{labels.shape[1]}, "
-                            f"expected {row.sh}x{row.sw}"
-                        )
-                    top = int(labels.max(initial=0))
-                    values = np.unique(labels)
-                    if top >= num_labels or not known[values].all():
-                        bad = [int(v) for v in values if v >= num_labels or not known[v]]
-                        raise DatasetError(
-                            f"PNG {path} (index.csv row {row.row}) holds unknown label number {bad[0]}"
-                        )
-                    present[ci] |= top > 0
-                    layers.append(labels)
-        seg = np.stack(layers) if layers else np.zeros((0, row.sh, row.sw), dtype=np.int32)
+            if self.prepared is None:
+                seg, annotated = self.decode_layers(index)
+            else:
+                seg, annotated = self.prepared.layers(index, row.sh, row.sw)
+            present |= annotated
+        else:
+            seg = np.zeros((0, row.sh, row.sw), dtype=np.int32)
         item["seg"] = torch.from_numpy(seg)
         item["scalars"] = torch.tensor(scalars, dtype=torch.int64)
         item["present"] = torch.from_numpy(present)

@@ -29,10 +29,29 @@ class Preprocess:
     input_size: tuple[int, int] | None = None
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        """The model input for an RGB image: ``normalize(resize(image))``."""
+        return self.normalize(self.resize(image))
+
+    def resize(self, image: Image.Image) -> np.ndarray:
+        """The RGB image's pixels at the model's input size: uint8 (H, W, 3).
+
+        Resized as a whole (bilinear) when ``input_size`` is set and differs, else as they are.
+        """
         if self.input_size is not None and image.size != (self.input_size[1], self.input_size[0]):
             image = image.resize((self.input_size[1], self.input_size[0]), Image.BILINEAR)
-        x = np.asarray(image, dtype=np.float32) * (self.pixel_scale / 255.0)
+        return np.asarray(image, dtype=np.uint8)
+
+    def normalize(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W, 3) RGB pixels as the normalised float32 model input (3, H, W).
+
+        Computes ``(float32(x) * (pixel_scale / 255) - mean) / std`` in float32, in place.
+        """
+        chw = np.asarray(pixels, dtype=np.uint8).transpose(2, 0, 1)
         if self.bgr:
-            x = x[..., ::-1]
-        x = (x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+            chw = chw[::-1]
+        x = np.empty(chw.shape, dtype=np.float32)
+        x[...] = chw
+        x *= self.pixel_scale / 255.0
+        x -= np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        x /= np.asarray(self.std, dtype=np.float32)[:, None, None]
+        return torch.from_numpy(x)
