@@ -50,11 +50,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import netdissect
+from netdissect import DissectConfig, dissect
 from netdissect.data import synthetic as synthetic_module
 from netdissect.data import writer as writer_module
 from netdissect.data.broden import BrodenDataset, collate_broden
 from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.dissect import DissectConfig, dissect
 from netdissect.models import demo as demo_module
 from netdissect.tally import Counts, count_batch
 
@@ -174,7 +174,9 @@ class LoopTally:
         self.pairs = {name: 0 for name in thresholds}  # maps whose maximum exceeds the threshold
         self.masked = {name: 0 for name in thresholds}  # masked pixels (at the segmentation size)
 
-    def add_batch(self, acts: dict[str, torch.Tensor], seg: torch.Tensor, scalars: torch.Tensor, present: torch.Tensor) -> None:
+    def add_batch(
+        self, acts: dict[str, torch.Tensor], seg: torch.Tensor, scalars: torch.Tensor, present: torch.Tensor
+    ) -> None:
         seg, scalars, present = seg.numpy(), scalars.numpy(), present.numpy()
         sh, sw = seg.shape[-2:]
         for i in range(seg.shape[0]):
@@ -245,7 +247,9 @@ def run_ours(model, data_dir: Path, layers, config: DissectConfig) -> tuple[floa
     return time.perf_counter() - start, result[layers[0]].metadata["timings"], result
 
 
-def run_baseline(model, data_dir: Path, layers, thresholds: dict, config: DissectConfig) -> tuple[float, dict, LoopTally]:
+def run_baseline(
+    model, data_dir: Path, layers, thresholds: dict, config: DissectConfig
+) -> tuple[float, dict, LoopTally]:
     """(b) the baseline, once: its own forward pass (same loader and batches) + the per-unit loop."""
     dataset = BrodenDataset(data_dir)
     meta = dataset.meta
@@ -268,11 +272,17 @@ def run_baseline(model, data_dir: Path, layers, thresholds: dict, config: Dissec
     finally:
         hooks.close()
     total = time.perf_counter() - start
-    breakdown = {"forward_seconds": forward, "counting_seconds": counting, "loading_seconds": total - forward - counting}
+    breakdown = {
+        "forward_seconds": forward,
+        "counting_seconds": counting,
+        "loading_seconds": total - forward - counting,
+    }
     return total, breakdown, tally
 
 
-def compare_end_to_end(model, data_dir: Path, layers, images: int, config: DissectConfig, reps: int) -> tuple[dict, object]:
+def compare_end_to_end(
+    model, data_dir: Path, layers, images: int, config: DissectConfig, reps: int
+) -> tuple[dict, object]:
     """(a) and (b), alternating run by run so that a busy spell of the machine hits both sides."""
     ours_s, ours_passes, base_s, base_bd, problems, result = [], [], [], [], [], None
     for _ in range(reps):
@@ -290,11 +300,15 @@ def compare_end_to_end(model, data_dir: Path, layers, images: int, config: Disse
         "images": images,
         "layers": list(layers),
         "ours": {
-            "seconds": ours_s, "best_seconds": ours_s[best_o], "best_passes": ours_passes[best_o],
+            "seconds": ours_s,
+            "best_seconds": ours_s[best_o],
+            "best_passes": ours_passes[best_o],
             "images_per_s": images / ours_s[best_o],
         },
         "baseline": {
-            "seconds": base_s, "best_seconds": base_s[best_b], "best_breakdown": base_bd[best_b],
+            "seconds": base_s,
+            "best_seconds": base_s[best_b],
+            "best_breakdown": base_bd[best_b],
             "images_per_s": images / base_s[best_b],
         },
         "speedup": base_s[best_b] / ours_s[best_o],
@@ -333,8 +347,14 @@ def time_kernels(dataset: BrodenDataset, store: list, layers, result, config: Di
         for batch, acts in store:
             for name in layers:
                 c = count_batch(
-                    acts[name], thresholds[name], batch["seg"], batch["scalars"], batch["present"],
-                    label_category, config.iou_mode, config.chunk_pixels,
+                    acts[name],
+                    thresholds[name],
+                    batch["seg"],
+                    batch["scalars"],
+                    batch["present"],
+                    label_category,
+                    config.iou_mode,
+                    config.chunk_pixels,
                 )
                 if name in counts:
                     counts[name].add(c)
@@ -364,7 +384,8 @@ def time_kernels(dataset: BrodenDataset, store: list, layers, result, config: Di
         "counts_identical": bool(identical),
         "maps": sum(tally.maps.values()),
         "maps_over_threshold": sum(tally.pairs.values()),
-        "masked_pixel_fraction": sum(tally.masked.values()) / max(1, sum(tally.pairs.values()) * store[0][0]["seg"][0, 0].numel()),
+        "masked_pixel_fraction": sum(tally.masked.values())
+        / max(1, sum(tally.pairs.values()) * store[0][0]["seg"][0, 0].numel()),
     }
 
 
@@ -439,14 +460,23 @@ def child_main(args) -> int:
 
 def run_child(data_dir: Path, cache_memory: str, workers: int) -> dict:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--child", "--dataset", str(data_dir),
-        "--layers", ",".join(ALL_LAYERS), "--cache-memory", cache_memory, "--workers", str(workers),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--dataset",
+        str(data_dir),
+        "--layers",
+        ",".join(ALL_LAYERS),
+        "--cache-memory",
+        cache_memory,
+        "--workers",
+        str(workers),
     ]
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"child {' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_CHILD ")][-1]
-    return json.loads(line[len("BENCH_CHILD "):])
+    return json.loads(line[len("BENCH_CHILD ") :])
 
 
 # --------------------------------------------------------------------------- report
@@ -461,8 +491,15 @@ def _mib(kib: float) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=None, help="images of the smaller dataset (default 100; --quick: 32); the larger has 4N")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="images of the smaller dataset (default 100; --quick: 32); the larger has 4N",
+    )
     parser.add_argument("--quick", action="store_true", help="CI mode: N = 32, one repetition")
     parser.add_argument("--reps", type=int, default=None, help="repetitions of each timing (default 3; --quick: 1)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for every run (default 0)")
@@ -516,7 +553,10 @@ def main(argv=None) -> int:
 
     # (c) counting only, on the N dataset's pre-computed activations
     dataset, store = collect_activations(model, datasets["N"], config)
-    kernels = {set_name: time_kernels(dataset, store, layers, results_n, config, reps) for set_name, layers in LAYER_SETS.items()}
+    kernels = {
+        set_name: time_kernels(dataset, store, layers, results_n, config, reps)
+        for set_name, layers in LAYER_SETS.items()
+    }
     del store
     load_timed["kernel"] = load.read()
     for set_name, k in kernels.items():
@@ -529,24 +569,32 @@ def main(argv=None) -> int:
             memory[mode] = {key: run_child(datasets[key], cache, args.workers) for key in sizes}
             small, large = memory[mode]["N"], memory[mode]["4N"]
             memory[mode]["growth"] = large["peak_rss_kib"] / small["peak_rss_kib"] - 1
-            memory[mode]["dissect_increment_growth"] = (
-                (large["peak_rss_kib"] - large["rss_before_dissect_kib"])
-                / max(1, small["peak_rss_kib"] - small["rss_before_dissect_kib"])
-                - 1
-            )
+            memory[mode]["dissect_increment_growth"] = (large["peak_rss_kib"] - large["rss_before_dissect_kib"]) / max(
+                1, small["peak_rss_kib"] - small["rss_before_dissect_kib"]
+            ) - 1
 
     counts_identical = not problems
     kernel_speedup = kernels["conv1-4"]["speedup"]
     targets = {
-        "counting_kernel_speedup_conv1-4": {"target": f">= {KERNEL_TARGET:g}x", "value": kernel_speedup, "met": kernel_speedup >= KERNEL_TARGET},
+        "counting_kernel_speedup_conv1-4": {
+            "target": f">= {KERNEL_TARGET:g}x",
+            "value": kernel_speedup,
+            "met": kernel_speedup >= KERNEL_TARGET,
+        },
     }
     if memory:
         growth = memory["streaming"]["growth"]
-        targets["streaming_peak_rss_growth_N_to_4N"] = {"target": f"<= {MEMORY_TARGET:.0%}", "value": growth, "met": growth <= MEMORY_TARGET}
+        targets["streaming_peak_rss_growth_N_to_4N"] = {
+            "target": f"<= {MEMORY_TARGET:.0%}",
+            "value": growth,
+            "met": growth <= MEMORY_TARGET,
+        }
 
     # ------------------------------------------------------------------ table
     print()
-    print(f"counts identical (engine vs per-unit loop, inter/act/truth, every layer, N and 4N): {'yes' if counts_identical else 'NO'}")
+    print(
+        f"counts identical (engine vs per-unit loop, inter/act/truth, every layer, N and 4N): {'yes' if counts_identical else 'NO'}"
+    )
     for p in problems:
         print(f"  MISMATCH {p}")
     print()
@@ -569,27 +617,40 @@ def main(argv=None) -> int:
     print(f"{'layers':<9}{'ours img/s':>11}{'loop img/s':>12}{'speedup':>9}   target")
     for set_name, k in kernels.items():
         met = ("MET" if k["speedup"] >= KERNEL_TARGET else "NOT MET") if set_name == "conv1-4" else ""
-        print(f"{set_name:<9}{_fmt(k['ours_images_per_s']):>11}{_fmt(k['loop_images_per_s']):>12}{k['speedup']:>8.2f}x   "
-              f"{'>= %gx: %s' % (KERNEL_TARGET, met) if met else ''}")
+        print(
+            f"{set_name:<9}{_fmt(k['ours_images_per_s']):>11}{_fmt(k['loop_images_per_s']):>12}{k['speedup']:>8.2f}x   "
+            f"{f'>= {KERNEL_TARGET:g}x: {met}' if met else ''}"
+        )
     k = kernels["conv1-4"]
-    print(f"    conv1-4: {k['maps_over_threshold']:,} of {k['maps']:,} (image, unit) maps exceed their threshold; "
-          f"{k['masked_pixel_fraction']:.2%} of those maps' upsampled pixels are masked")
+    print(
+        f"    conv1-4: {k['maps_over_threshold']:,} of {k['maps']:,} (image, unit) maps exceed their threshold; "
+        f"{k['masked_pixel_fraction']:.2%} of those maps' upsampled pixels are masked"
+    )
     if memory:
         print()
         print("(d) peak RSS of dissect(conv1-4) in a fresh process (VmHWM; 'dissect' = peak minus RSS before the call)")
         print(f"{'mode':<34}{'N=' + str(n):>18}{'4N=' + str(4 * n):>18}{'growth':>9}{'dissect growth':>16}")
-        for mode, label in (("streaming", "streaming (cache_memory=0)"), ("default_cache", "default activation cache (2 GiB)")):
+        for mode, label in (
+            ("streaming", "streaming (cache_memory=0)"),
+            ("default_cache", "default activation cache (2 GiB)"),
+        ):
             m = memory[mode]
-            print(f"{label:<34}{_mib(m['N']['peak_rss_kib']):>18}{_mib(m['4N']['peak_rss_kib']):>18}{m['growth']:>8.1%}{m['dissect_increment_growth']:>15.1%}")
-            print(f"{'':<34}{'dissect +' + _mib(m['N']['peak_rss_kib'] - m['N']['rss_before_dissect_kib']):>18}"
-                  f"{'dissect +' + _mib(m['4N']['peak_rss_kib'] - m['4N']['rss_before_dissect_kib']):>18}")
+            print(
+                f"{label:<34}{_mib(m['N']['peak_rss_kib']):>18}{_mib(m['4N']['peak_rss_kib']):>18}{m['growth']:>8.1%}{m['dissect_increment_growth']:>15.1%}"
+            )
+            print(
+                f"{'':<34}{'dissect +' + _mib(m['N']['peak_rss_kib'] - m['N']['rss_before_dissect_kib']):>18}"
+                f"{'dissect +' + _mib(m['4N']['peak_rss_kib'] - m['4N']['rss_before_dissect_kib']):>18}"
+            )
         print("    the default cache keeps pass-1 activations for pass 2 while they fit 2 GiB: it is expected to grow")
     print()
     busy = [v for v in load_timed.values() if v is not None]
     if busy:
         worst = max(busy)
-        print(f"other processes kept {worst:.2f} of {os.cpu_count()} cores busy on average during the timings"
-              + ("  WARNING: the machine was shared, timings are disturbed" if worst > 0.25 else ""))
+        print(
+            f"other processes kept {worst:.2f} of {os.cpu_count()} cores busy on average during the timings"
+            + ("  WARNING: the machine was shared, timings are disturbed" if worst > 0.25 else "")
+        )
     for name, t in targets.items():
         value = f"{t['value']:.2f}x" if "speedup" in name else f"{t['value']:.1%}"
         print(f"target {name}: {t['target']}, measured {value}: {'MET' if t['met'] else 'NOT MET'}")

@@ -69,8 +69,9 @@ def child(config: dict) -> dict:
 
         from netdissect.data.broden import collate_broden
 
-        loader = DataLoader(data, batch_size=config["batch_size"], num_workers=config["workers"],
-                            collate_fn=collate_broden)
+        loader = DataLoader(
+            data, batch_size=config["batch_size"], num_workers=config["workers"], collate_fn=collate_broden
+        )
         start = time.perf_counter()
         for _ in loader:
             pass
@@ -102,8 +103,13 @@ def run_child(config: dict, src: Path | None = None, threads: int | None = None)
         env["PYTHONPATH"] = str(src)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], capture_output=True,
-                          text=True, env=env, cwd=tempfile.gettempdir())
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
     if proc.returncode != 0:
         raise SystemExit(f"child run {config} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -116,24 +122,53 @@ def core_worktree(commit: str, where: Path) -> Path | None:
     """A checkout of ``commit``'s sources (``git worktree``), or None when git or the commit is missing."""
     repo = HERE.parent
     try:
-        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(where), commit],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            ["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(where), commit],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return where / "src"
 
 
 def remove_worktree(where: Path) -> None:
-    subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(where)],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        ["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(where)], capture_output=True, timeout=120
+    )
 
 
 def torchrun(nproc: int, dataset: Path, prepared: Path, out: Path, batch: int, device: str, threads: int) -> dict:
     """A ``torchrun`` dissection of layer4; rank 0's pass seconds and the wall time."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "netdissect", "dissect", "--model", "torchvision:resnet18", "--layers", "layer4",
-           "--dataset", str(dataset), "--prepared", str(prepared), "--out", str(out), "--batch-size", str(batch),
-           "--workers", "0", "--device", device, "--no-progress", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "netdissect",
+        "dissect",
+        "--model",
+        "torchvision:resnet18",
+        "--layers",
+        "layer4",
+        "--dataset",
+        str(dataset),
+        "--prepared",
+        str(prepared),
+        "--out",
+        str(out),
+        "--batch-size",
+        str(batch),
+        "--workers",
+        "0",
+        "--device",
+        device,
+        "--no-progress",
+        "--no-report",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -143,8 +178,13 @@ def torchrun(nproc: int, dataset: Path, prepared: Path, out: Path, batch: int, d
     meta = json.loads((out / "layer4" / "units.json").read_text())
     timings = meta["metadata"]["timings"]
     tally = (out / "layer4" / "tally.csv").read_text()
-    return {"wall": wall, "pass1": timings["pass1_seconds"], "pass2": timings["pass2_seconds"],
-            "seconds": timings["pass1_seconds"] + timings["pass2_seconds"], "tally": tally}
+    return {
+        "wall": wall,
+        "pass1": timings["pass1_seconds"],
+        "pass2": timings["pass2_seconds"],
+        "seconds": timings["pass1_seconds"] + timings["pass2_seconds"],
+        "tally": tally,
+    }
 
 
 def agreement(a: dict, b: dict) -> dict:
@@ -160,8 +200,9 @@ def agreement(a: dict, b: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=None, help="images (default 1000; --quick: 48)")
     parser.add_argument("--size", type=int, default=None, help="image size in px (default 224; --quick: 112)")
     parser.add_argument("--quick", action="store_true", help="CI mode: small, no core baseline, 1 and 2 processes")
@@ -169,7 +210,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="DataLoader workers")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu, plus cuda when present)")
     parser.add_argument("--baseline-commit", default=CORE_COMMIT, help="the core version's commit ('' to skip)")
-    parser.add_argument("--cache-dir", type=Path, default=RESULTS / "datasets", help="where generated datasets are kept")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=RESULTS / "datasets", help="where generated datasets are kept"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -178,8 +221,8 @@ def main(argv=None) -> int:
         return 0
 
     import torch
-
     from bench_core import ensure_dataset
+
     from netdissect.data import BrodenDataset
     from netdissect.data.prepared import prepare_dataset
 
@@ -188,10 +231,22 @@ def main(argv=None) -> int:
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cores = os.cpu_count() or 1
     report: dict = {
-        "quick": args.quick, "n": n, "size": size, "batch_size": args.batch_size, "workers": args.workers,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpus": cores,
-                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "loader": {}, "runs": {}, "ratios": {}, "scale_out": {}, "checks": {},
+        "quick": args.quick,
+        "n": n,
+        "size": size,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpus": cores,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "loader": {},
+        "runs": {},
+        "ratios": {},
+        "scale_out": {},
+        "checks": {},
     }
     print(f"dataset: {n} synthetic images at {size} px; model: torchvision resnet18 (seeded random init)", flush=True)
     dataset = ensure_dataset(args.cache_dir, n, size)
@@ -226,15 +281,18 @@ def main(argv=None) -> int:
                     print(f"  {key}: {run['seconds']:.1f} s", flush=True)
                 report["checks"][f"{device} {set_name} prepared identical"] = (
                     runs["exact"]["labels"] == runs["exact+prepared"]["labels"]
-                    and runs["exact"]["scores"] == runs["exact+prepared"]["scores"])
+                    and runs["exact"]["scores"] == runs["exact+prepared"]["scores"]
+                )
                 report["checks"][f"{device} {set_name} fast vs exact"] = agreement(runs["exact"], runs["fast+prepared"])
                 if "core" in runs:
                     for name in ("exact", "exact+prepared", "fast+prepared"):
-                        report["ratios"][f"{device} {set_name} {name} vs core"] = runs["core"]["seconds"] / runs[name]["seconds"]
+                        report["ratios"][f"{device} {set_name} {name} vs core"] = (
+                            runs["core"]["seconds"] / runs[name]["seconds"]
+                        )
                     report["checks"][f"{device} {set_name} core vs exact"] = agreement(runs["core"], runs["exact"])
 
         single = None
-        for nproc in ((1, 2) if args.quick else (1, 2, 4)):
+        for nproc in (1, 2) if args.quick else (1, 2, 4):
             threads = max(1, cores // nproc)
             run = torchrun(nproc, dataset, prepared, work / f"gloo{nproc}", args.batch_size, "cpu", threads)
             tally = run.pop("tally")
@@ -260,12 +318,18 @@ def print_table(report: dict) -> None:
     loader = report["loader"]
     print(f"\n## data loading ({report['workers']} workers, batch {report['batch_size']})")
     print(f"  files    {loader['files_images_per_s']:8.0f} images/s")
-    print(f"  prepared {loader['prepared_images_per_s']:8.0f} images/s   (prepared once in {loader['prepare_seconds']:.1f} s)")
+    print(
+        f"  prepared {loader['prepared_images_per_s']:8.0f} images/s   (prepared once in {loader['prepare_seconds']:.1f} s)"
+    )
     print(f"\n## end to end ({n} images at {report['size']} px)")
-    print(f"  {'run':34s} {'pass 1 im/s':>11s} {'pass 2 im/s':>11s} {'total im/s':>10s} {'seconds':>8s} {'peak RSS MB':>11s}")
+    print(
+        f"  {'run':34s} {'pass 1 im/s':>11s} {'pass 2 im/s':>11s} {'total im/s':>10s} {'seconds':>8s} {'peak RSS MB':>11s}"
+    )
     for key, run in report["runs"].items():
-        print(f"  {key:34s} {n / run['pass1']:11.1f} {n / run['pass2']:11.1f} {n / run['seconds']:10.1f} "
-              f"{run['seconds']:8.1f} {run['peak_rss_mb']:11.0f}")
+        print(
+            f"  {key:34s} {n / run['pass1']:11.1f} {n / run['pass2']:11.1f} {n / run['seconds']:10.1f} "
+            f"{run['seconds']:8.1f} {run['peak_rss_mb']:11.0f}"
+        )
     if report["ratios"]:
         print(f"\n## speed-up over the core version (target on CPU: >= {CPU_TARGET:g}x end to end)")
         for key, ratio in report["ratios"].items():
@@ -277,9 +341,11 @@ def print_table(report: dict) -> None:
         print(f"  {key}: {value}")
     print("\n## scale-out (torchrun, gloo, CPU; layer4 on the prepared copy; rank 0's pass seconds)")
     for key, run in report["scale_out"].items():
-        print(f"  {key}: {run['seconds']:6.1f} s  speed-up {run['speedup']:4.2f}x  "
-              f"({run['threads_per_process']} threads/process, wall {run['wall']:.1f} s with start-up, "
-              f"identical to 1 process: {run['identical_to_one_process']})")
+        print(
+            f"  {key}: {run['seconds']:6.1f} s  speed-up {run['speedup']:4.2f}x  "
+            f"({run['threads_per_process']} threads/process, wall {run['wall']:.1f} s with start-up, "
+            f"identical to 1 process: {run['identical_to_one_process']})"
+        )
 
 
 if __name__ == "__main__":

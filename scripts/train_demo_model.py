@@ -35,17 +35,30 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True)
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_synthetic_dataset(Path(tmp) / "train", n=args.images, size=DEMO_IMAGE_SIZE,
-                                      seed=args.dataset_seed, progress=True)
+        root = make_synthetic_dataset(
+            Path(tmp) / "train", n=args.images, size=DEMO_IMAGE_SIZE, seed=args.dataset_seed, progress=True
+        )
         data = BrodenDataset(root, categories=["scene"], load_segmentations=False)
         scenes = data.meta.labels_of("scene").tolist()
         print("scenes:", [data.meta.label_names[s] for s in scenes])
         lookup = torch.full((data.meta.num_labels,), -1, dtype=torch.long)
         lookup[scenes] = torch.arange(len(scenes))
-        loader = DataLoader(data, batch_size=32, shuffle=True, num_workers=2, collate_fn=collate_broden,
-                            generator=torch.Generator().manual_seed(args.seed))
-        val = [b for b in DataLoader(BrodenDataset(root, categories=["scene"], split="val", load_segmentations=False),
-                                     batch_size=64, collate_fn=collate_broden)]
+        loader = DataLoader(
+            data,
+            batch_size=32,
+            shuffle=True,
+            num_workers=2,
+            collate_fn=collate_broden,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+        val = [
+            b
+            for b in DataLoader(
+                BrodenDataset(root, categories=["scene"], split="val", load_segmentations=False),
+                batch_size=64,
+                collate_fn=collate_broden,
+            )
+        ]
         model = DemoNet(num_classes=len(scenes))
         opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.epochs * len(loader))
@@ -69,7 +82,9 @@ def main() -> None:
             with torch.no_grad():
                 correct = sum((model(b["image"]).argmax(1) == lookup[b["scalars"][:, 0]]).sum().item() for b in val)
                 count = sum(len(b["image"]) for b in val)
-            print(f"epoch {epoch + 1}: loss {total / seen:.3f}, val acc {correct / count:.3f}, {time.time() - start:.0f}s")
+            print(
+                f"epoch {epoch + 1}: loss {total / seen:.3f}, val acc {correct / count:.3f}, {time.time() - start:.0f}s"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from helpers import write_tiny_dataset
 
 

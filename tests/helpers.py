@@ -76,9 +76,7 @@ def write_tiny_dataset(root: Path) -> Path:
     write_png(images / "im0_part_2.png", tail)
     write_png(images / "im1_object.png", cat)
     write_png(images / "im1_part.png", np.zeros((4, 4), int))
-    (root / "category.csv").write_text(
-        "name,first,last,count,frequency\nobject,1,2,2,2\npart,1,2,2,1\nscene,1,1,1,1\n"
-    )
+    (root / "category.csv").write_text("name,first,last,count,frequency\nobject,1,2,2,2\npart,1,2,2,1\nscene,1,1,1,1\n")
     (root / "label.csv").write_text(
         "number,name,category,frequency,coverage,syns\n"
         "1,dog,object(1),1,0.25,dog\n2,leg,part(1),1,0.0625,leg\n3,tail,part(1),1,0.125,tail\n"
@@ -104,7 +102,6 @@ def tiny_maps() -> torch.Tensor:
     return maps
 
 
-
 def rename_label(root: Path, old: str, new: str) -> None:
     """Rename a label in a dataset's label.csv and c_*.csv files (e.g. to a hostile name)."""
     for path in [root / "label.csv", *root.glob("c_*.csv")]:
@@ -115,8 +112,9 @@ def rename_label(root: Path, old: str, new: str) -> None:
             csv.writer(f, lineterminator="\n").writerows(rows)
 
 
-def write_planted_dataset(root: Path, n: int = 12, seed: int = 0, scene_unit: bool = True,
-                          random_units: int = 0) -> torch.Tensor:
+def write_planted_dataset(
+    root: Path, n: int = 12, seed: int = 0, scene_unit: bool = True, random_units: int = 0
+) -> torch.Tensor:
     """Write a dataset with objects a, b, c (small bars, each in about half the images) and the
     scene s-s (every third image); return planted maps ``(n, units, 4, 4)`` for :class:`LookupNet`.
 

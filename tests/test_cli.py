@@ -107,10 +107,29 @@ def test_help(capsys):
 
 
 SUBCOMMAND_OPTIONS = {
-    "dissect": ["--model", "--weights", "--model-args", "--trust-pickle", "--layers", "--dataset", "--out",
-                "--categories", "--split", "--size", "--overwrite", "--iou-mode", "--quantile",
-                "--iou-threshold", "--batch-size", "--workers", "--device", "--top-images",
-                "--threshold-memory", "--cache-memory", "--no-progress"],
+    "dissect": [
+        "--model",
+        "--weights",
+        "--model-args",
+        "--trust-pickle",
+        "--layers",
+        "--dataset",
+        "--out",
+        "--categories",
+        "--split",
+        "--size",
+        "--overwrite",
+        "--iou-mode",
+        "--quantile",
+        "--iou-threshold",
+        "--batch-size",
+        "--workers",
+        "--device",
+        "--top-images",
+        "--threshold-memory",
+        "--cache-memory",
+        "--no-progress",
+    ],
     "layers": ["--model", "--weights", "--model-args", "--trust-pickle", "--input-size"],
     "make-dataset": ["--out", "--n", "--size", "--seed", "--no-progress"],
     "demo": ["--out", "--images", "--seed", "--iou-mode", "--quantile", "--workers", "--device", "--no-progress"],
@@ -138,8 +157,9 @@ def test_version(capsys):
 
 
 def test_help_in_a_subprocess():
-    proc = subprocess.run([sys.executable, "-m", "netdissect", "dissect", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdissect", "dissect", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: netdissect dissect") and "--layers" in proc.stdout
 
@@ -208,9 +228,23 @@ def test_no_report(capsys, model_module, tiny_dataset, tmp_path):
 
 
 def test_model_args(capsys, model_module, tiny_dataset, tmp_path):
-    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",),
-                                                 "--model-args", '{"channels": 3}', "--categories", "part",
-                                                 "--split", "train", "--size", "1"))
+    rc, _out, err = run_main(
+        capsys,
+        dissect_argv(
+            f"{model_module}:make",
+            tiny_dataset,
+            "out",
+            ("conv",),
+            "--model-args",
+            '{"channels": 3}',
+            "--categories",
+            "part",
+            "--split",
+            "train",
+            "--size",
+            "1",
+        ),
+    )
     assert rc == 0, err
     layer = json.loads((tmp_path / "out" / "conv" / "units.json").read_text())
     assert len(layer["units"]) == 3
@@ -227,10 +261,11 @@ def test_weights_checkpoint_with_module_prefix(capsys, model_module, tiny_datase
     state = {k: v.clone() for k, v in trained.state_dict().items()}
     torch.save({"state_dict": {"module." + k: v for k, v in state.items()}, "epoch": 3}, tmp_path / "ckpt.pth")
 
-    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "with",
-                                                 ("conv",), "--weights", "ckpt.pth"))
+    rc, _, err = run_main(
+        capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "with", ("conv",), "--weights", "ckpt.pth")
+    )
     assert rc == 0, err
-    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "without"))
+    rc, _out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "without"))
     assert rc == 0, err
 
     def thresholds(run):
@@ -239,8 +274,9 @@ def test_weights_checkpoint_with_module_prefix(capsys, model_module, tiny_datase
 
     reference = make_net(model_module)
     reference.load_state_dict(state)
-    expected = dissect(reference, BrodenDataset(tiny_dataset), ["conv"], workers=0, progress=False,
-                       device="cpu")["conv"].thresholds
+    expected = dissect(reference, BrodenDataset(tiny_dataset), ["conv"], workers=0, progress=False, device="cpu")[
+        "conv"
+    ].thresholds
     assert np.array_equal(thresholds("with"), expected.astype(np.float64))
     assert np.abs(expected).max() > 0
     assert np.array_equal(thresholds("without"), np.zeros(4))  # the zero init: the weights did count
@@ -249,7 +285,10 @@ def test_weights_checkpoint_with_module_prefix(capsys, model_module, tiny_datase
 def test_dissect_in_a_subprocess(model_module, tiny_dataset, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "netdissect", *dissect_argv(f"{model_module}:make", tiny_dataset)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # --no-progress: nothing but results
@@ -259,8 +298,9 @@ def test_dissect_in_a_subprocess(model_module, tiny_dataset, tmp_path):
     png = tiny_dataset / "images" / "im0_part_2.png"
     png.unlink()
     argv = dissect_argv(f"{model_module}:make", tiny_dataset, "o2") + ["--workers", "1"]
-    proc = subprocess.run([sys.executable, "-m", "netdissect", *argv],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdissect", *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr == f"netdissect: error: missing PNG {png} (index.csv row 1)\n"
@@ -271,8 +311,12 @@ def test_dissect_in_a_subprocess(model_module, tiny_dataset, tmp_path):
 
 
 def test_unknown_layer(capsys, model_module, tiny_dataset, tmp_path):
-    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("convv",)),
-              "unknown layer 'convv'", "did you mean conv")
+    cli_error(
+        capsys,
+        dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("convv",)),
+        "unknown layer 'convv'",
+        "did you mean conv",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -301,14 +345,27 @@ def test_checkpoint_that_does_not_fit(capsys, model_module, tiny_dataset, tmp_pa
     del state["fc.bias"]
     state["extra.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pth")
-    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--weights", "bad.pth"),
-              "bad.pth", "do not fit", "missing keys fc.bias", "unexpected keys extra.weight",
-              "shape mismatch at conv.weight")
-    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--weights", "none.pth"),
-              "none.pth", "does not exist")
+    cli_error(
+        capsys,
+        dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--weights", "bad.pth"),
+        "bad.pth",
+        "do not fit",
+        "missing keys fc.bias",
+        "unexpected keys extra.weight",
+        "shape mismatch at conv.weight",
+    )
+    cli_error(
+        capsys,
+        dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--weights", "none.pth"),
+        "none.pth",
+        "does not exist",
+    )
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--weights", "junk.pth"),
-              "junk.pth")
+    cli_error(
+        capsys,
+        dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--weights", "junk.pth"),
+        "junk.pth",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -318,7 +375,7 @@ def test_pickled_whole_model_needs_trust(capsys, model_module, tiny_dataset, tmp
     torch.save(model, tmp_path / "whole.pt")
     cli_error(capsys, dissect_argv("whole.pt", tiny_dataset), "whole.pt", "--trust-pickle")
     assert not (tmp_path / "out").exists()
-    rc, out, err = run_main(capsys, dissect_argv("whole.pt", tiny_dataset, "out", ("conv",), "--trust-pickle"))
+    rc, _out, err = run_main(capsys, dissect_argv("whole.pt", tiny_dataset, "out", ("conv",), "--trust-pickle"))
     assert rc == 0, err
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["layers"]["conv"]["units"] == 2
 
@@ -344,17 +401,25 @@ def test_out_holding_a_different_run(capsys, model_module, tiny_dataset, tmp_pat
 
 @pytest.mark.parametrize("value, fragment", [("{channels: 3}", "not valid JSON"), ("[3]", "JSON object")])
 def test_model_args_not_json(capsys, model_module, tiny_dataset, tmp_path, value, fragment):
-    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--model-args", value),
-              "--model-args", fragment)
+    cli_error(
+        capsys,
+        dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--model-args", value),
+        "--model-args",
+        fragment,
+    )
     cli_error(capsys, ["layers", "--model", f"{model_module}:make", "--model-args", value], "--model-args", fragment)
     assert not (tmp_path / "out").exists()
 
 
 def test_bad_option_values(capsys, model_module, tiny_dataset):
-    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--quantile", "1.5"),
-              "--quantile")
-    cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--categories", "texture"),
-              "'texture'")
+    cli_error(
+        capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--quantile", "1.5"), "--quantile"
+    )
+    cli_error(
+        capsys,
+        dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--categories", "texture"),
+        "'texture'",
+    )
     cli_error(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--size", "0"), "size")
 
 
@@ -364,8 +429,12 @@ GAPS = [
     pytest.param(["--out", "afile"], "afile", id="out-is-a-file"),
     pytest.param(["--device", "bogus"], "bogus", id="device-bogus"),
     pytest.param(["--model-args", '{"nope": 1}'], "nope", id="model-args-unknown-keyword"),
-    pytest.param(["--device", "cuda"], "cuda", id="device-cuda-without-cuda",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available")),
+    pytest.param(
+        ["--device", "cuda"],
+        "cuda",
+        id="device-cuda-without-cuda",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+    ),
 ]
 
 
@@ -390,25 +459,54 @@ def test_input_size_resizes_whole_image(capsys, model_module, tiny_dataset, tmp_
 
 
 def test_preprocess_overrides_reach_the_dataset(capsys, model_module, tiny_dataset, tmp_path):
-    argv = dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--no-report",
-                        "--mean", "100", "110", "120", "--std", "50", "60", "70", "--bgr",
-                        "--pixel-scale", "255", "--input-size", "16")
-    rc, out, err = run_main(capsys, argv)
+    argv = dissect_argv(
+        f"{model_module}:make",
+        tiny_dataset,
+        "out",
+        ("conv",),
+        "--no-report",
+        "--mean",
+        "100",
+        "110",
+        "120",
+        "--std",
+        "50",
+        "60",
+        "70",
+        "--bgr",
+        "--pixel-scale",
+        "255",
+        "--input-size",
+        "16",
+    )
+    rc, _, err = run_main(capsys, argv)
     assert rc == 0, err
     units = json.loads((tmp_path / "out" / "conv" / "units.json").read_text())
     assert units["metadata"]["dataset"]["preprocess"] == {
-        "mean": [100.0, 110.0, 120.0], "std": [50.0, 60.0, 70.0], "bgr": True, "pixel_scale": 255.0,
+        "mean": [100.0, 110.0, 120.0],
+        "std": [50.0, 60.0, 70.0],
+        "bgr": True,
+        "pixel_scale": 255.0,
         "input_size": [16, 16],
     }
     # no override: the source's own preprocessing (ImageNet's for a callable)
-    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "plain", ("conv",), "--no-report"))
+    rc, _, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "plain", ("conv",), "--no-report"))
     assert rc == 0, err
     pre = json.loads((tmp_path / "plain" / "conv" / "units.json").read_text())["metadata"]["dataset"]["preprocess"]
-    assert pre == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bgr": False,
-                   "pixel_scale": 1.0, "input_size": None}
+    assert pre == {
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "bgr": False,
+        "pixel_scale": 1.0,
+        "input_size": None,
+    }
     # only --std: the rest stays the source's
-    rc, out, err = run_main(capsys, dissect_argv(f"{model_module}:make", tiny_dataset, "std", ("conv",), "--no-report",
-                                                 "--std", "1", "1", "1", "--rgb"))
+    rc, _out, err = run_main(
+        capsys,
+        dissect_argv(
+            f"{model_module}:make", tiny_dataset, "std", ("conv",), "--no-report", "--std", "1", "1", "1", "--rgb"
+        ),
+    )
     assert rc == 0, err
     pre = json.loads((tmp_path / "std" / "conv" / "units.json").read_text())["metadata"]["dataset"]["preprocess"]
     assert pre["std"] == [1.0, 1.0, 1.0] and pre["mean"] == [0.485, 0.456, 0.406] and pre["bgr"] is False
@@ -463,8 +561,20 @@ def synthetic_small(tmp_path, monkeypatch) -> Path:
 
 def test_prepare_help_and_prepared_option(capsys):
     for command, options in [
-        ("prepare", ["--data-dir", "--categories", "--split", "--size", "--input-size", "--model", "--out",
-                     "--workers", "--no-progress"]),
+        (
+            "prepare",
+            [
+                "--data-dir",
+                "--categories",
+                "--split",
+                "--size",
+                "--input-size",
+                "--model",
+                "--out",
+                "--workers",
+                "--no-progress",
+            ],
+        ),
         ("dissect", ["--prepared"]),
         ("demo", ["--prepared"]),
         ("rotation-sweep", ["--prepared"]),
@@ -485,8 +595,9 @@ def test_prepare_then_dissect_reads_the_copy_with_identical_results(capsys, synt
     runs = {}
     for mode in ("auto", "off", str(prepared)):
         run = tmp_path / f"run-{len(runs)}"
-        rc, out, err = run_main(capsys, dissect_argv("demo", synthetic_small, str(run), ("conv2",), "--no-report",
-                                                     "--prepared", mode))
+        rc, out, err = run_main(
+            capsys, dissect_argv("demo", synthetic_small, str(run), ("conv2",), "--no-report", "--prepared", mode)
+        )
         assert rc == 0, err
         assert ("reading the prepared dataset" in out) == (mode != "off"), (mode, out)
         runs[mode] = run
@@ -497,42 +608,122 @@ def test_prepare_then_dissect_reads_the_copy_with_identical_results(capsys, synt
 
 def test_prepared_dir_of_another_input_size_is_refused(capsys, synthetic_small, tmp_path):
     out_dir = tmp_path / "prep16"
-    rc, out, err = run_main(capsys, ["prepare", str(synthetic_small), "--input-size", "16", "--out", str(out_dir),
-                                     "--workers", "0", "--no-progress"])
+    rc, out, err = run_main(
+        capsys,
+        [
+            "prepare",
+            str(synthetic_small),
+            "--input-size",
+            "16",
+            "--out",
+            str(out_dir),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+    )
     assert rc == 0, err
     assert f"at 16x16: {out_dir.resolve()}" in out and f"--prepared {out_dir}" in out
     # the same input size reads it
-    rc, out, err = run_main(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "a"), ("conv1",),
-                                                 "--no-report", "--input-size", "16", "--prepared", str(out_dir)))
+    rc, out, err = run_main(
+        capsys,
+        dissect_argv(
+            "demo",
+            synthetic_small,
+            str(tmp_path / "a"),
+            ("conv1",),
+            "--no-report",
+            "--input-size",
+            "16",
+            "--prepared",
+            str(out_dir),
+        ),
+    )
     assert rc == 0, err
     assert f"reading the prepared dataset {out_dir}" in out
     # another input size (or another dataset selection) is refused with one line
-    line = cli_error(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "b"), ("conv1",), "--no-report",
-                                          "--prepared", str(out_dir)),
-                     str(out_dir), "was prepared from a different dataset or input size", "netdissect prepare")
+    line = cli_error(
+        capsys,
+        dissect_argv(
+            "demo", synthetic_small, str(tmp_path / "b"), ("conv1",), "--no-report", "--prepared", str(out_dir)
+        ),
+        str(out_dir),
+        "was prepared from a different dataset or input size",
+        "netdissect prepare",
+    )
     assert not (tmp_path / "b").exists(), line
-    cli_error(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "c"), ("conv1",), "--no-report",
-                                   "--input-size", "16", "--size", "5", "--prepared", str(out_dir)),
-              "was prepared from a different dataset")
-    cli_error(capsys, dissect_argv("demo", synthetic_small, str(tmp_path / "d"), ("conv1",), "--no-report",
-                                   "--prepared", str(tmp_path / "nowhere")),
-              "is not a prepared dataset")
+    cli_error(
+        capsys,
+        dissect_argv(
+            "demo",
+            synthetic_small,
+            str(tmp_path / "c"),
+            ("conv1",),
+            "--no-report",
+            "--input-size",
+            "16",
+            "--size",
+            "5",
+            "--prepared",
+            str(out_dir),
+        ),
+        "was prepared from a different dataset",
+    )
+    cli_error(
+        capsys,
+        dissect_argv(
+            "demo",
+            synthetic_small,
+            str(tmp_path / "d"),
+            ("conv1",),
+            "--no-report",
+            "--prepared",
+            str(tmp_path / "nowhere"),
+        ),
+        "is not a prepared dataset",
+    )
 
 
 def test_prepare_takes_the_models_input_size(capsys, synthetic_small, tmp_path, monkeypatch):
-    import netdissect.cli as cli
+    import netdissect.cli.data as cli_data
     from netdissect.models import LoadedModel, Preprocess
 
     loaded = LoadedModel(nn.Identity(), Preprocess(input_size=(12, 20)), "fake", None)
-    monkeypatch.setattr(cli, "_load", lambda args: loaded)
-    rc, out, err = run_main(capsys, ["prepare", str(synthetic_small), "--model", "fake", "--out", str(tmp_path / "m"),
-                                     "--workers", "0", "--no-progress"])
+    monkeypatch.setattr(cli_data, "_load", lambda args: loaded)
+    rc, out, err = run_main(
+        capsys,
+        [
+            "prepare",
+            str(synthetic_small),
+            "--model",
+            "fake",
+            "--out",
+            str(tmp_path / "m"),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+    )
     assert rc == 0, err
     assert "at 12x20" in out
     assert json.loads((tmp_path / "m" / "prepared.json").read_text())["input_size"] == [12, 20]
     # --input-size wins over the model's
-    rc, out, err = run_main(capsys, ["prepare", str(synthetic_small), "--model", "fake", "--input-size", "8x6",
-                                     "--out", str(tmp_path / "n"), "--workers", "0", "--no-progress"])
+    rc, out, err = run_main(
+        capsys,
+        [
+            "prepare",
+            str(synthetic_small),
+            "--model",
+            "fake",
+            "--input-size",
+            "8x6",
+            "--out",
+            str(tmp_path / "n"),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+    )
     assert rc == 0, err
     assert "at 8x6" in out
     data = BrodenDataset(synthetic_small, preprocess=Preprocess(input_size=(8, 6)), prepared=tmp_path / "n")
@@ -558,8 +749,12 @@ def test_prepare_bad_dataset_and_out(capsys, synthetic_small, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "keep.txt").write_text("x")
-    cli_error(capsys, ["prepare", str(synthetic_small), "--out", str(mine), "--workers", "0", "--no-progress"],
-              str(mine), "is not a prepared dataset")
+    cli_error(
+        capsys,
+        ["prepare", str(synthetic_small), "--out", str(mine), "--workers", "0", "--no-progress"],
+        str(mine),
+        "is not a prepared dataset",
+    )
     assert (mine / "keep.txt").read_text() == "x"
     png = next((synthetic_small / "images").rglob("*.png"))
     png.write_bytes(b"not a png")

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import RAW, LookupNet, tiny_maps
 
+from helpers import RAW, LookupNet, tiny_maps
 from netdissect import BrodenDataset, DissectionResult, dissect
 from netdissect.errors import ActivationError, ModelError, RunDirectoryError
 
@@ -40,8 +40,13 @@ def test_planted_detectors_score_one(tmp_path):
 
     maps = write_planted_dataset(tmp_path / "ds")
     for mode in ("paper", "lite"):
-        result = dissect(LookupNet(maps), BrodenDataset(tmp_path / "ds", preprocess=RAW), ["layer"],
-                         iou_mode=mode, **{**OPTIONS, "quantile": 0.4, "batch_size": 5})
+        result = dissect(
+            LookupNet(maps),
+            BrodenDataset(tmp_path / "ds", preprocess=RAW),
+            ["layer"],
+            iou_mode=mode,
+            **{**OPTIONS, "quantile": 0.4, "batch_size": 5},
+        )
         layer = result["layer"]
         names = [layer.label_names[k] for k in layer.label]
         assert names == ["a", "b", "c", "s-s"]
@@ -144,7 +149,6 @@ def test_top_image_maps_are_kept(tiny_dataset, tmp_path):
 def test_channels_last_and_amp_forward(tmp_path):
     """The faster forward passes: results close to the exact one, and recorded in the run's key."""
     from helpers import SmallCNN
-
     from netdissect.data.synthetic import make_synthetic_dataset
 
     data = BrodenDataset(make_synthetic_dataset(tmp_path / "d", n=12, size=32, seed=1, progress=False))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import same_layer_results, subprocess_env
 
+from helpers import same_layer_results, subprocess_env
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.distributed import Shard
 
@@ -22,7 +23,7 @@ if not torch_distributed.is_available():  # pragma: no cover
 def test_batch_ranges_cover_every_batch_once(items, batch, world):
     ranges = [Shard(rank, world).batch_range(items, batch) for rank in range(world)]
     assert ranges[0][0] == 0 and ranges[-1][1] == -(-items // batch)
-    for (_, end), (first, _) in zip(ranges, ranges[1:]):
+    for (_, end), (first, _) in itertools.pairwise(ranges):
         assert end == first  # contiguous, in rank order
     sizes = [end - first for first, end in ranges]
     assert max(sizes) - min(sizes) <= 1
@@ -40,9 +41,31 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def argv(dataset: Path, out: Path, batch: int, *extra: str) -> list[str]:
-    return ["-m", "netdissect", "dissect", "--model", "helpers:small_cnn", "--layers", "conv1", "conv2",
-            "--dataset", str(dataset), "--out", str(out), "--batch-size", str(batch), "--workers", "0",
-            "--device", "cpu", "--no-progress", "--no-report", "--top-images", "4", *extra]
+    return [
+        "-m",
+        "netdissect",
+        "dissect",
+        "--model",
+        "helpers:small_cnn",
+        "--layers",
+        "conv1",
+        "conv2",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--batch-size",
+        str(batch),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--no-report",
+        "--top-images",
+        "4",
+        *extra,
+    ]
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -55,11 +78,14 @@ def torchrun(nproc: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
 
 
-@pytest.mark.parametrize("nproc,batch,extra", [
-    (2, 4, []),  # 10 batches: 5 per rank, the last one of 1 image
-    (3, 8, ["--null-samples", "3"]),  # 5 batches: 1, 2, 2; the null's shifts follow the batch, not the rank
-    (2, 64, []),  # 1 batch: rank 0 reads nothing
-])
+@pytest.mark.parametrize(
+    "nproc,batch,extra",
+    [
+        (2, 4, []),  # 10 batches: 5 per rank, the last one of 1 image
+        (3, 8, ["--null-samples", "3"]),  # 5 batches: 1, 2, 2; the null's shifts follow the batch, not the rank
+        (2, 64, []),  # 1 batch: rank 0 reads nothing
+    ],
+)
 def test_torchrun_matches_one_process(dataset, tmp_path, nproc, batch, extra):
     run([sys.executable, *argv(dataset, tmp_path / "one", batch, *extra)], tmp_path)
     proc = run([*torchrun(nproc), *argv(dataset, tmp_path / "many", batch, *extra)], tmp_path)

@@ -6,11 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import RAW, LookupNet, tiny_maps, write_planted_dataset
-from test_tally import LABEL_CATEGORY, tiny_batch
 
-from netdissect import BrodenDataset, LayerResult, dissect
-from netdissect.dissect import DissectConfig
+from helpers import RAW, LookupNet, tiny_maps, write_planted_dataset
+from netdissect import BrodenDataset, DissectConfig, LayerResult, dissect
 from netdissect.errors import OptionError
 from netdissect.tally import (
     count_masks,
@@ -20,6 +18,7 @@ from netdissect.tally import (
     null_summary,
     shift_annotations,
 )
+from test_tally import LABEL_CATEGORY, tiny_batch
 
 OPTIONS = dict(workers=0, progress=False, device="cpu")
 
@@ -99,8 +98,9 @@ def planted_dataset(root, n=15, seed=0):
 def test_planted_detector_significant_random_unit_not(tmp_path, mode):
     K = 19
     model, data = planted_dataset(tmp_path / "ds")
-    result = dissect(model, data, ["layer"], tmp_path / "run", iou_mode=mode, quantile=0.2, batch_size=5,
-                     null_samples=K, **OPTIONS)
+    result = dissect(
+        model, data, ["layer"], tmp_path / "run", iou_mode=mode, quantile=0.2, batch_size=5, null_samples=K, **OPTIONS
+    )
     layer = result["layer"]
     assert layer.null_samples == K and layer.null_score.shape == (K, 15)
     assert layer.score[:3].tolist() == [1.0, 1.0, 1.0]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import same_layer_results, subprocess_env
 
+from helpers import same_layer_results, subprocess_env
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.resume import MAGIC, Checkpointer, checkpoint_key, load_checkpoint, save_checkpoint
 
@@ -72,16 +72,43 @@ def test_checkpointer_is_due_after_its_interval(tmp_path):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return make_synthetic_dataset(tmp_path_factory.mktemp("syn") / "d", n=4 * BATCHES - 1, size=32, seed=5,
-                                  progress=False)
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("syn") / "d", n=4 * BATCHES - 1, size=32, seed=5, progress=False
+    )
 
 
 def command(dataset: Path, out: Path, log: Path | None = None, delay: float = 0.0, *extra: str) -> list[str]:
     model_args = json.dumps({"delay": delay, "log": str(log) if log else None})
-    return [sys.executable, "-m", "netdissect", "dissect", "--model", "helpers:small_cnn",
-            "--model-args", model_args, "--layers", "conv1", "conv2", "--dataset", str(dataset),
-            "--out", str(out), "--batch-size", "4", "--workers", "0", "--device", "cpu", "--no-progress",
-            "--no-report", "--top-images", "4", "--checkpoint-every", "0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "netdissect",
+        "dissect",
+        "--model",
+        "helpers:small_cnn",
+        "--model-args",
+        model_args,
+        "--layers",
+        "conv1",
+        "conv2",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--no-report",
+        "--top-images",
+        "4",
+        "--checkpoint-every",
+        "0",
+        *extra,
+    ]
 
 
 def checkpoint_state(path: Path) -> dict | None:
@@ -124,16 +151,22 @@ def reference(dataset, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("wanted_pass", [1, 2])
 def test_kill_and_resume_gives_the_uninterrupted_results(dataset, reference, tmp_path, wanted_pass):
     out, log = tmp_path / "run", tmp_path / "forward.log"
-    proc = subprocess.Popen(command(dataset, out, log, 0.15), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=subprocess_env())
+    proc = subprocess.Popen(
+        command(dataset, out, log, 0.15),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     state = kill_when(proc, out / "checkpoints" / "rank0.ckpt", wanted_pass, 3)
     assert proc.returncode == -signal.SIGKILL
     assert json.loads((out / "run.json").read_text())["state"] == "running"  # killed: no chance to say so
     done = state["next_batch"]
     assert 3 <= done < BATCHES
     log.unlink()
-    resumed = subprocess.run(command(dataset, out, log), capture_output=True, text=True, timeout=300,
-                             env=subprocess_env())
+    resumed = subprocess.run(
+        command(dataset, out, log), capture_output=True, text=True, timeout=300, env=subprocess_env()
+    )
     assert resumed.returncode == 0, resumed.stderr
     # pass 1 continues after its checkpoint, and then pass 2 must run the model (the cache died);
     # pass 2 continues after its checkpoint
@@ -147,16 +180,22 @@ def test_kill_and_resume_gives_the_uninterrupted_results(dataset, reference, tmp
 
 def test_corrupt_checkpoint_restarts_the_pass(dataset, reference, tmp_path):
     out, log = tmp_path / "run", tmp_path / "forward.log"
-    proc = subprocess.Popen(command(dataset, out, log, 0.15), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=subprocess_env())
+    proc = subprocess.Popen(
+        command(dataset, out, log, 0.15),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     path = out / "checkpoints" / "rank0.ckpt"
     kill_when(proc, path, 1, 4)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x55
     path.write_bytes(bytes(data))
     log.unlink()
-    resumed = subprocess.run(command(dataset, out, log), capture_output=True, text=True, timeout=300,
-                             env=subprocess_env())
+    resumed = subprocess.run(
+        command(dataset, out, log), capture_output=True, text=True, timeout=300, env=subprocess_env()
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"checkpoint {path} is corrupt" in resumed.stderr
     assert forwards(log) == BATCHES  # pass 1 from its beginning, pass 2 from the cache
@@ -166,8 +205,13 @@ def test_corrupt_checkpoint_restarts_the_pass(dataset, reference, tmp_path):
 
 def test_other_options_do_not_reuse_a_checkpoint(dataset, tmp_path):
     out, log = tmp_path / "run", tmp_path / "forward.log"
-    proc = subprocess.Popen(command(dataset, out, log, 0.15), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=subprocess_env())
+    proc = subprocess.Popen(
+        command(dataset, out, log, 0.15),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     kill_when(proc, out / "checkpoints" / "rank0.ckpt", 1, 3)
     log.unlink()
     # another batch size forms other batches: the checkpoint does not apply, the run starts over

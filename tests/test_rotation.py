@@ -3,14 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from helpers import RAW, LookupNet, gray_image
 
+from helpers import RAW, LookupNet, gray_image
+from netdissect import dissect
 from netdissect.cli import main
 from netdissect.data import BrodenDataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
-from netdissect.dissect import dissect
 from netdissect.errors import OptionError
-from netdissect.rotation import haar_rotation, match_units, rotate_units, rotation_power, rotation_sweep
+from netdissect.rotation import haar_rotation, match_units, rotate_units, rotation_power
+from netdissect.rotation_sweep import rotation_sweep
 
 
 @pytest.mark.parametrize("n", [2, 3, 8, 64])
@@ -75,9 +76,29 @@ def test_power_zero_is_the_unrotated_run_and_full_rotation_loses_detectors(tmp_p
 def test_rotation_options_checked_and_on_the_cli(tmp_path, capsys):
     with pytest.raises(OptionError, match="--rotation-power must lie in"):
         dissect(*planted(tmp_path), ["layer"], rotate=1, rotation_power=2.0, **OPTIONS)
-    args = ["dissect", "--model", "demo", "--layers", "conv4", "--dataset", str(tmp_path / "ds"),
-            "--out", str(tmp_path / "run"), "--rotate", "3", "--rotation-power", "0.5", "--workers", "0",
-            "--no-progress", "--no-report", "--device", "cpu", "--input-size", "32"]
+    args = [
+        "dissect",
+        "--model",
+        "demo",
+        "--layers",
+        "conv4",
+        "--dataset",
+        str(tmp_path / "ds"),
+        "--out",
+        str(tmp_path / "run"),
+        "--rotate",
+        "3",
+        "--rotation-power",
+        "0.5",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--no-report",
+        "--device",
+        "cpu",
+        "--input-size",
+        "32",
+    ]
     assert main(args) == 0
     import json
 
@@ -106,9 +127,27 @@ def test_rotation_match_and_sweep_on_the_cli(tmp_path, capsys):
     net, data = planted(tmp_path)
     matched = dissect(net, data, ["layer"], rotate=5, rotation_power=0.1, rotation_match=True, **OPTIONS)["layer"]
     assert matched.metadata["options"]["rotation_match"] is True
-    args = ["rotation-sweep", "--model", "demo", "--layers", "conv4", "--dataset", str(tmp_path / "ds"),
-            "--out", str(tmp_path / "sweep"), "--powers", "0", "1", "--workers", "0", "--no-progress",
-            "--device", "cpu", "--input-size", "32"]
+    args = [
+        "rotation-sweep",
+        "--model",
+        "demo",
+        "--layers",
+        "conv4",
+        "--dataset",
+        str(tmp_path / "ds"),
+        "--out",
+        str(tmp_path / "sweep"),
+        "--powers",
+        "0",
+        "1",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--input-size",
+        "32",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("conv4") and "rotation_sweep.png" in out

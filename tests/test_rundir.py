@@ -6,10 +6,10 @@ import sys
 import textwrap
 
 import pytest
-from helpers import RAW, LookupNet, tiny_maps
 
+from helpers import RAW, LookupNet, tiny_maps
 from netdissect import BrodenDataset, dissect
-from netdissect.errors import RunDirectoryError
+from netdissect.errors import ActivationError, RunDirectoryError
 from netdissect.rundir import run_lock
 
 OPTIONS = dict(quantile=0.5, workers=0, progress=False, device="cpu", batch_size=1)
@@ -23,7 +23,7 @@ def test_state_done_and_failed(tiny_dataset, tmp_path):
     assert record["state"] == "done" and "error" not in record
     maps = tiny_maps()
     maps[0, 0, 0, 0] = float("nan")
-    with pytest.raises(Exception):
+    with pytest.raises(ActivationError, match="NaN"):
         dissect(LookupNet(maps), data, ["layer"], tmp_path / "bad", **OPTIONS)
     record = json.loads((tmp_path / "bad" / "run.json").read_text())
     assert record["state"] == "failed" and "NaN" in record["error"]
@@ -63,6 +63,5 @@ def test_second_process_cannot_write_a_locked_directory(tiny_dataset, tmp_path):
 
 def test_out_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
-    with pytest.raises(RunDirectoryError, match="is a file"):
-        with run_lock(tmp_path / "f"):
-            pass
+    with pytest.raises(RunDirectoryError, match="is a file"), run_lock(tmp_path / "f"):
+        pass

@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import tiny_maps
+from netdissect.masks import upsample
 from netdissect.tally import (
     Counts,
     best_labels,
@@ -17,9 +19,6 @@ from netdissect.tally import (
     lite_quantile_level,
     threshold_level,
 )
-from netdissect.masks import upsample
-
-from helpers import tiny_maps
 
 LABEL_CATEGORY = torch.tensor([-1, 0, 1, 1, 2, 0])  # object=0, part=1, scene=2
 
@@ -84,7 +83,9 @@ def test_upsampled_masks_match_reference_interpolation():
     seg = torch.randint(0, 3, (2, 1, 8, 8))
     label_category = torch.tensor([-1, 0, 0])
     t = torch.tensor([0.5, 0.7, 0.9])
-    c = count_batch(acts, t, seg, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool), label_category)
+    c = count_batch(
+        acts, t, seg, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool), label_category
+    )
     up = upsample(acts.flatten(0, 1), (8, 8)).view(2, 3, 8, 8)
     assert torch.allclose(up, F.interpolate(acts, size=(8, 8), mode="bilinear", align_corners=False), atol=1e-6)
     mask = up > t.view(1, 3, 1, 1)
@@ -114,6 +115,10 @@ def test_shard_counts_sum_to_whole_batch():
     whole = count_batch(tiny_maps(), t, seg, scalars, present, LABEL_CATEGORY)
     merged = Counts.zeros(2, 6, 3)
     for i in range(2):
-        merged.add(count_batch(tiny_maps()[i : i + 1], t, seg[i : i + 1], scalars[i : i + 1], present[i : i + 1], LABEL_CATEGORY))
+        merged.add(
+            count_batch(
+                tiny_maps()[i : i + 1], t, seg[i : i + 1], scalars[i : i + 1], present[i : i + 1], LABEL_CATEGORY
+            )
+        )
     assert torch.equal(merged.inter, whole.inter) and torch.equal(merged.act, whole.act)
     assert torch.equal(merged.truth, whole.truth)

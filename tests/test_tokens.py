@@ -10,9 +10,9 @@ import torch
 import torchvision
 from torch import nn
 
+from netdissect import DissectConfig, dissect
 from netdissect.cli import main
 from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.dissect import DissectConfig, dissect
 from netdissect.errors import ModelError, OptionError
 from netdissect.hooks import as_feature_map
 from netdissect.tokens import looks_channels_last, parse_tokens, token_grid, tokens_to_map
@@ -57,14 +57,23 @@ def test_non_square_grid_follows_input_aspect():
 
 
 def test_explicit_count_and_errors_name_layer_and_shape():
-    with pytest.raises(ModelError, match=r"layer 'blk' output \(2, 19, 2\): its 19 tokens form no patch grid for a 64x64 input \(tried dropping 2 leading token"):
+    with pytest.raises(
+        ModelError,
+        match=r"layer 'blk' output \(2, 19, 2\): its 19 tokens form no patch grid for a 64x64 input \(tried dropping 2 leading token",
+    ):
         tokens_to_map("blk", torch.zeros(2, 19, 2), 2, (64, 64))
     with pytest.raises(ModelError, match=r"layer 'blk' output \(2, 23, 2\).*no patch grid.*--tokens") as info:
         tokens_to_map("blk", torch.zeros(2, 23, 2), 0, (64, 64))
     assert "\n" not in str(info.value)
-    with pytest.raises(ModelError, match=r"layer 'seq' output \(17, 2, 8\) is not a batch-first .* batch of 2 \(it looks sequence-first"):
+    with pytest.raises(
+        ModelError,
+        match=r"layer 'seq' output \(17, 2, 8\) is not a batch-first .* batch of 2 \(it looks sequence-first",
+    ):
         tokens_to_map("seq", torch.zeros(17, 2, 8), "auto", (64, 64), batch=2)
-    with pytest.raises(ModelError, match=r"layer 'blk' output is not a \(B, C, H, W\) map: got \(2, 17, 8\) \(a token sequence: --tokens off"):
+    with pytest.raises(
+        ModelError,
+        match=r"layer 'blk' output is not a \(B, C, H, W\) map: got \(2, 17, 8\) \(a token sequence: --tokens off",
+    ):
         as_feature_map("blk", torch.zeros(2, 17, 8), tokens="off")
     with pytest.raises(ModelError, match=r"layer 'fc' output is not a \(B, C, H, W\) map: got \(2, 8\)$"):
         as_feature_map("fc", torch.zeros(2, 8))
@@ -108,13 +117,14 @@ class PatchMaps(nn.Module):
     def forward(self, x):
         captured = {}
         handle = self.vit.encoder.layers.encoder_layer_0.register_forward_hook(
-            lambda m, i, o: captured.setdefault("o", o))
+            lambda m, i, o: captured.setdefault("o", o)
+        )
         try:
             self.vit(x)
         finally:
             handle.remove()
         tokens = captured["o"][:, 1:, :]  # drop the class token
-        b, n, c = tokens.shape
+        b, _n, c = tokens.shape
         return self.out(tokens.transpose(1, 2).reshape(b, c, 4, 4))
 
 
@@ -146,7 +156,10 @@ def test_vit_with_explicit_token_count_and_off(synthetic):
     auto = dissect(vit, synthetic, [layer], **FAST).layers[layer]
     one = dissect(vit, synthetic, [layer], tokens=1, **FAST).layers[layer]
     np.testing.assert_array_equal(auto.inter, one.inter)
-    with pytest.raises(ModelError, match=r"layer 'encoder.layers.encoder_layer_0' output \(\d+, 17, 32\): its 17 tokens form no patch grid for a 64x64 input \(tried dropping 2 leading"):
+    with pytest.raises(
+        ModelError,
+        match=r"layer 'encoder.layers.encoder_layer_0' output \(\d+, 17, 32\): its 17 tokens form no patch grid for a 64x64 input \(tried dropping 2 leading",
+    ):
         dissect(vit, synthetic, [layer], tokens=2, **FAST)
     with pytest.raises(ModelError, match="--tokens off"):
         dissect(vit, synthetic, [layer], tokens="off", **FAST)

@@ -6,16 +6,32 @@ Score every unit of a vision network's layers against a densely labelled concept
     from netdissect import dissect
     result = dissect("torchvision:resnet18", "broden1_224", layers=["layer4"], out="runs/r18")
     print(result.summary())
+
+The public names below are imported on first use, so ``import netdissect`` (and the command
+line's ``--help``) does not pay for importing torch.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .data import BrodenDataset, BrodenMeta  # noqa: E402
-from .dissect import DissectConfig, dissect  # noqa: E402
-from .errors import NetDissectError  # noqa: E402
-from .hooks import LayerCapture  # noqa: E402
-from .models import LoadedModel, Preprocess, load_model  # noqa: E402
-from .results import DissectionResult, LayerResult  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+#: Public name -> module that defines it.
+_EXPORTS = {
+    "BrodenDataset": "data.broden",
+    "BrodenMeta": "data.broden",
+    "DissectConfig": "config",
+    "dissect": "engine",
+    "NetDissectError": "errors",
+    "LayerCapture": "hooks",
+    "LoadedModel": "models.base",
+    "load_model": "models.loading",
+    "Preprocess": "models.preprocess",
+    "DissectionResult": "results",
+    "LayerResult": "results",
+}
 
 __all__ = [
     "BrodenDataset",
@@ -27,6 +43,27 @@ __all__ = [
     "LoadedModel",
     "NetDissectError",
     "Preprocess",
+    "__version__",
     "dissect",
     "load_model",
 ]
+
+if TYPE_CHECKING:
+    from .config import DissectConfig
+    from .data.broden import BrodenDataset, BrodenMeta
+    from .engine import dissect
+    from .errors import NetDissectError
+    from .hooks import LayerCapture
+    from .models.base import LoadedModel
+    from .models.loading import load_model
+    from .models.preprocess import Preprocess
+    from .results import DissectionResult, LayerResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netdissect' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -32,9 +32,7 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
         if name not in modules or name == "":
             close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ModelError(
-                f"unknown layer {name!r}{hint} (run `netdissect layers --model ...` to list them)"
-            )
+            raise ModelError(f"unknown layer {name!r}{hint} (run `netdissect layers --model ...` to list them)")
         resolved[name] = modules[name]
     return resolved
 
@@ -59,7 +57,7 @@ class LayerCapture:
         self._outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
-    def __enter__(self) -> "LayerCapture":
+    def __enter__(self) -> LayerCapture:
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
@@ -143,6 +141,7 @@ def layer_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, tupl
             if name not in shapes:
                 out = output[0] if isinstance(output, (tuple, list)) and output else output
                 shapes[name] = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+
         handles.append(module.register_forward_hook(hook))
     try:
         model(x)

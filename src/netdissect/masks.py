@@ -92,8 +92,14 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     maps = maps.float()
     rows_lo, rows_hi = maps[:, ay.lo], maps[:, ay.hi]  # (P, sh, w)
     return _bilinear(
-        rows_lo[:, :, ax.lo], rows_lo[:, :, ax.hi], rows_hi[:, :, ax.lo], rows_hi[:, :, ax.hi],
-        ax.w_lo[:sw], ax.w_hi[:sw], ay.w_lo[:sh, None], ay.w_hi[:sh, None],
+        rows_lo[:, :, ax.lo],
+        rows_lo[:, :, ax.hi],
+        rows_hi[:, :, ax.lo],
+        rows_hi[:, :, ax.hi],
+        ax.w_lo[:sw],
+        ax.w_hi[:sw],
+        ay.w_lo[:sh, None],
+        ay.w_hi[:sh, None],
     )
 
 
@@ -115,7 +121,7 @@ def _hot_cells(maps: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
     (i + 1, j + 1) (see :class:`_Axis`). Only the few values above the floor are expanded;
     duplicates are merged.
     """
-    P, h, w = maps.shape
+    _P, h, w = maps.shape
     p, i, j = _above(maps, floor)
     rows = torch.stack([i, i + 1], 1)  # (n, 2) row cells
     cols = torch.stack([j, j + 1], 1)
@@ -162,10 +168,14 @@ def masked_pixels(
         bottom = p * (h * w) + ay.cell_hi[row_cell] * w
         left, right = ax.cell_lo[col_cell], ax.cell_hi[col_cell]
         value = _bilinear(
-            flat[top + left][:, None, None], flat[top + right][:, None, None],
-            flat[bottom + left][:, None, None], flat[bottom + right][:, None, None],
-            ax.cell_w_lo[col_cell][:, None, :], ax.cell_w_hi[col_cell][:, None, :],
-            ay.cell_w_lo[row_cell][:, :, None], ay.cell_w_hi[row_cell][:, :, None],
+            flat[top + left][:, None, None],
+            flat[top + right][:, None, None],
+            flat[bottom + left][:, None, None],
+            flat[bottom + right][:, None, None],
+            ax.cell_w_lo[col_cell][:, None, :],
+            ax.cell_w_hi[col_cell][:, None, :],
+            ay.cell_w_lo[row_cell][:, :, None],
+            ay.cell_w_hi[row_cell][:, :, None],
         )
         n, r, c = (value > thresholds[p][:, None, None]).nonzero(as_tuple=True)
         found.append((p[n], ay.cells[row_cell[n], r], ax.cells[col_cell[n], c]))

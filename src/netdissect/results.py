@@ -134,7 +134,10 @@ class LayerResult:
                     "score": float(self.score[u]),
                     "detector": bool(self.detectors[u]),
                     "categories": {
-                        c: {"label": self.label_names[self.category_label[u, ci]], "iou": float(self.category_iou[u, ci])}
+                        c: {
+                            "label": self.label_names[self.category_label[u, ci]],
+                            "iou": float(self.category_iou[u, ci]),
+                        }
                         for ci, c in enumerate(self.categories)
                     },
                     "top_images": [int(i) for i in self.top_indices[u]],
@@ -217,7 +220,7 @@ class LayerResult:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "LayerResult":
+    def load(cls, directory: str | os.PathLike) -> LayerResult:
         """Read a layer's results back from its directory."""
         directory = Path(directory)
         meta = json.loads((directory / UNITS_FILE).read_text())
@@ -283,7 +286,7 @@ class DissectionResult:
         atomic_write_json(directory / SUMMARY_FILE, {"layers": self.summary(), "metadata": self.metadata})
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "DissectionResult":
+    def load(cls, directory: str | os.PathLike) -> DissectionResult:
         """Read a finished run directory."""
         directory = Path(directory)
         summary = json.loads((directory / SUMMARY_FILE).read_text())

@@ -11,6 +11,7 @@ and ignored, so the pass restarts cleanly from its beginning.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -62,8 +63,7 @@ def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
         except Exception as exc:  # torch raises many kinds on bad pickles
             problem = f"unreadable ({type(exc).__name__})"
     if problem is not None:
-        warnings.warn(f"checkpoint {path} is corrupt ({problem}); restarting the pass from its beginning",
-                      stacklevel=2)
+        warnings.warn(f"checkpoint {path} is corrupt ({problem}); restarting the pass from its beginning", stacklevel=2)
         path.unlink(missing_ok=True)
         return None
     if not isinstance(saved, dict) or saved.get("key") != key:
@@ -102,7 +102,5 @@ class Checkpointer:
         """Remove the checkpoint (the run finished)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
-            try:
+            with contextlib.suppress(OSError):  # other ranks' checkpoints remain
                 self.path.parent.rmdir()
-            except OSError:  # other ranks' checkpoints remain
-                pass

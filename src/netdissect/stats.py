@@ -133,7 +133,7 @@ class TopKQuantile:
         self.values = torch.cat([self.values, padded], dim=1).topk(self.k, dim=1).values
         self._floor = self.values.amin(dim=1)
 
-    def merge(self, other: "TopKQuantile") -> None:
+    def merge(self, other: TopKQuantile) -> None:
         """Fold in an accumulator that saw another part of the stream."""
         other._fold()
         count = self.count
@@ -202,7 +202,7 @@ class QuantileSketch:
         self.levels[0] = torch.cat([self.levels[0], values], dim=1)
         self._compress()
 
-    def merge(self, other: "QuantileSketch") -> None:
+    def merge(self, other: QuantileSketch) -> None:
         """Fold in a sketch that saw another part of the stream."""
         for i, level in enumerate(other.levels):
             if i == len(self.levels):
@@ -275,7 +275,7 @@ class TopImages:
         indices = indices.to(self.values.device).unsqueeze(0).expand(self.units, -1)
         self._keep(torch.cat([self.values, maxima], 1), torch.cat([self.indices, indices], 1))
 
-    def merge(self, other: "TopImages") -> None:
+    def merge(self, other: TopImages) -> None:
         self._keep(
             torch.cat([self.values, other.values.to(self.values.device)], 1),
             torch.cat([self.indices, other.indices.to(self.indices.device)], 1),

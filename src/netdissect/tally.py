@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import IOU_MODES
 from .masks import masked_pixels
-
-IOU_MODES = ("paper", "lite")
 
 
 def lite_quantile_level(quantile: float) -> float:
@@ -43,11 +42,11 @@ class Counts:
     truth: torch.Tensor  # (L,) int64: pixels carrying label l
 
     @classmethod
-    def zeros(cls, units: int, labels: int, categories: int, device: torch.device | str = "cpu") -> "Counts":
+    def zeros(cls, units: int, labels: int, categories: int, device: torch.device | str = "cpu") -> Counts:
         z = lambda *s: torch.zeros(s, dtype=torch.int64, device=device)  # noqa: E731
         return cls(z(units, labels), z(units, categories), z(labels))
 
-    def add(self, other: "Counts") -> None:
+    def add(self, other: Counts) -> None:
         """Accumulate another batch's or shard's counts."""
         self.inter += other.inter.to(self.inter.device)
         self.act += other.act.to(self.act.device)

@@ -119,7 +119,8 @@ def tokens_to_map(
     if found is None:
         size = f"{input_hw[0]}x{input_hw[1]}" if input_hw else "square"
         tried = (
-            f"dropping 0 to {min(MAX_AUTO_PREFIX, n - 1)} leading tokens" if tokens == "auto"
+            f"dropping 0 to {min(MAX_AUTO_PREFIX, n - 1)} leading tokens"
+            if tokens == "auto"
             else f"dropping {tokens} leading token(s)"
         )
         raise ModelError(

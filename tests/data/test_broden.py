@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import RAW, LookupNet, gray_image, tiny_maps, write_png
 from PIL import Image
 
+from helpers import RAW, LookupNet, gray_image, tiny_maps, write_png
+from netdissect import dissect
 from netdissect.data.broden import BrodenDataset, BrodenMeta, collate_broden, decode_label_png
 from netdissect.data.writer import BrodenWriter, LabelSpec
-from netdissect.dissect import dissect
 from netdissect.errors import DatasetError
 
 FAST = dict(quantile=0.5, progress=False, device="cpu", batch_size=1)
@@ -84,7 +84,7 @@ def test_split_and_size_selection(tiny_dataset):
 
 def test_size_below_one_is_refused(tiny_dataset):
     for size in (0, -3):
-        one_line_error(lambda: BrodenMeta.load(tiny_dataset, size=size), "size", str(size))
+        one_line_error(lambda size=size: BrodenMeta.load(tiny_dataset, size=size), "size", str(size))
 
 
 def test_category_selection(tiny_dataset):
@@ -269,8 +269,13 @@ def test_collate_through_a_dataloader(tiny_dataset):
 
 
 def test_writer_reader_round_trip(tmp_path):
-    labels = [LabelSpec(1, "dog", ("dog", "hound")), LabelSpec(2, "leg"), LabelSpec(3, "park-s"),
-              LabelSpec(4, "never-used"), LabelSpec(5, "rock")]
+    labels = [
+        LabelSpec(1, "dog", ("dog", "hound")),
+        LabelSpec(2, "leg"),
+        LabelSpec(3, "park-s"),
+        LabelSpec(4, "never-used"),
+        LabelSpec(5, "rock"),
+    ]
     w = BrodenWriter(tmp_path / "ds", ["object", "part", "scene"], labels)
     obj0 = np.zeros((4, 4), int)
     obj0[:2, :] = 1  # dog: half of image 0
@@ -283,8 +288,13 @@ def test_writer_reader_round_trip(tmp_path):
     obj1[:, :1] = 1  # a quarter
     # added out of split order: the val image first
     w.add_image("v/im_val", gray_image(2, 8), "val", pixel_labels={"object": [obj1]})
-    w.add_image("im0", gray_image(0, 8), "train", pixel_labels={"object": [obj0], "part": [part0a, part0b]},
-                image_labels={"scene": [3, 0]})
+    w.add_image(
+        "im0",
+        gray_image(0, 8),
+        "train",
+        pixel_labels={"object": [obj0], "part": [part0a, part0b]},
+        image_labels={"scene": [3, 0]},
+    )
     w.add_image("im1", gray_image(1, 8), "train", pixel_labels={"part": [np.zeros((4, 4), int)]})
     root = w.close()
     assert root == tmp_path / "ds"
@@ -301,7 +311,10 @@ def test_writer_reader_round_trip(tmp_path):
     assert meta.known.tolist() == [True, True, True, True, False, True]
     assert meta.label_category.tolist() == [-1, 0, 1, 2, -1, 0]  # dog: object beats part
     assert [(r.row, r.image, r.split) for r in meta.rows] == [
-        (1, "im0.jpg", "train"), (2, "im1.jpg", "train"), (3, "v/im_val.jpg", "val")]
+        (1, "im0.jpg", "train"),
+        (2, "im1.jpg", "train"),
+        (3, "v/im_val.jpg", "val"),
+    ]
 
     def rows(name):
         return list(csv.DictReader((root / name).open()))
@@ -316,14 +329,19 @@ def test_writer_reader_round_trip(tmp_path):
     assert label_rows[2]["coverage"] == "1" and label_rows[2]["category"] == "scene(1)"
     c_object = rows("c_object.csv")
     assert [(r["code"], r["number"], r["name"], r["frequency"]) for r in c_object] == [
-        ("1", "1", "dog", "2"), ("2", "5", "rock", "1")]
+        ("1", "1", "dog", "2"),
+        ("2", "5", "rock", "1"),
+    ]
     assert float(c_object[0]["coverage"]) == pytest.approx(1 / 2 + 1 / 4)
     c_part = rows("c_part.csv")
     assert [(r["code"], r["number"]) for r in c_part] == [("1", "1"), ("2", "2")]
     assert [float(r["coverage"]) for r in c_part] == [pytest.approx(1 / 16)] * 2
     categories = rows("category.csv")
     assert [(r["name"], r["count"], r["frequency"]) for r in categories] == [
-        ("object", "2", "2"), ("part", "2", "1"), ("scene", "1", "1")]
+        ("object", "2", "2"),
+        ("part", "2", "1"),
+        ("scene", "1", "1"),
+    ]
 
     data = BrodenDataset(root, preprocess=RAW)
     item = data[0]
@@ -371,10 +389,22 @@ def test_missing_required_file(tiny_dataset, name):
         ("label.csv", "3,tail,part(1),1,0.125,tail", "3,tail,part(1),1,0.125", 3, 6, 5),
         ("category.csv", "part,1,2,2,1", "part,1,2,2,1,9", 2, 5, 6),
         ("c_object.csv", "2,5,cat,1,6.25e-2", "2,5,cat,1", 2, 5, 4),
-        ("index.csv", "im1.jpg,val,8,8,4,4,im1_object.png,im1_part.png,0",
-         "im1.jpg,val,8,8,4,4,im1_object.png,im1_part.png", 2, 9, 8),
-        ("index.csv", "im0.jpg,train,8,8,4,4,im0_object.png,im0_part_1.png;im0_part_2.png,4;0",
-         "im0.jpg,train,8,8,4,4,im0_object.png,im0_part_1.png,im0_part_2.png,4;0", 1, 9, 10),
+        (
+            "index.csv",
+            "im1.jpg,val,8,8,4,4,im1_object.png,im1_part.png,0",
+            "im1.jpg,val,8,8,4,4,im1_object.png,im1_part.png",
+            2,
+            9,
+            8,
+        ),
+        (
+            "index.csv",
+            "im0.jpg,train,8,8,4,4,im0_object.png,im0_part_1.png;im0_part_2.png,4;0",
+            "im0.jpg,train,8,8,4,4,im0_object.png,im0_part_1.png,im0_part_2.png,4;0",
+            1,
+            9,
+            10,
+        ),
     ],
 )
 def test_wrong_column_count(tiny_dataset, name, old, new, row, expected, got):
@@ -382,15 +412,15 @@ def test_wrong_column_count(tiny_dataset, name, old, new, row, expected, got):
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new))
-    one_line_error(lambda: BrodenMeta.load(tiny_dataset), str(path), f"row {row}",
-                   f"expected {expected} columns, got {got}")
+    one_line_error(
+        lambda: BrodenMeta.load(tiny_dataset), str(path), f"row {row}", f"expected {expected} columns, got {got}"
+    )
 
 
 def test_unknown_label_number_in_index_cell(tiny_dataset):
     path = tiny_dataset / "index.csv"
     path.write_text(path.read_text().replace("im1_part.png,0\n", "im1_part.png,0;9\n"))
-    one_line_error(lambda: BrodenMeta.load(tiny_dataset), str(path), "row 2", "unknown label number 9",
-                   "column scene")
+    one_line_error(lambda: BrodenMeta.load(tiny_dataset), str(path), "row 2", "unknown label number 9", "column scene")
     # a label number inside the range of label.csv but not listed in it
     (tiny_dataset / "index.csv").write_text(path.read_text().replace("0;9\n", "0\n").replace(",4;0\n", ",4;7\n"))
     label = tiny_dataset / "label.csv"

@@ -159,8 +159,15 @@ def test_splits_stable(sources, built, tmp_path):
 
 def test_min_coverage_drops(sources, tmp_path):
     # door covers half of 3 part maps (1.5 images): dropped at min_coverage 2; wall (1.5) too
-    out = build_broden(tmp_path / "cov", size=16, colors=False, min_images=1, min_coverage=2.0,
-                       ade20k=sources["ade20k"], progress=False)
+    out = build_broden(
+        tmp_path / "cov",
+        size=16,
+        colors=False,
+        min_images=1,
+        min_coverage=2.0,
+        ade20k=sources["ade20k"],
+        progress=False,
+    )
     labels = _labels(out)
     assert "door" not in labels and "wall" not in labels
     assert "abbey-s" in labels  # image-level: 3 images of coverage 1
@@ -252,8 +259,25 @@ def test_cli_build_broden(sources, tmp_path, capsys):
     from netdissect.cli import main
 
     out = tmp_path / "cli"
-    assert main(["build-broden", "--out", str(out), "--size", "32", "--dtd", str(sources["dtd"]),
-                 "--min-images", "1", "--min-coverage", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "build-broden",
+                "--out",
+                str(out),
+                "--size",
+                "32",
+                "--dtd",
+                str(sources["dtd"]),
+                "--min-images",
+                "1",
+                "--min-coverage",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     meta = BrodenMeta.load(out)
     assert "texture" in meta.categories and all(r.ih == 32 and r.sh == 16 for r in meta.rows)

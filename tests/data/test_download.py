@@ -28,7 +28,7 @@ class Server:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 owner.requests.append((self.path, self.headers.get("Range")))
                 data = owner.files.get(self.path)
                 if data is None:
@@ -143,7 +143,7 @@ def test_symlink_refused(server, tmp_path):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
         link = zipfile.ZipInfo(f"{NAME}/images")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         z.writestr(link, "/etc")
     with pytest.raises(DownloadError, match="holds a link"):
         download_broden(NAME, tmp_path, urls=[mirror(server, buffer.getvalue())], progress=False)
@@ -171,8 +171,23 @@ def test_cli_download_then_dissect_by_name(server, archive, tmp_path, capsys, mo
     assert main(["download", NAME, "--dir", str(data_dir), "--url", url, "--no-progress"]) == 0
     assert capsys.readouterr().out.strip() == f"{NAME}: {data_dir / NAME}"
     monkeypatch.setenv("NETDISSECT_DATA", str(data_dir))
-    args = ["dissect", "--model", "demo", "--layers", "conv1", "--dataset", NAME, "--out", str(tmp_path / "run"),
-            "--workers", "0", "--no-progress", "--no-report", "--device", "cpu"]
+    args = [
+        "dissect",
+        "--model",
+        "demo",
+        "--layers",
+        "conv1",
+        "--dataset",
+        NAME,
+        "--out",
+        str(tmp_path / "run"),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--no-report",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     assert (tmp_path / "run" / "conv1" / "tally.csv").is_file()
     monkeypatch.setenv("NETDISSECT_DATA", str(tmp_path / "empty"))

@@ -27,8 +27,14 @@ def make_source(root, n=6):
 
 def test_import_round_trip(tmp_path):
     make_source(tmp_path)
-    out = import_dataset(tmp_path / "img", tmp_path / "mask", tmp_path / "labels.csv", tmp_path / "out",
-                         image_labels=tmp_path / "scenes.csv", progress=False)
+    out = import_dataset(
+        tmp_path / "img",
+        tmp_path / "mask",
+        tmp_path / "labels.csv",
+        tmp_path / "out",
+        image_labels=tmp_path / "scenes.csv",
+        progress=False,
+    )
     meta = BrodenMeta.load(out)
     assert meta.categories == ["object", "material", "scene"]
     names = {meta.label_names[n]: n for n in range(1, meta.num_labels)}
@@ -41,8 +47,14 @@ def test_import_round_trip(tmp_path):
     assert (seg == names["cat"]).sum() == 25 and (seg == names["grass"]).sum() == 25
     assert first["scalars"].tolist() == [names["park"]]
     assert items["sub/p3.jpg"]["scalars"].tolist() == []
-    again = import_dataset(tmp_path / "img", tmp_path / "mask", tmp_path / "labels.csv", tmp_path / "out2",
-                           image_labels=tmp_path / "scenes.csv", progress=False)
+    again = import_dataset(
+        tmp_path / "img",
+        tmp_path / "mask",
+        tmp_path / "labels.csv",
+        tmp_path / "out2",
+        image_labels=tmp_path / "scenes.csv",
+        progress=False,
+    )
     assert (again / "index.csv").read_bytes() == (out / "index.csv").read_bytes()  # stable splits
 
 
@@ -60,8 +72,22 @@ def test_cli_import(tmp_path, capsys):
     make_source(tmp_path)
     names = tmp_path / "names.txt"
     names.write_text("cat\nunused\nx\ny\nz\nw\ngrass\n")  # one name per line: values 1..7
-    code = main(["import-dataset", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "mask"),
-                 "--labels", str(names), "--out", str(tmp_path / "o"), "--size", "10", "--no-progress"])
+    code = main(
+        [
+            "import-dataset",
+            "--images",
+            str(tmp_path / "img"),
+            "--masks",
+            str(tmp_path / "mask"),
+            "--labels",
+            str(names),
+            "--out",
+            str(tmp_path / "o"),
+            "--size",
+            "10",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     meta = BrodenMeta.load(tmp_path / "o")
     assert {meta.label_names[n] for n in range(1, meta.num_labels) if meta.known[n]} == {"cat", "grass"}

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import RAW, LookupNet, gray_image, write_planted_dataset, write_png
 from torch.utils.data import DataLoader
 
+from helpers import RAW, LookupNet, gray_image, write_planted_dataset, write_png
+from netdissect import dissect
 from netdissect.data import BrodenDataset, find_prepared, open_prepared, prepare_dataset
 from netdissect.data import prepared as prepared_module
 from netdissect.data.broden import collate_broden
 from netdissect.data.prepared import PreparedData, dataset_key, default_cache_dir, default_prepared_path
 from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.dissect import dissect
 from netdissect.errors import DatasetError
 from netdissect.models.preprocess import Preprocess
 
@@ -214,8 +214,10 @@ def test_a_changed_dataset_is_never_read_from_a_stale_copy(tiny_dataset):
         assert BrodenDataset(tiny_dataset, preprocess=RAW, prepared="auto").prepared is None  # decodes instead
         with pytest.raises(DatasetError) as info:
             BrodenDataset(tiny_dataset, preprocess=RAW, prepared=path)
-        assert str(info.value) == (f"{path} was prepared from a different dataset or input size (or the dataset "
-                                   "changed since); run `netdissect prepare` again")
+        assert str(info.value) == (
+            f"{path} was prepared from a different dataset or input size (or the dataset "
+            "changed since); run `netdissect prepare` again"
+        )
 
     touch(png)
     stale()

@@ -10,10 +10,9 @@ from google.protobuf import text_format
 from torch import nn
 
 from netdissect.errors import ModelError
-from netdissect.models import load_model
+from netdissect.models import LoadedModel, load_model
 from netdissect.models.caffe import CAFFE_MEAN_BGR, CaffeLRN, CaffePooling, load_caffe, pool_output_size
 from netdissect.models.caffe_schema import NetParameter, parse_prototxt
-from netdissect.models.loading import LoadedModel
 
 SIZE = 64
 
@@ -88,29 +87,58 @@ def small_net(weights, size=SIZE):
     net.input_dim.extend([1, 3, size, size])
     w = {k: [np.asarray(t) if isinstance(t, torch.Tensor) else t for t in v] for k, v in weights.items()}
     conv = lambda **kw: {"convolution_param": kw}  # noqa: E731
-    set_blobs(add_layer(net, "conv1", "Convolution", ["data"], ["conv1"],
-                        **conv(num_output=8, kernel_size=[3], stride=[2], pad=[1])), *w["conv1"])
+    set_blobs(
+        add_layer(
+            net, "conv1", "Convolution", ["data"], ["conv1"], **conv(num_output=8, kernel_size=[3], stride=[2], pad=[1])
+        ),
+        *w["conv1"],
+    )
     add_layer(net, "relu1", "ReLU", ["conv1"], ["conv1"])
-    add_layer(net, "norm1", "LRN", ["conv1"], ["norm1"],
-              lrn_param={"local_size": 5, "alpha": 0.5, "beta": 0.75, "k": 2.0})
-    add_layer(net, "pool1", "Pooling", ["norm1"], ["pool1"],
-              pooling_param={"pool": 0, "kernel_size": 3, "stride": 2})
-    set_blobs(add_layer(net, "conv2", "Convolution", ["pool1"], ["conv2"],
-                        **conv(num_output=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1, group=2)), *w["conv2"])
+    add_layer(
+        net, "norm1", "LRN", ["conv1"], ["norm1"], lrn_param={"local_size": 5, "alpha": 0.5, "beta": 0.75, "k": 2.0}
+    )
+    add_layer(net, "pool1", "Pooling", ["norm1"], ["pool1"], pooling_param={"pool": 0, "kernel_size": 3, "stride": 2})
+    set_blobs(
+        add_layer(
+            net,
+            "conv2",
+            "Convolution",
+            ["pool1"],
+            ["conv2"],
+            **conv(num_output=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1, group=2),
+        ),
+        *w["conv2"],
+    )
     add_layer(net, "relu2", "ReLU", ["conv2"], ["conv2"], relu_param={"negative_slope": 0.1})
-    set_blobs(add_layer(net, "conv3", "Convolution", ["conv2"], ["conv3"],
-                        **conv(num_output=8, kernel_size=[3], pad=[2], dilation=[2])), *w["conv3"])
+    set_blobs(
+        add_layer(
+            net,
+            "conv3",
+            "Convolution",
+            ["conv2"],
+            ["conv3"],
+            **conv(num_output=8, kernel_size=[3], pad=[2], dilation=[2]),
+        ),
+        *w["conv3"],
+    )
     add_layer(net, "res", "Eltwise", ["conv2", "conv3"], ["res"], eltwise_param={"operation": 1, "coeff": [1.0, -0.5]})
     mean, var, factor = w["bn"]
-    set_blobs(add_layer(net, "bn", "BatchNorm", ["res"], ["res"], batch_norm_param={"use_global_stats": True}),
-              mean * factor, var * factor, [factor])
+    set_blobs(
+        add_layer(net, "bn", "BatchNorm", ["res"], ["res"], batch_norm_param={"use_global_stats": True}),
+        mean * factor,
+        var * factor,
+        [factor],
+    )
     set_blobs(add_layer(net, "scale", "Scale", ["res"], ["res"], scale_param={"bias_term": True}), *w["scale"])
     add_layer(net, "relu3", "ReLU", ["res"], ["res"])
-    add_layer(net, "pool2", "Pooling", ["res"], ["pool2"],
-              pooling_param={"pool": 1, "kernel_size": 3, "stride": 2, "pad": 1})
+    add_layer(
+        net, "pool2", "Pooling", ["res"], ["pool2"], pooling_param={"pool": 1, "kernel_size": 3, "stride": 2, "pad": 1}
+    )
     add_layer(net, "split", "Split", ["pool2"], ["pool2_a", "pool2_b"])
-    set_blobs(add_layer(net, "conv4", "Convolution", ["pool2_b"], ["conv4"],
-                        **conv(num_output=4, kernel_size=[1])), *w["conv4"])
+    set_blobs(
+        add_layer(net, "conv4", "Convolution", ["pool2_b"], ["conv4"], **conv(num_output=4, kernel_size=[1])),
+        *w["conv4"],
+    )
     add_layer(net, "cat", "Concat", ["pool2_a", "conv4"], ["cat"], concat_param={"axis": 1})
     add_layer(net, "gpool", "Pooling", ["cat"], ["gpool"], pooling_param={"pool": 1, "global_pooling": True})
     add_layer(net, "flat", "Flatten", ["gpool"], ["flat"])
@@ -208,7 +236,9 @@ def test_names_blobs_after_in_place_layers(caffe_files):
     assert "layers.conv1" in names and "layers.relu1" in names and "layers.bn" in names
     assert module.output_names == ["prob"]
     seen = {}
-    hooks = [names[n].register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o)) for n in ("conv1", "layers.conv1")]
+    hooks = [
+        names[n].register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o)) for n in ("conv1", "layers.conv1")
+    ]
     torch.manual_seed(0)
     with torch.no_grad():
         module(torch.randn(1, 3, SIZE, SIZE) * 50)
@@ -234,9 +264,17 @@ def test_fully_convolutional_net_keeps_dataset_size(tmp_path):
     net = NetParameter()
     layer = add_layer(net, "input", "Input", [], ["data"])
     layer.input_param.shape.add().dim.extend([1, 3, 227, 227])
-    set_blobs(add_layer(net, "conv1", "Convolution", ["data"], ["conv1"],
-                        convolution_param={"num_output": 2, "kernel_size": [3], "bias_term": False}),
-              np.ones((2, 3, 3, 3)))
+    set_blobs(
+        add_layer(
+            net,
+            "conv1",
+            "Convolution",
+            ["data"],
+            ["conv1"],
+            convolution_param={"num_output": 2, "kernel_size": [3], "bias_term": False},
+        ),
+        np.ones((2, 3, 3, 3)),
+    )
     prototxt, caffemodel = write_net(tmp_path, net)
     loaded = load_caffe(prototxt, caffemodel)
     assert loaded.preprocess.input_size is None and loaded.module.input_shape == (1, 3, 227, 227)
@@ -245,8 +283,8 @@ def test_fully_convolutional_net_keeps_dataset_size(tmp_path):
 
 
 def test_dissect_caffe_equals_pytorch(caffe_files, tmp_path):
+    from netdissect import dissect
     from netdissect.data.synthetic import make_synthetic_dataset
-    from netdissect.dissect import dissect
 
     prototxt, caffemodel, weights = caffe_files
     data = make_synthetic_dataset(tmp_path / "synth", n=16, size=SIZE, seed=0)
@@ -324,8 +362,14 @@ def test_grouped_conv_hand_computed(tmp_path):
     net.input.append("data")
     shape = net.input_shape.add()
     shape.dim.extend([1, 4, 1, 1])
-    layer = add_layer(net, "gconv", "Convolution", ["data"], ["gconv"],
-                      convolution_param={"num_output": 2, "kernel_size": [1], "group": 2})
+    layer = add_layer(
+        net,
+        "gconv",
+        "Convolution",
+        ["data"],
+        ["gconv"],
+        convolution_param={"num_output": 2, "kernel_size": [1], "group": 2},
+    )
     set_blobs(layer, np.array([1, 10, 100, 1000], np.float32).reshape(2, 2, 1, 1), [0.5, -0.5])
     loaded = load_caffe(*write_net(tmp_path, net))
     out = loaded.module(torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1))
@@ -375,8 +419,14 @@ def test_dots_in_names_become_underscores(tmp_path):
     net.input.append("data")
     net.input_dim.extend([1, 1, 2, 2])
     add_layer(net, "block.relu", "ReLU", ["data"], ["block.out"])
-    add_layer(net, "inception_4e/pool", "Pooling", ["block.out"], ["inception_4e/output"],
-              pooling_param={"pool": 0, "global_pooling": True})
+    add_layer(
+        net,
+        "inception_4e/pool",
+        "Pooling",
+        ["block.out"],
+        ["inception_4e/output"],
+        pooling_param={"pool": 0, "global_pooling": True},
+    )
     module = load_caffe(*write_net(tmp_path, net)).module
     names = dict(module.named_modules())
     assert {"block_out", "inception_4e/output", "layers.block_relu", "layers.inception_4e/pool"} <= set(names)
@@ -419,8 +469,11 @@ def test_wrong_blob_shapes_name_the_layer(tmp_path):
     weights = small_net_weights()
     weights["conv2"] = (torch.zeros(8, 8, 3, 3), weights["conv2"][1])  # ignores group 2
     prototxt, caffemodel = write_net(tmp_path, small_net(weights))
-    with pytest.raises(ModelError, match=r"layer 'conv2' \(Convolution\): blob 0 has shape \(8, 8, 3, 3\), "
-                                         r"the prototxt needs \(8, 4, 3, 3\)") as exc:
+    with pytest.raises(
+        ModelError,
+        match=r"layer 'conv2' \(Convolution\): blob 0 has shape \(8, 8, 3, 3\), "
+        r"the prototxt needs \(8, 4, 3, 3\)",
+    ) as exc:
         load_caffe(prototxt, caffemodel)
     one_line(exc)
 
@@ -457,10 +510,20 @@ def test_batchnorm_scale_factor_and_batch_statistics(tmp_path):
     net.input.append("data")
     net.input_dim.extend([1, 1, 1, 2])
     set_blobs(add_layer(net, "bn", "BatchNorm", ["data"], ["bn"], batch_norm_param={"eps": 0.0}), [4.0], [8.0], [4.0])
-    set_blobs(add_layer(net, "bn_batch", "BatchNorm", ["data"], ["bn_batch"],
-                        batch_norm_param={"use_global_stats": False}), [4.0], [8.0], [4.0])
-    add_layer(net, "pool", "Pooling", ["data"], ["pool"],
-              pooling_param={"pool": 0, "kernel_size": 1, "stride": 2, "round_mode": 1})
+    set_blobs(
+        add_layer(net, "bn_batch", "BatchNorm", ["data"], ["bn_batch"], batch_norm_param={"use_global_stats": False}),
+        [4.0],
+        [8.0],
+        [4.0],
+    )
+    add_layer(
+        net,
+        "pool",
+        "Pooling",
+        ["data"],
+        ["pool"],
+        pooling_param={"pool": 0, "kernel_size": 1, "stride": 2, "round_mode": 1},
+    )
     module = load_caffe(*write_net(tmp_path, net)).module
     bn, batch, pool = module(torch.tensor([3.0, 5.0]).reshape(1, 1, 1, 2))
     # stored mean 4 / factor 4 = 1, var 8 / 4 = 2: (x - 1) / sqrt(2)

@@ -48,14 +48,16 @@ def test_torchvision_download_offline_names_file(monkeypatch, tmp_path):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(ModelError, match=r"cannot download IMAGENET1K_V1 weights of resnet18 from https://\S+resnet18-\w+\.pth .*put it at .*checkpoints/resnet18-\w+\.pth"):
+    with pytest.raises(
+        ModelError,
+        match=r"cannot download IMAGENET1K_V1 weights of resnet18 from https://\S+resnet18-\w+\.pth .*put it at .*checkpoints/resnet18-\w+\.pth",
+    ):
         load_model("torchvision:resnet18", weights="IMAGENET1K_V1")
 
 
 def test_callable_spec_with_args(tmp_path, monkeypatch):
     (tmp_path / "mymodels.py").write_text(
-        "from torch import nn\n"
-        "def make(width=4):\n    return nn.Sequential(nn.Conv2d(3, width, 3))\n"
+        "from torch import nn\ndef make(width=4):\n    return nn.Sequential(nn.Conv2d(3, width, 3))\n"
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -79,7 +81,9 @@ def test_checkpoint_mismatch_names_keys(tmp_path):
     del state["2.bias"]
     state["0.weight"] = torch.zeros(5, 3, 3, 3)
     torch.save(state, path)
-    with pytest.raises(ModelError, match=r"missing keys 2.bias; unexpected keys extra.weight; shape mismatch at 0.weight"):
+    with pytest.raises(
+        ModelError, match=r"missing keys 2.bias; unexpected keys extra.weight; shape mismatch at 0.weight"
+    ):
         load_checkpoint(small(), path)
     with pytest.raises(ModelError, match="does not exist"):
         load_checkpoint(small(), tmp_path / "missing.pt")

@@ -12,15 +12,15 @@ from torch import nn
 pytest.importorskip("onnx", reason="ONNX support needs the optional packages onnx and onnx2torch (extra [onnx])")
 pytest.importorskip("onnx2torch", reason="ONNX support needs the optional packages onnx and onnx2torch (extra [onnx])")
 
-import onnx  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
+import onnx
+from onnx import TensorProto, helper
 
-from netdissect.cli import main  # noqa: E402
-from netdissect.data.synthetic import make_synthetic_dataset  # noqa: E402
-from netdissect.dissect import dissect  # noqa: E402
-from netdissect.errors import ModelError  # noqa: E402
-from netdissect.models import load_model  # noqa: E402
-from netdissect.models.onnx import load_onnx  # noqa: E402
+from netdissect import dissect
+from netdissect.cli import main
+from netdissect.data.synthetic import make_synthetic_dataset
+from netdissect.errors import ModelError
+from netdissect.models import load_model
+from netdissect.models.onnx import load_onnx
 
 FAST = dict(workers=0, progress=False, device="cpu")
 
@@ -57,11 +57,19 @@ def export(model: nn.Module, path, size: int = 64, **kwargs) -> str:
         warnings.simplefilter("ignore")
         if kwargs.get("dynamo"):
             pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
-            torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False,
-                              dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+            torch.onnx.export(
+                model, (x,), str(path), dynamo=True, verbose=False, dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
+            )
         else:
-            torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "batch"}}, **kwargs)
+            torch.onnx.export(
+                model,
+                (x,),
+                str(path),
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "batch"}},
+                **kwargs,
+            )
     return str(path)
 
 
@@ -124,8 +132,23 @@ def test_cli_layers_and_dissect(tmp_path, synthetic, capsys):
     assert main(["layers", "--model", path, "--input-size", "32"]) == 0
     out = capsys.readouterr().out
     assert "relu2/Relu" in out and "[1, 6, 16, 16]" in out
-    argv = ["dissect", "--model", path, "--layers", "relu2/Relu", "--dataset", str(synthetic),
-            "--out", str(tmp_path / "run"), "--workers", "0", "--no-progress", "--device", "cpu", "--no-report"]
+    argv = [
+        "dissect",
+        "--model",
+        path,
+        "--layers",
+        "relu2/Relu",
+        "--dataset",
+        str(synthetic),
+        "--out",
+        str(tmp_path / "run"),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--no-report",
+    ]
     assert main(argv) == 0
     assert (tmp_path / "run" / "relu2-Relu" / "tally.csv").is_file()
 
@@ -140,11 +163,14 @@ def test_missing_unreadable_and_unconvertible_files(tmp_path):
     assert "\n" not in str(info.value)
     node = helper.make_node("Frobnicate", ["x"], ["y"], domain="example.custom")
     graph = helper.make_graph(
-        [node], "g",
+        [node],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)]
+    )
     odd = tmp_path / "odd.onnx"
     onnx.save(model, str(odd))
     with pytest.raises(ModelError, match=r"cannot convert ONNX file .*odd\.onnx with onnx2torch: .*Frobnicate") as info:

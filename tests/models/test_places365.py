@@ -50,7 +50,12 @@ def test_old_densenet_keys_are_renamed(tmp_path):
     for key, value in model.state_dict().items():
         if key.endswith("num_batches_tracked"):
             continue
-        for new, old in ((".norm1.", ".norm.1."), (".norm2.", ".norm.2."), (".conv1.", ".conv.1."), (".conv2.", ".conv.2.")):
+        for new, old in (
+            (".norm1.", ".norm.1."),
+            (".norm2.", ".norm.2."),
+            (".conv1.", ".conv.1."),
+            (".conv2.", ".conv.2."),
+        ):
             if "denselayer" in key:
                 key = key.replace(new, old)
         state[f"module.{key}"] = value
@@ -71,7 +76,10 @@ def test_whole_model_pickle_needs_trust(tmp_path):
 
 
 def test_unknown_arch_and_wrong_weights(tmp_path):
-    with pytest.raises(ModelError, match=r"unknown places365 architecture 'resnet152'; available: resnet18, resnet50, alexnet, densenet161, wideresnet18"):
+    with pytest.raises(
+        ModelError,
+        match=r"unknown places365 architecture 'resnet152'; available: resnet18, resnet50, alexnet, densenet161, wideresnet18",
+    ):
         load_model("places365:resnet152")
     path = tmp_path / "r18.pth.tar"
     csail_checkpoint(build_places365("resnet18"), path)

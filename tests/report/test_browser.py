@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import rename_label
 
+from helpers import rename_label
+from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.dissect import dissect
 from netdissect.models import load_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -46,8 +46,14 @@ def browser():
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield b
         b.close()
@@ -85,9 +91,7 @@ def test_pages_load_without_errors_and_every_strip_loads(page, report):
     open_layer(page, report)
     assert len(visible_cards(page)) == 128
     page.eval_on_selector_all("img.strip", "imgs => imgs.forEach(i => { i.loading = 'eager'; })")
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('img.strip')].every(i => i.complete)", timeout=30_000
-    )
+    page.wait_for_function("() => [...document.querySelectorAll('img.strip')].every(i => i.complete)", timeout=30_000)
     broken = page.eval_on_selector_all("img.strip", "imgs => imgs.filter(i => !i.naturalWidth).map(i => i.src)")
     assert broken == []
     assert page.eval_on_selector_all("img.strip", "imgs => imgs.length") == 128

@@ -12,10 +12,18 @@ from netdissect.report.charts import save_bar_graph_png, save_category_fractions
 FRACTIONS = {
     "categories": ["object", "part", "color"],
     "layers": [
-        {"layer": "conv3", "units": 128, "counts": {"object": 4, "part": 22, "color": 0},
-         "fractions": {"object": 4 / 128, "part": 22 / 128, "color": 0.0}},
-        {"layer": "conv4", "units": 128, "counts": {"object": 3, "part": 11, "color": 2},
-         "fractions": {"object": 3 / 128, "part": 11 / 128, "color": 2 / 128}},
+        {
+            "layer": "conv3",
+            "units": 128,
+            "counts": {"object": 4, "part": 22, "color": 0},
+            "fractions": {"object": 4 / 128, "part": 22 / 128, "color": 0.0},
+        },
+        {
+            "layer": "conv4",
+            "units": 128,
+            "counts": {"object": 3, "part": 11, "color": 2},
+            "fractions": {"object": 3 / 128, "part": 11 / 128, "color": 2 / 128},
+        },
     ],
 }
 
@@ -27,8 +35,13 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_bar_graph_png(tmp_path):
-    bars = [("object", "sky", 5), ("object", "$x$ and $y$", 2), ("part", "<script>alert(1)</script>", 1),
-            ("material", "wood", 1), ("color", "red", 1)]
+    bars = [
+        ("object", "sky", 5),
+        ("object", "$x$ and $y$", 2),
+        ("part", "<script>alert(1)</script>", 1),
+        ("material", "wood", 1),
+        ("color", "red", 1),
+    ]
     path = save_bar_graph_png(bars, tmp_path / "sub" / "bargraph.png", title="model layer4")
     assert path == tmp_path / "sub" / "bargraph.png"
     width, height = png_size(path)
@@ -42,9 +55,13 @@ def test_bar_graph_png(tmp_path):
 def test_category_fractions_png(tmp_path):
     assert png_size(save_category_fractions_png(FRACTIONS, tmp_path / "summary.png"))[0] > 300
     assert png_size(save_category_fractions_png({"fractions": FRACTIONS}, tmp_path / "ctx.png"))[0] > 300
-    many = {"categories": ["object"], "layers": [
-        {"layer": f"features.{i}", "units": 64, "counts": {"object": i}, "fractions": {"object": i / 64}}
-        for i in range(8)]}
+    many = {
+        "categories": ["object"],
+        "layers": [
+            {"layer": f"features.{i}", "units": 64, "counts": {"object": i}, "fractions": {"object": i / 64}}
+            for i in range(8)
+        ],
+    }
     assert png_size(save_category_fractions_png(many, tmp_path / "many.png"))[0] > 300
 
 

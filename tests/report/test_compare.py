@@ -39,9 +39,15 @@ def make_layer(name: str, units: list[tuple[str, int]]) -> LayerResult:
         inter[u, LABEL[label]] = x
     n = len(units)
     return LayerResult(
-        layer=name, categories=CATEGORIES, label_names=LABELS, label_category=LABEL_CATEGORY,
-        thresholds=np.ones(n, np.float32), inter=inter, act=np.full((n, len(CATEGORIES)), 100, np.int64),
-        truth=np.full(len(LABELS), 100, np.int64), top_indices=np.zeros((n, 3), np.int64),
+        layer=name,
+        categories=CATEGORIES,
+        label_names=LABELS,
+        label_category=LABEL_CATEGORY,
+        thresholds=np.ones(n, np.float32),
+        inter=inter,
+        act=np.full((n, len(CATEGORIES)), 100, np.int64),
+        truth=np.full(len(LABELS), 100, np.int64),
+        top_indices=np.zeros((n, 3), np.int64),
         top_values=np.zeros((n, 3), np.float32),
     )
 
@@ -61,7 +67,9 @@ RUN_C = {
 
 
 def save_run(directory, layers: dict, model: str = "tiny") -> str:
-    DissectionResult({name: make_layer(name, units) for name, units in layers.items()}, {"model": model}).save(directory)
+    DissectionResult({name: make_layer(name, units) for name, units in layers.items()}, {"model": model}).save(
+        directory
+    )
     return str(directory)
 
 
@@ -76,8 +84,15 @@ def test_label_changes_are_exact(runs):
     assert changes["available"] and (changes["before"], changes["after"]) == ("A", "B")
     got = {
         layer["layer"]: [
-            (r["unit"], r["before"]["label"], r["after"]["label"], r["before"]["iou"], r["after"]["iou"],
-             r["before"]["detector"], r["after"]["detector"])
+            (
+                r["unit"],
+                r["before"]["label"],
+                r["after"]["label"],
+                r["before"]["iou"],
+                r["after"]["iou"],
+                r["before"]["detector"],
+                r["after"]["detector"],
+            )
             for r in layer["changes"]
         ]
         for layer in changes["layers"]
@@ -103,8 +118,10 @@ def test_label_changes_threshold_override():
 def test_unique_detectors_per_category_are_exact(runs):
     data = comparison_data(runs)
     assert data["categories"] == ["object", "color"]
-    got = {(r["run"], r["layer"]): (r["unique_by_category"], r["detectors_by_category"], r["unique_detectors"])
-           for r in data["rows"]}
+    got = {
+        (r["run"], r["layer"]): (r["unique_by_category"], r["detectors_by_category"], r["unique_detectors"])
+        for r in data["rows"]
+    }
     assert got == {
         ("A", "conv"): ({"object": 2, "color": 1}, {"object": 2, "color": 1}, 3),
         ("A", "fc"): ({"object": 2, "color": 0}, {"object": 2, "color": 0}, 2),
@@ -136,9 +153,16 @@ def test_series_data_is_exact(runs):
     # a series compares its first and last run unit by unit
     changes = data["label_changes"]
     assert changes["available"] and (changes["before"], changes["after"]) == ("it1", "it3")
-    assert [r["unit"] for r in changes["layers"][0]["changes"]] == [1, 2, 3]  # lost detectors; unit 4 stays a "dog" non-detector
+    assert [r["unit"] for r in changes["layers"][0]["changes"]] == [
+        1,
+        2,
+        3,
+    ]  # lost detectors; unit 4 stays a "dog" non-detector
     svg = emergence_svg(series["runs"], conv, data["categories"])
-    lines = {p.get("data-name"): p.get("data-values") for p in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}polyline")}
+    lines = {
+        p.get("data-name"): p.get("data-values")
+        for p in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}polyline")
+    }
     assert lines == {"object": "2,3,0", "color": "1,1,0", "unique detectors": "3,3,0"}
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import rename_label
 
+from helpers import rename_label
+from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.dissect import dissect
 from netdissect.errors import DatasetError, RunDirectoryError
 from netdissect.models import load_model
 from netdissect.report import open_run_dataset, write_report
@@ -84,7 +84,8 @@ class Elements(HTMLParser):
 
     def find(self, tag: str | None = None, cls: str | None = None) -> list[dict]:
         return [
-            a for t, a in self.tags
+            a
+            for t, a in self.tags
             if (tag is None or t == tag) and (cls is None or cls in (a.get("class") or "").split())
         ]
 
@@ -156,8 +157,8 @@ def test_bar_data_counts_detectors_per_label_in_category_order(result, name):
     assert Counter({display_name(layer.label_names[k]): n for k, n in expected.items()}) == Counter(
         {label: n for _, label, n in bars}
     )
-    for category, label, n in bars:
-        number = [k for k in expected if display_name(layer.label_names[k]) == label][0]
+    for category, label, _n in bars:
+        number = next(k for k in expected if display_name(layer.label_names[k]) == label)
         assert category == layer.categories[layer.label_category[number]]
     # grouped by category in the report's order, most detectors first within a group
     order = [c for c in CATEGORY_ORDER if c in layer.categories]
@@ -193,15 +194,20 @@ def test_run_page_tables_and_links(run, result):
         cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
         categories = ordered_categories(layer.categories)
         assert cells[1:] == [
-            str(s["units"]), str(s["detectors"]), f"{100 * s['detectors'] / s['units']:.1f}%",
-            str(s["unique_detectors"]), str(s["unique_detectors_by_category_sum"]),
+            str(s["units"]),
+            str(s["detectors"]),
+            f"{100 * s['detectors'] / s['units']:.1f}%",
+            str(s["unique_detectors"]),
+            str(s["unique_detectors_by_category_sum"]),
             *(str(s["detectors_by_category"][c]) for c in categories),
         ]
     for key in ("demo", result.metadata["dataset"]["path"], "quantile", "iou_mode", "torch", "pass1"):
         assert key in text
     svg = re.search(r"<svg[^>]*class=\"fractions-chart\".*?</svg>", text, re.S).group(0)
     segments = [r for r in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "segment"]
-    assert len(segments) == sum(1 for layer in result.layers.values() for n in layer.summary()["detectors_by_category"].values() if n)
+    assert len(segments) == sum(
+        1 for layer in result.layers.values() for n in layer.summary()["detectors_by_category"].values() if n
+    )
 
 
 def test_pages_are_self_contained(run):
@@ -254,22 +260,40 @@ def test_category_fractions_svg_is_xml():
     data = {
         "categories": ["object", "part", "new<cat>"],
         "layers": [
-            {"layer": "layer<1>", "units": 10, "counts": {"object": 2, "part": 1, "new<cat>": 0},
-             "fractions": {"object": 0.2, "part": 0.1, "new<cat>": 0.0}},
-            {"layer": "layer2", "units": 10, "counts": {"object": 0, "part": 3, "new<cat>": 1},
-             "fractions": {"object": 0.0, "part": 0.3, "new<cat>": 0.1}},
+            {
+                "layer": "layer<1>",
+                "units": 10,
+                "counts": {"object": 2, "part": 1, "new<cat>": 0},
+                "fractions": {"object": 0.2, "part": 0.1, "new<cat>": 0.0},
+            },
+            {
+                "layer": "layer2",
+                "units": 10,
+                "counts": {"object": 0, "part": 3, "new<cat>": 1},
+                "fractions": {"object": 0.0, "part": 0.3, "new<cat>": 0.1},
+            },
         ],
     }
     root = ET.fromstring(category_fractions_svg(data))
     segments = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "segment"]
     assert [(r.get("data-layer"), r.get("data-category")) for r in segments] == [
-        ("layer<1>", "object"), ("layer<1>", "part"), ("layer2", "part"), ("layer2", "new<cat>")]
+        ("layer<1>", "object"),
+        ("layer<1>", "part"),
+        ("layer2", "part"),
+        ("layer2", "new<cat>"),
+    ]
     assert ET.fromstring(category_fractions_svg({"fractions": data})) is not None
 
 
 def test_category_order_and_colours():
     assert ordered_categories(["color", "weird", "object", "part", "texture", "extra"]) == [
-        "object", "part", "texture", "color", "weird", "extra"]
+        "object",
+        "part",
+        "texture",
+        "color",
+        "weird",
+        "extra",
+    ]
     colours = category_colours(["color", "weird", "object", "extra"])
     assert colours["object"] == category_colours(["object"])["object"]  # fixed per name
     assert len(set(colours.values())) == 4
@@ -307,9 +331,16 @@ def test_large_layer_page_stays_small():
     inter = np.minimum(rng.integers(0, 120, (units, labels)), truth)
     inter = np.minimum(inter, act[:, np.maximum(label_category, 0)])
     layer = LayerResult(
-        layer="layer4", categories=categories, label_names=["-", *(f"label{i}" for i in range(1, labels))],
-        label_category=label_category, thresholds=np.ones(units, np.float32), inter=inter, act=act, truth=truth,
-        top_indices=np.zeros((units, 5), np.int64), top_values=np.zeros((units, 5), np.float32),
+        layer="layer4",
+        categories=categories,
+        label_names=["-", *(f"label{i}" for i in range(1, labels))],
+        label_category=label_category,
+        thresholds=np.ones(units, np.float32),
+        inter=inter,
+        act=act,
+        truth=truth,
+        top_indices=np.zeros((units, 5), np.int64),
+        top_values=np.zeros((units, 5), np.float32),
     )
     strips = {u: (f"unit_{u:04d}.jpg", f"unit_{u:04d}_concept.jpg") for u in range(1, units + 1)}
     html = render_layer_page(layer_context(layer, strips, {u: (1160, 112) for u in strips}))

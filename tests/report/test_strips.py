@@ -2,14 +2,21 @@
 
 import numpy as np
 import torch
-from helpers import RAW, LookupNet, gray_image
 from PIL import Image
 
+from helpers import RAW, LookupNet, gray_image
+from netdissect import dissect
 from netdissect.data import BrodenDataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
-from netdissect.dissect import dissect
 from netdissect.report.strips import (
-    DIM, GAP, OUTLINE, highlight, join_tiles, mask_border, unit_masks, write_strips,
+    DIM,
+    GAP,
+    OUTLINE,
+    highlight,
+    join_tiles,
+    mask_border,
+    unit_masks,
+    write_strips,
 )
 
 
@@ -64,11 +71,12 @@ def test_write_strips_from_a_run(tmp_path):
         w.add_image(f"im{i}", gray_image(i, size), pixel_labels={"object": [seg]})
     w.close()
     data = BrodenDataset(tmp_path / "ds", preprocess=RAW)
-    result = dissect(LookupNet(maps), data, ["layer"], workers=0, progress=False, device="cpu",
-                     quantile=0.1, top_images=3)["layer"]
+    result = dissect(
+        LookupNet(maps), data, ["layer"], workers=0, progress=False, device="cpu", quantile=0.1, top_images=3
+    )["layer"]
     files = write_strips(result, data, tmp_path / "strips", examples=3)
     assert set(files) == {1, 2}
-    for unit, (strip, concept) in files.items():
+    for _unit, (strip, concept) in files.items():
         for name in (strip, concept):
             with Image.open(tmp_path / "strips" / name) as im:
                 assert im.size == (3 * size + 2 * GAP, size)

@@ -7,11 +7,11 @@ from .writer import BrodenWriter, LabelSpec
 __all__ = [
     "BrodenDataset",
     "BrodenMeta",
-    "collate_broden",
-    "decode_label_png",
     "BrodenWriter",
     "LabelSpec",
     "PreparedData",
+    "collate_broden",
+    "decode_label_png",
     "default_cache_dir",
     "find_prepared",
     "open_prepared",

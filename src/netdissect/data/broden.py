@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -79,7 +79,7 @@ class BrodenMeta:
         categories: Sequence[str] | None = None,
         split: str | None = None,
         size: int | None = None,
-    ) -> "BrodenMeta":
+    ) -> BrodenMeta:
         """Parse and validate a dataset directory.
 
         Args:
@@ -160,9 +160,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             if not values:
                 continue
             if len(values) != len(header):
-                raise DatasetError(
-                    f"{path} row {i}: expected {len(header)} columns, got {len(values)}"
-                )
+                raise DatasetError(f"{path} row {i}: expected {len(header)} columns, got {len(values)}")
             rows.append(dict(zip(header, values)))
     return rows
 
@@ -280,7 +278,7 @@ class BrodenDataset(Dataset):
         self._prepared_request = prepared.path if isinstance(prepared, PreparedData) else prepared
         self.prepared: PreparedData | None = resolve_prepared(self, prepared)
 
-    def with_options(self, **changes) -> "BrodenDataset":
+    def with_options(self, **changes) -> BrodenDataset:
         """A copy sharing the parsed metadata (and the open prepared cache), with other loading options."""
         options = dict(
             preprocess=self.preprocess,
@@ -314,8 +312,7 @@ class BrodenDataset(Dataset):
             raise DatasetError(f"cannot read image {path} (index.csv row {row.row}): {exc}") from None
         if im.size != (row.iw, row.ih):
             raise DatasetError(
-                f"image {path} (index.csv row {row.row}) is {im.size[1]}x{im.size[0]}, "
-                f"index.csv says {row.ih}x{row.iw}"
+                f"image {path} (index.csv row {row.row}) is {im.size[1]}x{im.size[0]}, index.csv says {row.ih}x{row.iw}"
             )
         return self.preprocess.resize(im)
 
@@ -348,9 +345,7 @@ class BrodenDataset(Dataset):
                 values = np.unique(labels)
                 if top >= num_labels or not known[values].all():
                     bad = [int(v) for v in values if v >= num_labels or not known[v]]
-                    raise DatasetError(
-                        f"PNG {path} (index.csv row {row.row}) holds unknown label number {bad[0]}"
-                    )
+                    raise DatasetError(f"PNG {path} (index.csv row {row.row}) holds unknown label number {bad[0]}")
                 present[ci] |= top > 0
                 layers.append(labels)
         seg = np.stack(layers) if layers else np.zeros((0, row.sh, row.sw), dtype=np.int32)

@@ -66,9 +66,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -83,34 +83,83 @@ VAL_FRACTION = 0.2
 
 #: raw name (lower case, first comma-separated term) -> canonical name
 SYNONYMS: dict[str, str] = {
-    "people": "person", "persons": "person", "individual": "person", "human": "person",
-    "tvmonitor": "television", "tv": "television", "tv monitor": "television",
+    "people": "person",
+    "persons": "person",
+    "individual": "person",
+    "human": "person",
+    "tvmonitor": "television",
+    "tv": "television",
+    "tv monitor": "television",
     "television receiver": "television",
-    "aeroplane": "airplane", "aircraft": "airplane", "plane": "airplane",
-    "motorbike": "motorbike", "motorcycle": "motorbike",
-    "diningtable": "table", "dining table": "table",
-    "pottedplant": "plant", "potted plant": "plant", "flora": "plant",
-    "sofa": "sofa", "couch": "sofa",
-    "auto": "car", "automobile": "car",
-    "bicycle": "bicycle", "bike": "bicycle",
-    "sheep": "sheep", "cow": "cow", "cattle": "cow",
-    "ground": "ground", "earth": "ground",
-    "grass": "grass", "tree": "tree", "sky": "sky", "water": "water",
-    "rug": "carpet", "carpet": "carpet", "carpeting": "carpet",
-    "bookcase": "bookcase", "bookshelf": "bookcase",
-    "wooden": "wood", "wood": "wood", "hair": "hair", "fur": "fur",
-    "mirror": "mirror", "painting": "painting", "picture": "painting",
-    "road": "road", "route": "road", "sidewalk": "sidewalk", "pavement": "sidewalk",
-    "stairs": "stairs", "steps": "stairs", "stairway": "stairway", "staircase": "stairway",
-    "ceramic": "ceramic", "porcelain": "ceramic", "tile": "tile", "tiles": "tile",
-    "glass": "glass", "metal": "metal", "fabric": "fabric", "cloth": "fabric", "textile": "fabric",
+    "aeroplane": "airplane",
+    "aircraft": "airplane",
+    "plane": "airplane",
+    "motorbike": "motorbike",
+    "motorcycle": "motorbike",
+    "diningtable": "table",
+    "dining table": "table",
+    "pottedplant": "plant",
+    "potted plant": "plant",
+    "flora": "plant",
+    "sofa": "sofa",
+    "couch": "sofa",
+    "auto": "car",
+    "automobile": "car",
+    "bicycle": "bicycle",
+    "bike": "bicycle",
+    "sheep": "sheep",
+    "cow": "cow",
+    "cattle": "cow",
+    "ground": "ground",
+    "earth": "ground",
+    "grass": "grass",
+    "tree": "tree",
+    "sky": "sky",
+    "water": "water",
+    "rug": "carpet",
+    "carpet": "carpet",
+    "carpeting": "carpet",
+    "bookcase": "bookcase",
+    "bookshelf": "bookcase",
+    "wooden": "wood",
+    "wood": "wood",
+    "hair": "hair",
+    "fur": "fur",
+    "mirror": "mirror",
+    "painting": "painting",
+    "picture": "painting",
+    "road": "road",
+    "route": "road",
+    "sidewalk": "sidewalk",
+    "pavement": "sidewalk",
+    "stairs": "stairs",
+    "steps": "stairs",
+    "stairway": "stairway",
+    "staircase": "stairway",
+    "ceramic": "ceramic",
+    "porcelain": "ceramic",
+    "tile": "tile",
+    "tiles": "tile",
+    "glass": "glass",
+    "metal": "metal",
+    "fabric": "fabric",
+    "cloth": "fabric",
+    "textile": "fabric",
 }
 
 #: the 11 basic colour terms and their sRGB reference colours
 COLOR_TERMS: dict[str, tuple[int, int, int]] = {
-    "black": (0, 0, 0), "blue": (0, 0, 255), "brown": (139, 69, 19), "grey": (128, 128, 128),
-    "green": (0, 128, 0), "orange": (255, 165, 0), "pink": (255, 192, 203),
-    "purple": (128, 0, 128), "red": (255, 0, 0), "white": (255, 255, 255), "yellow": (255, 255, 0),
+    "black": (0, 0, 0),
+    "blue": (0, 0, 255),
+    "brown": (139, 69, 19),
+    "grey": (128, 128, 128),
+    "green": (0, 128, 0),
+    "orange": (255, 165, 0),
+    "pink": (255, 192, 203),
+    "purple": (128, 0, 128),
+    "red": (255, 0, 0),
+    "white": (255, 255, 255),
+    "yellow": (255, 255, 0),
 }
 
 
@@ -354,9 +403,9 @@ def opensurfaces_records(root: str | os.PathLike) -> list[Record]:
 def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     c = np.asarray(rgb, dtype=np.float64) / 255.0
     c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    m = np.array([[0.4124564, 0.3575761, 0.1804375],
-                  [0.2126729, 0.7151522, 0.0721750],
-                  [0.0193339, 0.1191920, 0.9503041]])
+    m = np.array(
+        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+    )
     xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
@@ -435,8 +484,12 @@ def build_broden(
     if seg < 1:
         raise DatasetError(f"--seg-size must be >= 1, got {seg_size}")
     records: list[Record] = []
-    for name, root, fn in (("ade20k", ade20k, ade20k_records), ("pascal", pascal, pascal_records),
-                           ("opensurfaces", opensurfaces, opensurfaces_records), ("dtd", dtd, dtd_records)):
+    for name, root, fn in (
+        ("ade20k", ade20k, ade20k_records),
+        ("pascal", pascal, pascal_records),
+        ("opensurfaces", opensurfaces, opensurfaces_records),
+        ("dtd", dtd, dtd_records),
+    ):
         if root is not None:
             if not Path(root).is_dir():
                 raise DatasetError(f"--{name} {root} is not a directory")
@@ -449,10 +502,18 @@ def build_broden(
 
     staging = out.with_name(out.name + ".partial")
     fingerprint = {
-        "version": 1, "size": size, "seg": seg, "colors": bool(colors), "min_images": min_images,
-        "min_coverage": min_coverage, "keys": hashlib.sha1("\n".join(r.key for r in records).encode()).hexdigest(),
-        "sources": {k: str(Path(v).resolve()) for k, v in
-                    (("ade20k", ade20k), ("pascal", pascal), ("opensurfaces", opensurfaces), ("dtd", dtd)) if v},
+        "version": 1,
+        "size": size,
+        "seg": seg,
+        "colors": bool(colors),
+        "min_images": min_images,
+        "min_coverage": min_coverage,
+        "keys": hashlib.sha1("\n".join(r.key for r in records).encode()).hexdigest(),
+        "sources": {
+            k: str(Path(v).resolve())
+            for k, v in (("ade20k", ade20k), ("pascal", pascal), ("opensurfaces", opensurfaces), ("dtd", dtd))
+            if v
+        },
     }
     scan = _load_scan(staging, fingerprint)
     if scan is None:
@@ -582,8 +643,14 @@ def _write(records, staging, categories, number, size, seg, colors, progress) ->
                     layers_out = {c: [decode_label_png(images / p) for p in ps] for c, ps in pngs.items()}
                     writer.replaying = True
                     try:
-                        writer.add_image(name, np.zeros((size, size, 3), np.uint8), split, layers_out,
-                                         entry["scalars"], seg_size=(seg, seg))
+                        writer.add_image(
+                            name,
+                            np.zeros((size, size, 3), np.uint8),
+                            split,
+                            layers_out,
+                            entry["scalars"],
+                            seg_size=(seg, seg),
+                        )
                     finally:
                         writer.replaying = False
                     continue
@@ -601,9 +668,15 @@ def _write(records, staging, categories, number, size, seg, colors, progress) ->
                             mapped[small == c] = number[n]
                     if mapped.any():
                         layers_out.setdefault(cat, []).append(mapped)
-            image_out = {c: [number[n] for n in names if n in number] for c, names in scalars.items() if c in categories}
+            image_out = {
+                c: [number[n] for n in names if n in number] for c, names in scalars.items() if c in categories
+            }
             writer.add_image(name, big, split, layers_out, image_out, seg_size=(seg, seg))
-            log.write(json.dumps({"key": record.key, "layers": {c: len(v) for c, v in layers_out.items()},
-                                  "scalars": image_out}) + "\n")
+            log.write(
+                json.dumps(
+                    {"key": record.key, "layers": {c: len(v) for c, v in layers_out.items()}, "scalars": image_out}
+                )
+                + "\n"
+            )
             log.flush()
     writer.close()

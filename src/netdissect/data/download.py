@@ -19,8 +19,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -103,9 +103,12 @@ def fetch(url: str, destination: Path, progress: bool = True, timeout: float = 6
             have = 0  # the server ignored the range: start over
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(partial, "ab" if resumed else "wb") as out, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=destination.name, disable=not progress
-        ) as bar:
+        with (
+            open(partial, "ab" if resumed else "wb") as out,
+            tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=destination.name, disable=not progress
+            ) as bar,
+        ):
             while True:
                 block = response.read(CHUNK)
                 if not block:

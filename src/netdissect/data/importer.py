@@ -116,8 +116,9 @@ def import_dataset(
             picture = im.convert("RGB")
         if size:
             scale = size / max(picture.size)
-            picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                                     Image.BILINEAR)
+            picture = picture.resize(
+                (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.BILINEAR
+            )
         with Image.open(mask_path) as m:
             values = np.asarray(m if m.mode in ("L", "P", "I", "I;16") else m.convert("L")).astype(np.int64)
         unknown = np.setdiff1d(np.unique(values), [0, *classes])
@@ -134,6 +135,12 @@ def import_dataset(
         level: dict[str, list[int]] = defaultdict(list)
         for entry in scalars.get(rel.name, []):
             level[entry[1]].append(number[entry])
-        writer.add_image(rel.as_posix(), np.asarray(picture), stable_split(rel.as_posix(), val_fraction),
-                         pixel, dict(level), seg_size=(sh, sw))
+        writer.add_image(
+            rel.as_posix(),
+            np.asarray(picture),
+            stable_split(rel.as_posix(), val_fraction),
+            pixel,
+            dict(level),
+            seg_size=(sh, sw),
+        )
     return writer.close()

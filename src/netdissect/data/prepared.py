@@ -35,7 +35,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..errors import DatasetError
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class PreparedData:
         self._labels: np.ndarray | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "PreparedData":
+    def open(cls, path: str | os.PathLike) -> PreparedData:
         """Open a prepared directory (without checking which dataset it belongs to)."""
         path = Path(path)
         info = _read_info(path)
@@ -311,8 +311,14 @@ def _write(dataset: BrodenDataset, directory: Path, key: str, workers: int, prog
     images.flush()
     labels.flush()
     del images, labels
-    np.savez(directory / "index.npz", image_offsets=image_offsets, image_shapes=image_shapes,
-             label_offsets=label_offsets, layers=layers, annotated=annotated)
+    np.savez(
+        directory / "index.npz",
+        image_offsets=image_offsets,
+        image_shapes=image_shapes,
+        label_offsets=label_offsets,
+        layers=layers,
+        annotated=annotated,
+    )
     info = {
         "format": FORMAT_VERSION,
         "key": key,

@@ -20,9 +20,7 @@ from .broden import BrodenMeta, decode_label_png
 from .writer import BrodenWriter, LabelSpec
 
 
-def resize_dataset(
-    source: str | os.PathLike, size: int, out: str | os.PathLike, progress: bool = True
-) -> Path:
+def resize_dataset(source: str | os.PathLike, size: int, out: str | os.PathLike, progress: bool = True) -> Path:
     """Write ``source`` resized so that images' longer side is ``size`` into ``out``; returns ``out``."""
     if size < 2:
         raise DatasetError(f"--size must be >= 2, got {size}")

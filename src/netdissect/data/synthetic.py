@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -219,6 +219,7 @@ class _Canvas:
 
     def window(self, x0: float, y0: float, x1: float, y1: float) -> _Window:
         """The window of the pixels whose centres may lie in the box ``[x0, x1] x [y0, y1]``."""
+
         def clamp(v: float) -> int:
             return min(max(int(v), 0), self.size)
 
@@ -424,7 +425,15 @@ _SHAPES: dict[str, _Shape] = {"ball": _ball, "box": _box, "tent": _tent, "ring":
 
 
 def _material(
-    name: str, rgb: np.ndarray, x: np.ndarray, y: np.ndarray, cx: float, cy: float, r: float, size: int, rng: np.random.Generator
+    name: str,
+    rgb: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    cx: float,
+    cy: float,
+    r: float,
+    size: int,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, float]:
     """Colours of an object's pixels (coordinates ``x, y``) made of ``name``, and their opacity."""
     shade = np.ones_like(x)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -168,9 +168,7 @@ class BrodenWriter:
                     n,
                     self.labels[n].name,
                     ";".join(
-                        f"{cat}({self._images[ci, n]})"
-                        for ci, cat in enumerate(self.categories)
-                        if self._images[ci, n]
+                        f"{cat}({self._images[ci, n]})" for ci, cat in enumerate(self.categories) if self._images[ci, n]
                     ),
                     int(self._label_images[n]),
                     _fmt(self._coverage[:, n].sum()),

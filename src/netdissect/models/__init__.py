@@ -1,7 +1,18 @@
-"""Model sources and their preprocessing."""
+"""Model sources (``--model SPEC``), their preprocessing, and the bundled demo CNN."""
 
+from .base import LoadedModel, ModelSource, load_checkpoint, model_fingerprint, register_source
 from .demo import DemoNet, demo_model
-from .loading import LoadedModel, load_checkpoint, load_model, model_fingerprint
+from .loading import load_model
 from .preprocess import Preprocess
 
-__all__ = ["DemoNet", "LoadedModel", "Preprocess", "demo_model", "load_checkpoint", "load_model", "model_fingerprint"]
+__all__ = [
+    "DemoNet",
+    "LoadedModel",
+    "ModelSource",
+    "Preprocess",
+    "demo_model",
+    "load_checkpoint",
+    "load_model",
+    "model_fingerprint",
+    "register_source",
+]

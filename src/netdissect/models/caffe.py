@@ -55,15 +55,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from .loading import LoadedModel
+from .base import LoadedModel, ModelSource, prefix_matcher, register_source
 from .preprocess import Preprocess
 
 #: Caffe's ImageNet mean used by the NetDissect zoo, in B, G, R order and 0..255 units.
 CAFFE_MEAN_BGR = (109.5388, 118.6897, 124.6901)
 
 SUPPORTED_TYPES = (
-    "Input", "Convolution", "Pooling", "ReLU", "LRN", "InnerProduct", "Dropout", "Concat",
-    "Eltwise", "BatchNorm", "Scale", "Softmax", "Flatten", "Split", "Sigmoid", "TanH", "Silence",
+    "Input",
+    "Convolution",
+    "Pooling",
+    "ReLU",
+    "LRN",
+    "InnerProduct",
+    "Dropout",
+    "Concat",
+    "Eltwise",
+    "BatchNorm",
+    "Scale",
+    "Softmax",
+    "Flatten",
+    "Split",
+    "Sigmoid",
+    "TanH",
+    "Silence",
 )
 
 
@@ -106,8 +121,15 @@ class CaffePooling(nn.Module):
     (``min(start + kernel, size + pad) - start`` per axis), as Caffe does.
     """
 
-    def __init__(self, method: str, kernel: tuple[int, int], stride: tuple[int, int],
-                 pad: tuple[int, int], global_pooling: bool = False, ceil: bool = True) -> None:
+    def __init__(
+        self,
+        method: str,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        pad: tuple[int, int],
+        global_pooling: bool = False,
+        ceil: bool = True,
+    ) -> None:
         super().__init__()
         self.method = method
         self.kernel = kernel
@@ -185,7 +207,7 @@ class CaffeLRN(nn.Module):
             channels = x.shape[1]
             total = padded[:, 0:channels]
             for i in range(1, self.size):
-                total = total + padded[:, i:i + channels]
+                total = total + padded[:, i : i + channels]
             scale = self.k + (self.alpha / self.size) * total
         else:
             scale = 1.0 + self.alpha * self._pool(square)
@@ -317,8 +339,16 @@ class CaffeNet(nn.Module):
         layer_modules: Caffe layer name -> module name (``layers.<name>``).
     """
 
-    def __init__(self, input_name: str, input_shape: tuple[int, ...], layers: nn.Module, container: str,
-                 steps: list[_Step], blob_names: list[str], output_names: list[str]) -> None:
+    def __init__(
+        self,
+        input_name: str,
+        input_shape: tuple[int, ...],
+        layers: nn.Module,
+        container: str,
+        steps: list[_Step],
+        blob_names: list[str],
+        output_names: list[str],
+    ) -> None:
         super().__init__()
         self.input_name = input_name
         self.input_shape = tuple(input_shape)
@@ -401,7 +431,9 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[_Blob]]:
     try:
         net = NetParameter.FromString(path.read_bytes())
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"cannot read {path} as a binary Caffe .caffemodel: {str(exc).strip() or type(exc).__name__}") from None
+        raise ModelError(
+            f"cannot read {path} as a binary Caffe .caffemodel: {str(exc).strip() or type(exc).__name__}"
+        ) from None
     result: dict[str, list[_Blob]] = {}
     for layer in list(net.layer) + list(net.layers):
         if not layer.blobs or layer.name in result:
@@ -416,9 +448,7 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[_Blob]]:
             if data.size == 0 and len(blob.double_data):
                 data = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
             if data.size != math.prod(shape):
-                raise ModelError(
-                    f"{path}: blob {i} of layer {layer.name!r} holds {data.size} values for shape {shape}"
-                )
+                raise ModelError(f"{path}: blob {i} of layer {layer.name!r} holds {data.size} values for shape {shape}")
             blobs.append(_Blob(data, shape, legacy))
         result[layer.name] = blobs
     return result
@@ -596,7 +626,7 @@ def _build_layer(layer: _Layer, shapes: list[tuple[int, ...]]) -> _Built:
             if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(shape, first)) if i != axis):
                 raise layer.error(f"cannot concatenate shapes {first} and {shape} along axis {axis}")
         total = sum(s[axis] for s in shapes)
-        return _Built(Concat(axis), [first[:axis] + (total,) + first[axis + 1:]])
+        return _Built(Concat(axis), [first[:axis] + (total,) + first[axis + 1 :]])
     if kind == "Eltwise":
         p = layer.param("eltwise_param")
         operation = p.DESCRIPTOR.fields_by_name["operation"].enum_type.values_by_number[p.operation].name
@@ -618,7 +648,7 @@ def _build_layer(layer: _Layer, shapes: list[tuple[int, ...]]) -> _Built:
         axis = _axis(layer, p.axis, len(first))
         if len(shapes) == 2:
             shape, learned = shapes[1], None
-            if tuple(first[axis:axis + len(shape)]) != tuple(shape):
+            if tuple(first[axis : axis + len(shape)]) != tuple(shape):
                 raise layer.error(f"scale input {shape} does not fit input {first} at axis {axis}")
         else:
             end = len(first) if p.num_axes == -1 else axis + p.num_axes
@@ -636,7 +666,7 @@ def _build_layer(layer: _Layer, shapes: list[tuple[int, ...]]) -> _Built:
         start, end = _axis(layer, p.axis, len(first)), _axis(layer, p.end_axis, len(first))
         if end < start:
             raise layer.error("end_axis is before axis")
-        return _Built(nn.Flatten(start, end), [first[:start] + (math.prod(first[start:end + 1]),) + first[end + 1:]])
+        return _Built(nn.Flatten(start, end), [first[:start] + (math.prod(first[start : end + 1]),) + first[end + 1 :]])
     raise ModelError(
         f"Caffe layer {layer.name!r} has type {kind!r}, which netdissect cannot convert "
         f"(supported: {', '.join(SUPPORTED_TYPES)})"
@@ -655,8 +685,10 @@ def _inputs(net, layers: list[_Layer], source: str) -> tuple[list[tuple[str, tup
         elif net.input_dim:
             dims = [int(d) for d in net.input_dim]
             if len(dims) != 4 * len(names):
-                raise ModelError(f"{source}: {len(names)} inputs need {4 * len(names)} input_dim values, got {len(dims)}")
-            declared = [(n, tuple(dims[4 * i:4 * i + 4])) for i, n in enumerate(names)]
+                raise ModelError(
+                    f"{source}: {len(names)} inputs need {4 * len(names)} input_dim values, got {len(dims)}"
+                )
+            declared = [(n, tuple(dims[4 * i : 4 * i + 4])) for i, n in enumerate(names)]
         else:
             raise ModelError(f"{source}: input {names[0]!r} has no input_dim or input_shape")
     rest = []
@@ -673,8 +705,9 @@ def _inputs(net, layers: list[_Layer], source: str) -> tuple[list[tuple[str, tup
     return declared, rest
 
 
-def build_caffe_net(net, weights: dict[str, list[_Blob]] | None = None, source: str = "prototxt",
-                    weights_source: str = "weights") -> CaffeNet:
+def build_caffe_net(
+    net, weights: dict[str, list[_Blob]] | None = None, source: str = "prototxt", weights_source: str = "weights"
+) -> CaffeNet:
     """Convert a parsed NetParameter (and optional blobs by layer name) into a :class:`CaffeNet`."""
     protos = list(net.layer) if len(net.layer) else list(net.layers)
     layers = [_Layer(proto, i) for i, proto in enumerate(protos)]
@@ -811,3 +844,13 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
         input_size=(height, width) if has_fc else None,
     )
     return LoadedModel(module, preprocess, f"caffe:{prototxt}", str(weights) if weights else None)
+
+
+register_source(
+    ModelSource(
+        "caffe",
+        prefix_matcher("caffe:"),
+        lambda spec, weights, trust, args: load_caffe(spec.split(":", 1)[1], weights),
+        "caffe:deploy.prototxt",
+    )
+)

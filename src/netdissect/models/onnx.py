@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..hooks import first_line
-from .loading import LoadedModel
+from .base import LoadedModel, ModelSource, register_source
 from .preprocess import Preprocess
 
 #: The newest default-domain opset every onnx2torch converter we rely on handles.
@@ -171,3 +171,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         text = f"missing tensor {text}"
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+register_source(
+    ModelSource(
+        "onnx",
+        lambda spec: spec.lower().endswith(".onnx"),
+        lambda spec, weights, trust, args: load_onnx(spec),
+        "path/to/model.onnx",
+    )
+)

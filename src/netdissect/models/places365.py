@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..hooks import first_line
-from .loading import LoadedModel, _torch_load, load_state
+from .base import LoadedModel, ModelSource, load_state, prefix_matcher, register_source, torch_load
 from .preprocess import Preprocess
 
 BASE_URL = "http://places2.csail.mit.edu/models_places365/"
@@ -44,7 +44,9 @@ ARCHS = ("resnet18", "resnet50", "alexnet", "densenet161", "wideresnet18")
 NUM_CLASSES = 365
 
 #: Old (pre-0.4) DenseNet key form: ``denselayer1.norm.1.weight`` -> ``denselayer1.norm1.weight``.
-_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 def checkpoint_url(arch: str) -> str:
@@ -69,7 +71,7 @@ def load_places365(arch: str, weights: str | None = None, trust_pickle: bool = F
     """``places365:<arch>`` with its Places365 weights (downloaded) or those of ``weights``."""
     model = build_places365(arch)
     path = Path(weights) if weights else _download(arch)
-    state = _state_dict(_torch_load(path, trust_pickle), path)
+    state = _state_dict(torch_load(path, trust_pickle), path)
     load_state(model, state, path)
     return LoadedModel(model.eval(), Preprocess(), f"places365:{arch}", str(path))
 
@@ -111,3 +113,13 @@ def _state_dict(loaded, path: Path) -> dict[str, torch.Tensor]:
         key = _DENSENET_KEY.sub(r"\1\2", key)
         state[key] = value
     return state
+
+
+register_source(
+    ModelSource(
+        "places365",
+        prefix_matcher("places365:"),
+        lambda spec, weights, trust, args: load_places365(spec.split(":", 1)[1], weights, trust),
+        "places365:<arch>",
+    )
+)

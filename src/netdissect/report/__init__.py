@@ -25,7 +25,7 @@ from .pages import (
     run_context,
 )
 
-__all__ = ["write_report", "open_run_dataset", "bar_data", "layer_context", "run_context"]
+__all__ = ["bar_data", "layer_context", "open_run_dataset", "run_context", "write_report"]
 
 INDEX = "index.html"
 STRIPS_DIR = "strips"
@@ -33,7 +33,9 @@ BAR_GRAPH_PNG = "bargraph.png"
 SUMMARY_PNG = "summary.png"
 
 
-def open_run_dataset(result: DissectionResult, dataset: BrodenDataset | str | os.PathLike | None = None) -> BrodenDataset:
+def open_run_dataset(
+    result: DissectionResult, dataset: BrodenDataset | str | os.PathLike | None = None
+) -> BrodenDataset:
     """The concept dataset of a run, with the rows the run used (unit top images are row positions).
 
     ``dataset`` defaults to the path recorded in the run's metadata. A dataset opened with

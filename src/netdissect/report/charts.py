@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -48,8 +48,9 @@ def save_bar_graph_png(bars: Sequence[tuple[str, str, int]], path: str | os.Path
         counts = [count for _, _, count in bars]
         ax.bar(xs, counts, width=0.75, color=[colours.get(c, NO_CATEGORY_COLOUR) for c, _, _ in bars])
         ax.set_xticks(list(xs))
-        ax.set_xticklabels([_text(label) for _, label, _ in bars], rotation=60, ha="right", rotation_mode="anchor",
-                           fontsize=8)
+        ax.set_xticklabels(
+            [_text(label) for _, label, _ in bars], rotation=60, ha="right", rotation_mode="anchor", fontsize=8
+        )
         ax.set_xlim(-0.6, n - 0.4)
         ax.set_ylim(0, max(counts) * 1.15 + 0.5)
         ax.yaxis.get_major_locator().set_params(integer=True)
@@ -65,9 +66,16 @@ def save_bar_graph_png(bars: Sequence[tuple[str, str, int]], path: str | os.Path
         rows = place_in_rows(spans)
         for (category, first, last), row in zip(groups, rows):
             ax.annotate(
-                _text(category), xy=((first + last) / 2, 1.0), xycoords=("data", "axes fraction"),
-                xytext=(0, 4 + 12 * row), textcoords="offset points", ha="center", va="bottom", fontsize=9,
-                fontweight="bold", color=colours.get(category, NO_CATEGORY_COLOUR),
+                _text(category),
+                xy=((first + last) / 2, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 4 + 12 * row),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                fontweight="bold",
+                color=colours.get(category, NO_CATEGORY_COLOUR),
             )
     else:
         ax.set_xticks([])
@@ -104,8 +112,12 @@ def save_stacked_bars_png(
         bottoms = [b + v for b, v in zip(bottoms, column)]
     rotate = len(bar_names) > rotate_above
     ax.set_xticks(xs)
-    ax.set_xticklabels([_text(n) for n in bar_names], rotation=30 if rotate else 0,
-                       ha="right" if rotate else "center", fontsize=fontsize)
+    ax.set_xticklabels(
+        [_text(n) for n in bar_names],
+        rotation=30 if rotate else 0,
+        ha="right" if rotate else "center",
+        fontsize=fontsize,
+    )
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, max([*bottoms, 1.0]) * 1.12)
     for side in ("top", "right"):
@@ -126,5 +138,6 @@ def save_category_fractions_png(data: Mapping, path: str | os.PathLike) -> Path:
         data = data["fractions"]
     categories, rows = list(data["categories"]), list(data["layers"])
     values = {c: [100 * r["fractions"].get(c, 0.0) for r in rows] for c in categories}
-    return save_stacked_bars_png(categories, [r["layer"] for r in rows], values,
-                                 "units detecting the category (%)", path)
+    return save_stacked_bars_png(
+        categories, [r["layer"] for r in rows], values, "units detecting the category (%)", path
+    )

@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -36,14 +36,25 @@ from ..results import SUMMARY_FILE, DissectionResult, LayerResult, atomic_write_
 from .charts import _save, _text, save_stacked_bars_png
 from .pages import FONT, _e, _iou_text, _nice_step, _shorten, category_colours, environment, ordered_categories
 
-__all__ = ["compare_runs", "comparison_data", "layer_counts", "label_changes"]
+__all__ = ["compare_runs", "comparison_data", "label_changes", "layer_counts"]
 
 INDEX = "index.html"
 DATA_FILE = "compare.json"
 UNIQUE_PNG = "unique_detectors.png"
 DETECTORS_PNG = "detectors_per_layer.png"
 EMERGENCE_PNG = "concept_emergence.png"
-RUN_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
+RUN_COLOURS = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#b07aa1",
+    "#76b7b2",
+    "#edc948",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +109,9 @@ def label_changes(before: LayerResult, after: LayerResult, iou_threshold: float 
     ``iou_text`` and ``detector``. Labels are compared by name.
     """
     if before.units != after.units:
-        raise OptionError(f"layer {before.layer}: {before.units} units and {after.units} units cannot be compared unit by unit")
+        raise OptionError(
+            f"layer {before.layer}: {before.units} units and {after.units} units cannot be compared unit by unit"
+        )
     tb, ta = _threshold(before, iou_threshold), _threshold(after, iou_threshold)
     rows = []
     for u in range(before.units):
@@ -106,8 +119,15 @@ def label_changes(before: LayerResult, after: LayerResult, iou_threshold: float 
         label_changed = b["name"] != a["name"]
         status_changed = b["detector"] != a["detector"]
         if label_changed or status_changed:
-            rows.append({"unit": u + 1, "before": b, "after": a, "label_changed": label_changed,
-                         "status_changed": status_changed})
+            rows.append(
+                {
+                    "unit": u + 1,
+                    "before": b,
+                    "after": a,
+                    "label_changed": label_changed,
+                    "status_changed": status_changed,
+                }
+            )
     return rows
 
 
@@ -212,8 +232,9 @@ def comparison_data(
         "runs": labels,
         "detectors": [[per_layer[n]["detectors"] if n in per_layer else None for n in layers] for per_layer in counts],
         "units": [[per_layer[n]["units"] if n in per_layer else None for n in layers] for per_layer in counts],
-        "unique_detectors": [[per_layer[n]["unique_detectors"] if n in per_layer else None for n in layers]
-                             for per_layer in counts],
+        "unique_detectors": [
+            [per_layer[n]["unique_detectors"] if n in per_layer else None for n in layers] for per_layer in counts
+        ],
     }
 
     changes = {"available": False, "note": "", "before": None, "after": None, "layers": []}
@@ -230,7 +251,9 @@ def comparison_data(
             changes.update(available=True, before=labels[i], after=labels[j])
             for name in results[i].layers:
                 a, b = results[i].layers[name], results[j].layers[name]
-                changes["layers"].append({"layer": name, "units": a.units, "changes": label_changes(a, b, iou_threshold)})
+                changes["layers"].append(
+                    {"layer": name, "units": a.units, "changes": label_changes(a, b, iou_threshold)}
+                )
 
     series_data = None
     if series:
@@ -242,8 +265,12 @@ def comparison_data(
             series_data["layers"].append(
                 {
                     "layer": name,
-                    "detectors": {c: [per_layer[name]["detectors_by_category"][c] for per_layer in counts] for c in categories},
-                    "unique": {c: [per_layer[name]["unique_by_category"][c] for per_layer in counts] for c in categories},
+                    "detectors": {
+                        c: [per_layer[name]["detectors_by_category"][c] for per_layer in counts] for c in categories
+                    },
+                    "unique": {
+                        c: [per_layer[name]["unique_by_category"][c] for per_layer in counts] for c in categories
+                    },
                     "detectors_total": [per_layer[name]["detectors"] for per_layer in counts],
                     "unique_total": [per_layer[name]["unique_detectors"] for per_layer in counts],
                 }
@@ -274,13 +301,16 @@ def _svg_open(cls: str, width: float, height: float, label: str) -> str:
     )
 
 
-def _axis(out: list, left: float, right: float, base: float, plot_h: float, ymax: float, tick: float, title: str,
-          top: float) -> None:
+def _axis(
+    out: list, left: float, right: float, base: float, plot_h: float, ymax: float, tick: float, title: str, top: float
+) -> None:
     value = 0.0
     while value <= ymax + 1e-9:
         y = base - value * plot_h / ymax
         out.append(f'<line x1="{left - 4:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" stroke="#e3e5e8" />')
-        out.append(f'<text x="{left - 8:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{value:g}</text>')
+        out.append(
+            f'<text x="{left - 8:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{value:g}</text>'
+        )
         value += tick
     out.append(
         f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" fill="#555" text-anchor="middle" '
@@ -298,11 +328,15 @@ def _legend(out: list, x: float, top: float, items: Sequence[tuple[str, str]], d
     for j, (name, colour) in enumerate(items):
         y = top + j * 22
         if j < len(dashed) and dashed[j]:
-            out.append(f'<line x1="{x:.1f}" y1="{y + 7:.1f}" x2="{x + 14:.1f}" y2="{y + 7:.1f}" stroke="{colour}" '
-                       'stroke-width="2.5" stroke-dasharray="4 3" />')
+            out.append(
+                f'<line x1="{x:.1f}" y1="{y + 7:.1f}" x2="{x + 14:.1f}" y2="{y + 7:.1f}" stroke="{colour}" '
+                'stroke-width="2.5" stroke-dasharray="4 3" />'
+            )
         else:
             out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="14" height="14" rx="2" fill="{colour}" />')
-        out.append(f'<text x="{x + 20:.1f}" y="{y + 11:.1f}" font-size="12" fill="#222">{_e(_shorten(name, 22))}</text>')
+        out.append(
+            f'<text x="{x + 20:.1f}" y="{y + 11:.1f}" font-size="12" fill="#222">{_e(_shorten(name, 22))}</text>'
+        )
 
 
 def unique_detectors_svg(data: Mapping) -> str:
@@ -310,7 +344,10 @@ def unique_detectors_svg(data: Mapping) -> str:
     categories, rows = list(data["categories"]), list(data["rows"])
     colours = category_colours(categories)
     if not rows:
-        return _svg_open("unique-chart", 300, 40, "no layers") + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
+        return (
+            _svg_open("unique-chart", 300, 40, "no layers")
+            + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
+        )
     peak = max(max(r["unique_detectors"] for r in rows), 1)
     ymax, tick = _scale(peak)
     plot_h, top, step = 220, 20, 60
@@ -339,11 +376,15 @@ def unique_detectors_svg(data: Mapping) -> str:
                 f'data-run="{_e(row["run"])}" data-layer="{_e(row["layer"])}" data-category="{_e(c)}" data-count="{n}">'
                 f"<title>{_e(row['run'])} · {_e(row['layer'])}: {n} unique {_e(c)} detectors</title></rect>"
             )
-        out.append(f'<text x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" font-size="11" text-anchor="middle" fill="#333">'
-                   f'{row["unique_detectors"]}</text>')
+        out.append(
+            f'<text x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" font-size="11" text-anchor="middle" fill="#333">'
+            f"{row['unique_detectors']}</text>"
+        )
         cx, cy = x + bar_w / 2, base + 14
-        out.append(f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
-                   f'transform="rotate(-40 {cx:.1f} {cy:.1f})">{_e(name)}</text>')
+        out.append(
+            f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
+            f'transform="rotate(-40 {cx:.1f} {cy:.1f})">{_e(name)}</text>'
+        )
     _legend(out, legend_x, top, [(c, colours[c]) for c in reversed(categories)])
     out.append("</svg>")
     return "".join(out)
@@ -354,7 +395,10 @@ def detectors_per_layer_svg(data: Mapping) -> str:
     d = data["detectors_per_layer"]
     layers, runs, values = list(d["layers"]), list(d["runs"]), d["detectors"]
     if not layers:
-        return _svg_open("detectors-chart", 300, 40, "no layers") + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
+        return (
+            _svg_open("detectors-chart", 300, 40, "no layers")
+            + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
+        )
     peak = max([v for row in values for v in row if v is not None] + [1])
     ymax, tick = _scale(peak)
     plot_h, top = 220, 20
@@ -382,8 +426,10 @@ def detectors_per_layer_svg(data: Mapping) -> str:
                 f'data-run="{_e(run)}" data-layer="{_e(layers[li])}" data-count="{v}">'
                 f"<title>{_e(run)} · {_e(layers[li])}: {v} detectors</title></rect>"
             )
-        out.append(f'<text x="{x0 + bar * len(runs) / 2:.1f}" y="{base + 16:.1f}" font-size="11" text-anchor="middle" '
-                   f'fill="#222">{_e(name)}</text>')
+        out.append(
+            f'<text x="{x0 + bar * len(runs) / 2:.1f}" y="{base + 16:.1f}" font-size="11" text-anchor="middle" '
+            f'fill="#222">{_e(name)}</text>'
+        )
     _legend(out, legend_x, top, [(r, RUN_COLOURS[i % len(RUN_COLOURS)]) for i, r in enumerate(runs)])
     out.append("</svg>")
     return "".join(out)
@@ -413,15 +459,21 @@ def emergence_svg(runs: Sequence[str], layer: Mapping, categories: Sequence[str]
     for name, colour, values, dashed in lines:
         points = " ".join(f"{x:.1f},{base - v * scale:.1f}" for x, v in zip(xs, values))
         dash = ' stroke-dasharray="5 4"' if dashed else ""
-        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2"{dash} points="{points}" '
-                   f'data-name="{_e(name)}" data-values="{_e(",".join(str(v) for v in values))}" />')
+        out.append(
+            f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2"{dash} points="{points}" '
+            f'data-name="{_e(name)}" data-values="{_e(",".join(str(v) for v in values))}" />'
+        )
         for x, v, run in zip(xs, values, runs):
-            out.append(f'<circle cx="{x:.1f}" cy="{base - v * scale:.1f}" r="3" fill="{colour}">'
-                       f"<title>{_e(run)}: {v} {_e(name)}</title></circle>")
+            out.append(
+                f'<circle cx="{x:.1f}" cy="{base - v * scale:.1f}" r="3" fill="{colour}">'
+                f"<title>{_e(run)}: {v} {_e(name)}</title></circle>"
+            )
     for x, name in zip(xs, names):
         cy = base + 14
-        out.append(f'<text x="{x:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
-                   f'transform="rotate(-35 {x:.1f} {cy:.1f})">{_e(name)}</text>')
+        out.append(
+            f'<text x="{x:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
+            f'transform="rotate(-35 {x:.1f} {cy:.1f})">{_e(name)}</text>'
+        )
     _legend(out, legend_x, top, [(name, colour) for name, colour, _, _ in lines], [d for _, _, _, d in lines])
     out.append("</svg>")
     return "".join(out)
@@ -441,8 +493,9 @@ def save_unique_detectors_png(data: Mapping, path: str | os.PathLike) -> Path:
     categories, rows = list(data["categories"]), list(data["rows"])
     values = {c: [r["unique_by_category"].get(c, 0) for r in rows] for c in categories}
     names = [f"{r['run']}\n{r['layer']}" for r in rows]
-    return save_stacked_bars_png(categories, names, values, "unique detectors", path,
-                                 bar_width=0.8, rotate_above=3, fontsize=8)
+    return save_stacked_bars_png(
+        categories, names, values, "unique detectors", path, bar_width=0.8, rotate_above=3, fontsize=8
+    )
 
 
 def save_detectors_per_layer_png(data: Mapping, path: str | os.PathLike) -> Path:
@@ -476,8 +529,12 @@ def save_emergence_png(series: Mapping, categories: Sequence[str], path: str | o
                 ax.plot(xs, layer["detectors"][c], marker="o", ms=3, color=colours[c], label=_text(c))
         ax.plot(xs, layer["unique_total"], marker="o", ms=3, color="#333", linestyle="--", label="unique detectors")
         ax.set_xticks(xs)
-        ax.set_xticklabels([_text(r) for r in runs], rotation=30 if len(runs) > 4 else 0,
-                           ha="right" if len(runs) > 4 else "center", fontsize=8)
+        ax.set_xticklabels(
+            [_text(r) for r in runs],
+            rotation=30 if len(runs) > 4 else 0,
+            ha="right" if len(runs) > 4 else "center",
+            fontsize=8,
+        )
         ax.set_title(_text(layer["layer"]), fontsize=10)
         ax.set_ylabel("units")
         ax.set_ylim(bottom=0)
@@ -512,17 +569,33 @@ def compare_context(data: Mapping, out: Path, run_dirs: Sequence[Path | None], p
         cells = []
         for ri in range(len(d["runs"])):
             n, u = d["detectors"][ri][li], d["units"][ri][li]
-            cells.append(None if n is None else {"detectors": n, "units": u, "unique": d["unique_detectors"][ri][li],
-                                                 "percent": f"{100 * n / max(u, 1):.1f}"})
+            cells.append(
+                None
+                if n is None
+                else {
+                    "detectors": n,
+                    "units": u,
+                    "unique": d["unique_detectors"][ri][li],
+                    "percent": f"{100 * n / max(u, 1):.1f}",
+                }
+            )
         detector_rows.append({"layer": layer, "cells": cells})
     series = data["series"]
     emergence = []
     if series:
         for layer in series["layers"]:
-            emergence.append({"layer": layer["layer"], "svg": Markup(emergence_svg(series["runs"], layer, categories)),
-                              "rows": [{"name": c, "colour": colours[c], "counts": layer["detectors"][c],
-                                        "unique": layer["unique"][c]} for c in categories],
-                              "detectors_total": layer["detectors_total"], "unique_total": layer["unique_total"]})
+            emergence.append(
+                {
+                    "layer": layer["layer"],
+                    "svg": Markup(emergence_svg(series["runs"], layer, categories)),
+                    "rows": [
+                        {"name": c, "colour": colours[c], "counts": layer["detectors"][c], "unique": layer["unique"][c]}
+                        for c in categories
+                    ],
+                    "detectors_total": layer["detectors_total"],
+                    "unique_total": layer["unique_total"],
+                }
+            )
     return {
         "runs": runs,
         "categories": [{"name": c, "colour": colours[c]} for c in categories],

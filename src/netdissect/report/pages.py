@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -77,8 +77,7 @@ def bar_data(result: LayerResult) -> list[tuple[str, str, int]]:
         counts[key] = counts.get(key, 0) + 1
     rank = {c: i for i, c in enumerate(ordered_categories(result.categories))}
     rows = [
-        (result.categories[ci], display_name(result.label_names[label]), n, label)
-        for (ci, label), n in counts.items()
+        (result.categories[ci], display_name(result.label_names[label]), n, label) for (ci, label), n in counts.items()
     ]
     rows.sort(key=lambda r: (rank[r[0]], -r[2], r[1], r[3]))
     return [(c, name, n) for c, name, n, _ in rows]
@@ -145,11 +144,8 @@ def place_in_rows(spans: Sequence[tuple[float, float]]) -> list[int]:
     ends: list[float] = []
     rows = []
     for centre, half in spans:
-        for r, end in enumerate(ends):
-            if centre - half >= end:
-                break
-        else:
-            r = len(ends)
+        r = next((i for i, end in enumerate(ends) if centre - half >= end), len(ends))
+        if r == len(ends):
             ends.append(float("-inf"))
         ends[r] = centre + half
         rows.append(r)
@@ -211,7 +207,9 @@ def bar_graph_svg(bars: Sequence[tuple[str, str, int]], categories: Iterable[str
     for value in range(0, ymax + 1, tick):
         y = base - value * scale
         out.append(f'<line x1="{left - 4:.1f}" y1="{y:.1f}" x2="{width - 8:.1f}" y2="{y:.1f}" stroke="#e3e5e8" />')
-        out.append(f'<text x="{left - 8:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{value}</text>')
+        out.append(
+            f'<text x="{left - 8:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{value}</text>'
+        )
     out.append(
         f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" fill="#555" text-anchor="middle" '
         f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">units</text>'
@@ -551,15 +549,23 @@ def run_context(result: DissectionResult) -> dict:
         timings.append(
             {
                 "layer": name,
-                "values": [(k.replace("_seconds", "").replace("_", " "), f"{v:.2f} s" if isinstance(v, (int, float)) else str(v))
-                           for k, v in t.items()],
+                "values": [
+                    (
+                        k.replace("_seconds", "").replace("_", " "),
+                        f"{v:.2f} s" if isinstance(v, (int, float)) else str(v),
+                    )
+                    for k, v in t.items()
+                ],
                 "threshold_method": layer.metadata.get("threshold_method", ""),
             }
         )
     dataset = meta.get("dataset", {}) if isinstance(meta.get("dataset"), Mapping) else {"path": meta.get("dataset")}
     sections = [
-        ("Model", [("model", _scalar(meta.get("model", "")))]
-         + ([("fingerprint", _scalar(meta["model_fingerprint"]))] if "model_fingerprint" in meta else [])),
+        (
+            "Model",
+            [("model", _scalar(meta.get("model", "")))]
+            + ([("fingerprint", _scalar(meta["model_fingerprint"]))] if "model_fingerprint" in meta else []),
+        ),
         ("Dataset", _flatten(dataset)),
         ("Options", _flatten(meta.get("options", {}))),
         ("Versions", _flatten(meta.get("versions", {}))),

@@ -1,0 +1,45 @@
+"""The ``netdissect`` command line: parse arguments, call the Python API, print.
+
+Each subcommand group lives in its own module with a ``register(subparsers)`` function;
+:func:`build_parser` adds them in :data:`COMMAND_MODULES` order. Heavy libraries (torch,
+matplotlib) are imported inside the commands, so ``netdissect --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .._version import __version__
+
+#: Subcommand modules, in the order their commands appear in ``--help``.
+COMMAND_MODULES = ("run", "compare", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (the CLI reference is generated from it)."""
+    parser = argparse.ArgumentParser(
+        prog="netdissect",
+        description="Network Dissection: label the hidden units of vision networks with the concepts they detect.",
+    )
+    parser.add_argument("--version", action="version", version=f"netdissect {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (1 with a one-line message on bad input)."""
+    from ..errors import NetDissectError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NetDissectError as exc:
+        print(f"netdissect: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("netdissect: interrupted", file=sys.stderr)
+        return 130
