@@ -11,7 +11,8 @@ from torch import nn
 
 from netdissect.errors import ModelError
 from netdissect.models import LoadedModel, load_model
-from netdissect.models.caffe import CAFFE_MEAN_BGR, CaffeLRN, CaffePooling, load_caffe, pool_output_size
+from netdissect.models.caffe import CAFFE_MEAN_BGR, load_caffe
+from netdissect.models.caffe_layers import CaffeLRN, CaffePooling, pool_output_size
 from netdissect.models.caffe_schema import NetParameter, parse_prototxt
 
 SIZE = 64

@@ -44,279 +44,29 @@ dataset's resolution (DESIGN §2.8). ``--input-size`` overrides either choice.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
 from .base import LoadedModel, ModelSource, prefix_matcher, register_source
+from .caffe_io import CaffeBlob, read_caffemodel, read_prototxt
+from .caffe_layers import (
+    Blob,
+    CaffeBatchNorm,
+    CaffeLayers,
+    InnerProduct,
+    Scale,
+    module_name,
+)
+from .caffe_table import SUPPORTED_TYPES, CaffeLayer, build_layer, is_included
 from .preprocess import Preprocess
 
 #: Caffe's ImageNet mean used by the NetDissect zoo, in B, G, R order and 0..255 units.
+
 CAFFE_MEAN_BGR = (109.5388, 118.6897, 124.6901)
-
-SUPPORTED_TYPES = (
-    "Input",
-    "Convolution",
-    "Pooling",
-    "ReLU",
-    "LRN",
-    "InnerProduct",
-    "Dropout",
-    "Concat",
-    "Eltwise",
-    "BatchNorm",
-    "Scale",
-    "Softmax",
-    "Flatten",
-    "Split",
-    "Sigmoid",
-    "TanH",
-    "Silence",
-)
-
-
-def module_name(caffe_name: str) -> str:
-    """The PyTorch module name of a Caffe blob or layer name (``.`` becomes ``_``)."""
-    return caffe_name.replace(".", "_")
-
-
-# --------------------------------------------------------------------------------------------
-# Layer modules
-
-
-class Blob(nn.Identity):
-    """The final value of a Caffe blob (after in-place layers); hook it to read the blob."""
-
-
-class CaffeLayers(nn.Module):
-    """The container of a :class:`CaffeNet`'s layer modules (``layers.<caffe layer name>``)."""
-
-
-class Split(nn.Identity):
-    """Caffe's Split: every top is the bottom."""
-
-
-def pool_output_size(size: int, kernel: int, stride: int, pad: int, ceil: bool = True) -> int:
-    """Caffe's pooled size: ceil (or floor) rounding, and the last window must start inside
-    the image plus its leading padding."""
-    span = size + 2 * pad - kernel
-    out = (-(-span // stride) if ceil else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
-
-
-class CaffePooling(nn.Module):
-    """Caffe's MAX and AVE pooling, with its output size and its AVE divisor.
-
-    MAX takes the maximum over the window's pixels inside the image. AVE sums the pixels inside
-    the image and divides by the window's area clipped to the padded image
-    (``min(start + kernel, size + pad) - start`` per axis), as Caffe does.
-    """
-
-    def __init__(
-        self,
-        method: str,
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        pad: tuple[int, int],
-        global_pooling: bool = False,
-        ceil: bool = True,
-    ) -> None:
-        super().__init__()
-        self.method = method
-        self.kernel = kernel
-        self.stride = stride
-        self.pad = pad
-        self.global_pooling = global_pooling
-        self.ceil = ceil
-
-    def extra_repr(self) -> str:
-        if self.global_pooling:
-            return f"{self.method}, global"
-        return f"{self.method}, kernel={self.kernel}, stride={self.stride}, pad={self.pad}, ceil={self.ceil}"
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        if self.global_pooling:
-            return 1, 1
-        return (
-            pool_output_size(height, self.kernel[0], self.stride[0], self.pad[0], self.ceil),
-            pool_output_size(width, self.kernel[1], self.stride[1], self.pad[1], self.ceil),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.global_pooling:
-            if self.method == "MAX":
-                return x.amax(dim=(-2, -1), keepdim=True)
-            return x.mean(dim=(-2, -1), keepdim=True)
-        height, width = x.shape[-2:]
-        oh, ow = self.output_size(height, width)
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
-        extra_h = max(0, (oh - 1) * sh + kh - height - ph)
-        extra_w = max(0, (ow - 1) * sw + kw - width - pw)
-        if self.method == "MAX":
-            padded = F.pad(x, (pw, extra_w, ph, extra_h), value=float("-inf"))
-            return F.max_pool2d(padded, (kh, kw), (sh, sw))[..., :oh, :ow]
-        padded = F.pad(x, (pw, extra_w, ph, extra_h))
-        sums = F.avg_pool2d(padded, (kh, kw), (sh, sw), divisor_override=1)[..., :oh, :ow]
-        return sums / self._divisor(oh, ow, height, width, x)
-
-    def _divisor(self, oh: int, ow: int, height: int, width: int, x: torch.Tensor) -> torch.Tensor:
-        counts = []
-        for out, size, k, s, p in (
-            (oh, height, self.kernel[0], self.stride[0], self.pad[0]),
-            (ow, width, self.kernel[1], self.stride[1], self.pad[1]),
-        ):
-            start = torch.arange(out, device=x.device) * s - p
-            end = torch.clamp(start + k, max=size + p)
-            counts.append((end - start).to(x.dtype))
-        return counts[0][:, None] * counts[1][None, :]
-
-
-class CaffeLRN(nn.Module):
-    """Caffe's local response normalisation.
-
-    ACROSS_CHANNELS: ``x / (k + alpha / n * sum of x^2 over n channels) ^ beta``, the window
-    running from ``c - (n - 1) // 2`` to ``c + n // 2`` (torch's ``LocalResponseNorm`` has the
-    same formula for odd ``n`` but centres even windows the other way). WITHIN_CHANNEL:
-    ``x / (1 + alpha * mean of x^2 over an n x n window, Caffe AVE pooling) ^ beta``.
-    """
-
-    def __init__(self, size: int, alpha: float, beta: float, k: float, across: bool = True) -> None:
-        super().__init__()
-        self.size, self.alpha, self.beta, self.k, self.across = size, alpha, beta, k, across
-        pad = (size - 1) // 2
-        self._pool = None if across else CaffePooling("AVE", (size, size), (1, 1), (pad, pad))
-
-    def extra_repr(self) -> str:
-        region = "ACROSS_CHANNELS" if self.across else "WITHIN_CHANNEL"
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, {region}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        square = x * x
-        if self.across:
-            front = (self.size - 1) // 2
-            padded = F.pad(square, (0, 0, 0, 0, front, self.size - 1 - front))
-            channels = x.shape[1]
-            total = padded[:, 0:channels]
-            for i in range(1, self.size):
-                total = total + padded[:, i : i + channels]
-            scale = self.k + (self.alpha / self.size) * total
-        else:
-            scale = 1.0 + self.alpha * self._pool(square)
-        return x / scale.pow(self.beta)
-
-
-class InnerProduct(nn.Linear):
-    """Caffe's InnerProduct: flattens axes ``axis..`` and applies a linear map."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool, axis: int, layer: str) -> None:
-        super().__init__(in_features, out_features, bias=bias)
-        self.axis = axis
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(self.axis)
-        if x.shape[-1] != self.in_features:
-            raise ModelError(
-                f"Caffe layer {self.layer!r} (InnerProduct) takes {self.in_features} inputs but got "
-                f"{x.shape[-1]}: the image size differs from the prototxt's input size (use --input-size)"
-            )
-        return super().forward(x)
-
-
-class Concat(nn.Module):
-    def __init__(self, axis: int) -> None:
-        super().__init__()
-        self.axis = axis
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}"
-
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.cat(xs, dim=self.axis)
-
-
-class Eltwise(nn.Module):
-    """Caffe's Eltwise: SUM (with per-input coefficients), PROD or MAX."""
-
-    def __init__(self, operation: str, coeffs: tuple[float, ...] = ()) -> None:
-        super().__init__()
-        self.operation = operation
-        self.coeffs = tuple(coeffs)
-
-    def extra_repr(self) -> str:
-        return self.operation + (f", coeffs={self.coeffs}" if self.coeffs else "")
-
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        if self.operation == "SUM":
-            coeffs = self.coeffs or (1.0,) * len(xs)
-            out = xs[0] if coeffs[0] == 1 else xs[0] * coeffs[0]
-            for x, c in zip(xs[1:], coeffs[1:]):
-                out = out + (x if c == 1 else x * c)
-            return out
-        out = xs[0]
-        for x in xs[1:]:
-            out = out * x if self.operation == "PROD" else torch.maximum(out, x)
-        return out
-
-
-class CaffeBatchNorm(nn.Module):
-    """Caffe's BatchNorm (no affine part: Caffe puts that in a Scale layer).
-
-    The stored mean and variance are already divided by Caffe's scale factor. With
-    ``use_global_stats`` false the batch's own statistics are used, as Caffe does.
-    """
-
-    def __init__(self, channels: int, eps: float, use_global_stats: bool = True) -> None:
-        super().__init__()
-        self.eps = eps
-        self.use_global_stats = use_global_stats
-        self.register_buffer("running_mean", torch.zeros(channels))
-        self.register_buffer("running_var", torch.ones(channels))
-
-    def extra_repr(self) -> str:
-        return f"{self.running_mean.numel()}, eps={self.eps}, use_global_stats={self.use_global_stats}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_global_stats:
-            return F.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
-        return F.batch_norm(x, None, None, training=True, eps=self.eps)
-
-
-class Scale(nn.Module):
-    """Caffe's Scale: multiplies by a learned (or second-input) tensor over axes
-    ``axis..axis+k`` and optionally adds a learned bias."""
-
-    def __init__(self, shape: tuple[int, ...] | None, axis: int, bias_shape: tuple[int, ...] | None) -> None:
-        super().__init__()
-        self.axis = axis
-        self.weight = nn.Parameter(torch.ones(shape)) if shape is not None else None
-        self.bias = nn.Parameter(torch.zeros(bias_shape)) if bias_shape is not None else None
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}, bias={self.bias is not None}"
-
-    def _view(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
-        return t.reshape((1,) * self.axis + tuple(t.shape) + (1,) * (ndim - self.axis - t.dim()))
-
-    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-        factor = self.weight if scale is None else scale
-        out = x * self._view(factor, x.dim())
-        if self.bias is not None:
-            out = out + self._view(self.bias, x.dim())
-        return out
-
-
-# --------------------------------------------------------------------------------------------
-# The network
 
 
 @dataclass
@@ -392,288 +142,7 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-# --------------------------------------------------------------------------------------------
-# Reading files
-
-
-def read_prototxt(path: str | os.PathLike):
-    """Parse a deploy ``.prototxt`` into a NetParameter; one-line ModelError on failure."""
-    from google.protobuf import text_format
-
-    from .caffe_schema import parse_prototxt
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Caffe prototxt {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        return parse_prototxt(text)
-    except text_format.ParseError as exc:
-        raise ModelError(f"cannot parse Caffe prototxt {path}: {str(exc).splitlines()[0]}") from None
-
-
-@dataclass
-class _Blob:
-    data: np.ndarray
-    shape: tuple[int, ...]
-    legacy: bool  # shape from the deprecated num/channels/height/width fields
-
-
-def read_caffemodel(path: str | os.PathLike) -> dict[str, list[_Blob]]:
-    """Read the parameter blobs of a binary ``.caffemodel``: layer name -> blobs."""
-    from google.protobuf.message import DecodeError
-
-    from .caffe_schema import NetParameter
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Caffe weights file {path} does not exist")
-    try:
-        net = NetParameter.FromString(path.read_bytes())
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelError(
-            f"cannot read {path} as a binary Caffe .caffemodel: {str(exc).strip() or type(exc).__name__}"
-        ) from None
-    result: dict[str, list[_Blob]] = {}
-    for layer in list(net.layer) + list(net.layers):
-        if not layer.blobs or layer.name in result:
-            continue
-        blobs = []
-        for i, blob in enumerate(layer.blobs):
-            if blob.HasField("shape"):
-                shape, legacy = tuple(int(d) for d in blob.shape.dim), False
-            else:
-                shape, legacy = (blob.num, blob.channels, blob.height, blob.width), True
-            data = np.asarray(blob.data, dtype=np.float32)
-            if data.size == 0 and len(blob.double_data):
-                data = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
-            if data.size != math.prod(shape):
-                raise ModelError(f"{path}: blob {i} of layer {layer.name!r} holds {data.size} values for shape {shape}")
-            blobs.append(_Blob(data, shape, legacy))
-        result[layer.name] = blobs
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# Building
-
-
-class _Layer:
-    """A current-format or V1 layer, seen through one interface."""
-
-    def __init__(self, proto, index: int) -> None:
-        from .caffe_schema import LayerParameter, v1_type_name
-
-        self.proto = proto
-        self.type = proto.type if isinstance(proto, LayerParameter) else v1_type_name(proto)
-        self.name = proto.name or f"{self.type.lower()}{index}"
-        self.bottoms = list(proto.bottom)
-        self.tops = list(proto.top)
-
-    def param(self, field_name: str):
-        if field_name in self.proto.DESCRIPTOR.fields_by_name:
-            return getattr(self.proto, field_name)
-        from . import caffe_schema
-
-        # V1 lacks some parameter messages: their defaults apply.
-        message = caffe_schema.LayerParameter().DESCRIPTOR.fields_by_name[field_name].message_type
-        return caffe_schema._message_class(message.name)()
-
-    def error(self, what: str) -> ModelError:
-        return ModelError(f"Caffe layer {self.name!r} ({self.type}): {what}")
-
-
-def _included(rules_in, rules_out) -> bool:
-    """Caffe's NetStateRule test for the TEST phase, level 0, no stages."""
-
-    def meets(rule) -> bool:
-        if rule.HasField("phase") and rule.phase != 1:
-            return False
-        if rule.HasField("min_level") and rule.min_level > 0:
-            return False
-        if rule.HasField("max_level") and rule.max_level < 0:
-            return False
-        return not rule.stage
-
-    if rules_in:
-        return any(meets(r) for r in rules_in)
-    return not any(meets(r) for r in rules_out)
-
-
-def _hw(layer: _Layer, p, name: str, prefix: str | None, default: int | None) -> tuple[int, int]:
-    """A 2-D size from ``name`` (repeated or single value) or ``prefix_h``/``prefix_w``."""
-    if prefix is not None:
-        h_name, w_name = f"{prefix}_h", f"{prefix}_w"
-        if p.HasField(h_name) or p.HasField(w_name):
-            if not (p.HasField(h_name) and p.HasField(w_name)) and default is None:
-                raise layer.error(f"{h_name} and {w_name} must be given together")
-            h = getattr(p, h_name) if p.HasField(h_name) else default
-            w = getattr(p, w_name) if p.HasField(w_name) else default
-            return int(h), int(w)
-    value = getattr(p, name)
-    if isinstance(value, int):  # optional scalar (Pooling)
-        if not p.HasField(name):
-            if default is None:
-                raise layer.error(f"no {name} given")
-            return default, default
-        return int(value), int(value)
-    values = [int(v) for v in value]
-    if not values:
-        if default is None:
-            raise layer.error(f"no {name} given")
-        return default, default
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) == 2:
-        return values[0], values[1]
-    raise layer.error(f"{name} has {len(values)} values; only 2-D layers are supported")
-
-
-def _axis(layer: _Layer, axis: int, ndim: int) -> int:
-    if not -ndim <= axis < ndim:
-        raise layer.error(f"axis {axis} is out of range for a {ndim}-D input")
-    return axis % ndim
-
-
-@dataclass
-class _Built:
-    module: nn.Module | None
-    shapes: list[tuple[int, ...]]
-    blob_shapes: list[tuple[int, ...]] = field(default_factory=list)  # expected parameter blobs
-
-
-def _build_layer(layer: _Layer, shapes: list[tuple[int, ...]]) -> _Built:
-    kind = layer.type
-    first = shapes[0] if shapes else ()
-    same = [first] * len(layer.tops)
-    if kind == "Convolution":
-        p = layer.param("convolution_param")
-        if len(first) != 4:
-            raise layer.error(f"needs a 4-D input, got shape {first}")
-        if p.axis != 1:
-            raise layer.error("only axis 1 is supported")
-        kernel = _hw(layer, p, "kernel_size", "kernel", None)
-        stride = _hw(layer, p, "stride", "stride", 1)
-        pad = _hw(layer, p, "pad", "pad", 0)
-        dilation = _hw(layer, p, "dilation", None, 1)
-        channels, group, out = first[1], p.group, p.num_output
-        if not out:
-            raise layer.error("num_output is missing")
-        if group < 1 or channels % group or out % group:
-            raise layer.error(f"group {group} does not divide input channels {channels} and num_output {out}")
-        size = []
-        for n, k, s, q, d in zip(first[2:], kernel, stride, pad, dilation):
-            size.append((n + 2 * q - (d * (k - 1) + 1)) // s + 1)
-        if min(size) < 1:
-            raise layer.error(f"the input {first[2]}x{first[3]} is too small for its kernel")
-        module = nn.Conv2d(channels, out, kernel, stride, pad, dilation, group, bias=p.bias_term)
-        blobs = [(out, channels // group, *kernel)] + ([(out,)] if p.bias_term else [])
-        return _Built(module, [(first[0], out, *size)], blobs)
-    if kind == "Pooling":
-        p = layer.param("pooling_param")
-        if len(first) != 4:
-            raise layer.error(f"needs a 4-D input, got shape {first}")
-        method = p.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_number[p.pool].name
-        if method not in ("MAX", "AVE"):
-            raise layer.error(f"pooling method {method} is not supported (MAX and AVE are)")
-        ceil = p.round_mode == 0
-        if p.global_pooling:
-            module = CaffePooling(method, (first[2], first[3]), (1, 1), (0, 0), global_pooling=True)
-        else:
-            kernel = _hw(layer, p, "kernel_size", "kernel", None)
-            stride, pad = _hw(layer, p, "stride", "stride", 1), _hw(layer, p, "pad", "pad", 0)
-            if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
-                raise layer.error(f"pad {pad} must be smaller than kernel {kernel}")
-            module = CaffePooling(method, kernel, stride, pad, ceil=ceil)
-        oh, ow = module.output_size(first[2], first[3])
-        if min(oh, ow) < 1:
-            raise layer.error(f"the input {first[2]}x{first[3]} is too small for its kernel")
-        return _Built(module, [(first[0], first[1], oh, ow)] * len(layer.tops))
-    if kind == "ReLU":
-        slope = layer.param("relu_param").negative_slope
-        return _Built(nn.LeakyReLU(slope) if slope else nn.ReLU(), same)
-    if kind == "Sigmoid":
-        return _Built(nn.Sigmoid(), same)
-    if kind == "TanH":
-        return _Built(nn.Tanh(), same)
-    if kind == "LRN":
-        p = layer.param("lrn_param")
-        if len(first) != 4:
-            raise layer.error(f"needs a 4-D input, got shape {first}")
-        if p.local_size < 1 or (p.norm_region == 1 and p.local_size % 2 == 0):
-            raise layer.error(f"local_size {p.local_size} is not valid")
-        return _Built(CaffeLRN(p.local_size, p.alpha, p.beta, p.k, across=p.norm_region == 0), same)
-    if kind == "InnerProduct":
-        p = layer.param("inner_product_param")
-        axis = _axis(layer, p.axis, len(first))
-        features = math.prod(first[axis:])
-        if not p.num_output:
-            raise layer.error("num_output is missing")
-        module = InnerProduct(features, p.num_output, p.bias_term, axis, layer.name)
-        weight = (features, p.num_output) if p.transpose else (p.num_output, features)
-        blobs = [weight] + ([(p.num_output,)] if p.bias_term else [])
-        module.caffe_transpose = p.transpose
-        return _Built(module, [tuple(first[:axis]) + (p.num_output,)], blobs)
-    if kind == "Dropout":
-        return _Built(nn.Dropout(layer.param("dropout_param").dropout_ratio), same)
-    if kind == "Split":
-        return _Built(Split(), same)
-    if kind == "Concat":
-        p = layer.param("concat_param")
-        axis = p.concat_dim if (p.HasField("concat_dim") and not p.HasField("axis")) else p.axis
-        axis = _axis(layer, axis, len(first))
-        for shape in shapes[1:]:
-            if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(shape, first)) if i != axis):
-                raise layer.error(f"cannot concatenate shapes {first} and {shape} along axis {axis}")
-        total = sum(s[axis] for s in shapes)
-        return _Built(Concat(axis), [first[:axis] + (total,) + first[axis + 1 :]])
-    if kind == "Eltwise":
-        p = layer.param("eltwise_param")
-        operation = p.DESCRIPTOR.fields_by_name["operation"].enum_type.values_by_number[p.operation].name
-        if any(s != first for s in shapes[1:]):
-            raise layer.error(f"inputs have different shapes {shapes}")
-        coeffs = tuple(p.coeff)
-        if coeffs and (operation != "SUM" or len(coeffs) != len(shapes)):
-            raise layer.error(f"needs one coeff per input for SUM ({len(coeffs)} for {len(shapes)} inputs)")
-        return _Built(Eltwise(operation, coeffs), [first])
-    if kind == "BatchNorm":
-        p = layer.param("batch_norm_param")
-        if len(first) < 2:
-            raise layer.error(f"needs an input with channels, got shape {first}")
-        use_global = p.use_global_stats if p.HasField("use_global_stats") else True
-        channels = first[1]
-        return _Built(CaffeBatchNorm(channels, p.eps, use_global), [first], [(channels,), (channels,), (1,)])
-    if kind == "Scale":
-        p = layer.param("scale_param")
-        axis = _axis(layer, p.axis, len(first))
-        if len(shapes) == 2:
-            shape, learned = shapes[1], None
-            if tuple(first[axis : axis + len(shape)]) != tuple(shape):
-                raise layer.error(f"scale input {shape} does not fit input {first} at axis {axis}")
-        else:
-            end = len(first) if p.num_axes == -1 else axis + p.num_axes
-            if p.num_axes < -1 or end > len(first):
-                raise layer.error(f"num_axes {p.num_axes} is out of range")
-            shape = learned = tuple(first[axis:end])
-        bias = shape if p.bias_term else None
-        blobs = ([learned] if learned is not None else []) + ([bias] if bias is not None else [])
-        return _Built(Scale(learned, axis, bias), [first], blobs)
-    if kind == "Softmax":
-        axis = _axis(layer, layer.param("softmax_param").axis, len(first))
-        return _Built(nn.Softmax(dim=axis), [first])
-    if kind == "Flatten":
-        p = layer.param("flatten_param")
-        start, end = _axis(layer, p.axis, len(first)), _axis(layer, p.end_axis, len(first))
-        if end < start:
-            raise layer.error("end_axis is before axis")
-        return _Built(nn.Flatten(start, end), [first[:start] + (math.prod(first[start : end + 1]),) + first[end + 1 :]])
-    raise ModelError(
-        f"Caffe layer {layer.name!r} has type {kind!r}, which netdissect cannot convert "
-        f"(supported: {', '.join(SUPPORTED_TYPES)})"
-    )
-
-
-def _inputs(net, layers: list[_Layer], source: str) -> tuple[list[tuple[str, tuple[int, ...]]], list[_Layer]]:
+def _inputs(net, layers: list[CaffeLayer], source: str) -> tuple[list[tuple[str, tuple[int, ...]]], list[CaffeLayer]]:
     """The declared input blobs with their shapes, and the layers without Input layers."""
     declared: list[tuple[str, tuple[int, ...]]] = []
     names = list(net.input)
@@ -706,12 +175,12 @@ def _inputs(net, layers: list[_Layer], source: str) -> tuple[list[tuple[str, tup
 
 
 def build_caffe_net(
-    net, weights: dict[str, list[_Blob]] | None = None, source: str = "prototxt", weights_source: str = "weights"
+    net, weights: dict[str, list[CaffeBlob]] | None = None, source: str = "prototxt", weights_source: str = "weights"
 ) -> CaffeNet:
     """Convert a parsed NetParameter (and optional blobs by layer name) into a :class:`CaffeNet`."""
     protos = list(net.layer) if len(net.layer) else list(net.layers)
-    layers = [_Layer(proto, i) for i, proto in enumerate(protos)]
-    layers = [lay for lay in layers if _included(list(lay.proto.include), list(lay.proto.exclude))]
+    layers = [CaffeLayer(proto, i) for i, proto in enumerate(protos)]
+    layers = [lay for lay in layers if is_included(list(lay.proto.include), list(lay.proto.exclude))]
     declared, layers = _inputs(net, layers, source)
     if not declared:
         raise ModelError(f"{source} declares no input (input: with input_dim, or an Input layer)")
@@ -732,7 +201,7 @@ def build_caffe_net(
     last_writer: dict[str, int] = {}
     consumed: dict[str, bool] = {input_name: False}
     layer_modules: dict[str, str] = {}
-    expected: list[tuple[_Layer, nn.Module, list[tuple[int, ...]]]] = []
+    expected: list[tuple[CaffeLayer, nn.Module, list[tuple[int, ...]]]] = []
     for layer in layers:
         if layer.type not in SUPPORTED_TYPES:
             raise ModelError(
@@ -754,7 +223,7 @@ def build_caffe_net(
             raise layer.error(f"takes one or two bottom blobs, got {len(layer.bottoms)}")
         if layer.type != "Split" and len(layer.tops) > 1:
             raise layer.error(f"has {len(layer.tops)} top blobs; only Split may have several")
-        built = _build_layer(layer, [shapes[b] for b in layer.bottoms])
+        built = build_layer(layer, [shapes[b] for b in layer.bottoms])
         key = _unique(module_name(layer.name), used_keys)
         container._modules[key] = built.module
         layer_modules[layer.name] = key
@@ -781,13 +250,13 @@ def build_caffe_net(
     return model.eval()
 
 
-def _fits(blob: _Blob, shape: tuple[int, ...]) -> bool:
+def _fits(blob: CaffeBlob, shape: tuple[int, ...]) -> bool:
     if not blob.legacy:
         return blob.shape == tuple(shape)
     return len(shape) <= 4 and blob.shape == (1,) * (4 - len(shape)) + tuple(shape)
 
 
-def _load_blobs(expected, weights: dict[str, list[_Blob]], source: str) -> None:
+def _load_blobs(expected, weights: dict[str, list[CaffeBlob]], source: str) -> None:
     missing = [layer.name for layer, _, _ in expected if layer.name not in weights]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""

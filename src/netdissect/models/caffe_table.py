@@ -1,0 +1,258 @@
+"""The Caffe layer table: how each supported layer type (with its parameters and input shapes)
+becomes a torch module and an output shape. :mod:`netdissect.models.caffe` wires the graph."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..errors import ModelError
+from .caffe_layers import (
+    CaffeBatchNorm,
+    CaffeLRN,
+    CaffePooling,
+    Concat,
+    Eltwise,
+    InnerProduct,
+    Scale,
+    Split,
+)
+
+SUPPORTED_TYPES = (
+    "Input",
+    "Convolution",
+    "Pooling",
+    "ReLU",
+    "LRN",
+    "InnerProduct",
+    "Dropout",
+    "Concat",
+    "Eltwise",
+    "BatchNorm",
+    "Scale",
+    "Softmax",
+    "Flatten",
+    "Split",
+    "Sigmoid",
+    "TanH",
+    "Silence",
+)
+
+
+class CaffeLayer:
+    """A current-format or V1 layer, seen through one interface."""
+
+    def __init__(self, proto, index: int) -> None:
+        from .caffe_schema import LayerParameter, v1_type_name
+
+        self.proto = proto
+        self.type = proto.type if isinstance(proto, LayerParameter) else v1_type_name(proto)
+        self.name = proto.name or f"{self.type.lower()}{index}"
+        self.bottoms = list(proto.bottom)
+        self.tops = list(proto.top)
+
+    def param(self, field_name: str):
+        if field_name in self.proto.DESCRIPTOR.fields_by_name:
+            return getattr(self.proto, field_name)
+        from . import caffe_schema
+
+        # V1 lacks some parameter messages: their defaults apply.
+        message = caffe_schema.LayerParameter().DESCRIPTOR.fields_by_name[field_name].message_type
+        return caffe_schema._message_class(message.name)()
+
+    def error(self, what: str) -> ModelError:
+        return ModelError(f"Caffe layer {self.name!r} ({self.type}): {what}")
+
+
+def is_included(rules_in, rules_out) -> bool:
+    """Caffe's NetStateRule test for the TEST phase, level 0, no stages."""
+
+    def meets(rule) -> bool:
+        if rule.HasField("phase") and rule.phase != 1:
+            return False
+        if rule.HasField("min_level") and rule.min_level > 0:
+            return False
+        if rule.HasField("max_level") and rule.max_level < 0:
+            return False
+        return not rule.stage
+
+    if rules_in:
+        return any(meets(r) for r in rules_in)
+    return not any(meets(r) for r in rules_out)
+
+
+def _hw(layer: CaffeLayer, p, name: str, prefix: str | None, default: int | None) -> tuple[int, int]:
+    """A 2-D size from ``name`` (repeated or single value) or ``prefix_h``/``prefix_w``."""
+    if prefix is not None:
+        h_name, w_name = f"{prefix}_h", f"{prefix}_w"
+        if p.HasField(h_name) or p.HasField(w_name):
+            if not (p.HasField(h_name) and p.HasField(w_name)) and default is None:
+                raise layer.error(f"{h_name} and {w_name} must be given together")
+            h = getattr(p, h_name) if p.HasField(h_name) else default
+            w = getattr(p, w_name) if p.HasField(w_name) else default
+            return int(h), int(w)
+    value = getattr(p, name)
+    if isinstance(value, int):  # optional scalar (Pooling)
+        if not p.HasField(name):
+            if default is None:
+                raise layer.error(f"no {name} given")
+            return default, default
+        return int(value), int(value)
+    values = [int(v) for v in value]
+    if not values:
+        if default is None:
+            raise layer.error(f"no {name} given")
+        return default, default
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise layer.error(f"{name} has {len(values)} values; only 2-D layers are supported")
+
+
+def _axis(layer: CaffeLayer, axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise layer.error(f"axis {axis} is out of range for a {ndim}-D input")
+    return axis % ndim
+
+
+@dataclass
+class BuiltLayer:
+    module: nn.Module | None
+    shapes: list[tuple[int, ...]]
+    blob_shapes: list[tuple[int, ...]] = field(default_factory=list)  # expected parameter blobs
+
+
+def build_layer(layer: CaffeLayer, shapes: list[tuple[int, ...]]) -> BuiltLayer:
+    kind = layer.type
+    first = shapes[0] if shapes else ()
+    same = [first] * len(layer.tops)
+    if kind == "Convolution":
+        p = layer.param("convolution_param")
+        if len(first) != 4:
+            raise layer.error(f"needs a 4-D input, got shape {first}")
+        if p.axis != 1:
+            raise layer.error("only axis 1 is supported")
+        kernel = _hw(layer, p, "kernel_size", "kernel", None)
+        stride = _hw(layer, p, "stride", "stride", 1)
+        pad = _hw(layer, p, "pad", "pad", 0)
+        dilation = _hw(layer, p, "dilation", None, 1)
+        channels, group, out = first[1], p.group, p.num_output
+        if not out:
+            raise layer.error("num_output is missing")
+        if group < 1 or channels % group or out % group:
+            raise layer.error(f"group {group} does not divide input channels {channels} and num_output {out}")
+        size = []
+        for n, k, s, q, d in zip(first[2:], kernel, stride, pad, dilation):
+            size.append((n + 2 * q - (d * (k - 1) + 1)) // s + 1)
+        if min(size) < 1:
+            raise layer.error(f"the input {first[2]}x{first[3]} is too small for its kernel")
+        module = nn.Conv2d(channels, out, kernel, stride, pad, dilation, group, bias=p.bias_term)
+        blobs = [(out, channels // group, *kernel)] + ([(out,)] if p.bias_term else [])
+        return BuiltLayer(module, [(first[0], out, *size)], blobs)
+    if kind == "Pooling":
+        p = layer.param("pooling_param")
+        if len(first) != 4:
+            raise layer.error(f"needs a 4-D input, got shape {first}")
+        method = p.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_number[p.pool].name
+        if method not in ("MAX", "AVE"):
+            raise layer.error(f"pooling method {method} is not supported (MAX and AVE are)")
+        ceil = p.round_mode == 0
+        if p.global_pooling:
+            module = CaffePooling(method, (first[2], first[3]), (1, 1), (0, 0), global_pooling=True)
+        else:
+            kernel = _hw(layer, p, "kernel_size", "kernel", None)
+            stride, pad = _hw(layer, p, "stride", "stride", 1), _hw(layer, p, "pad", "pad", 0)
+            if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+                raise layer.error(f"pad {pad} must be smaller than kernel {kernel}")
+            module = CaffePooling(method, kernel, stride, pad, ceil=ceil)
+        oh, ow = module.output_size(first[2], first[3])
+        if min(oh, ow) < 1:
+            raise layer.error(f"the input {first[2]}x{first[3]} is too small for its kernel")
+        return BuiltLayer(module, [(first[0], first[1], oh, ow)] * len(layer.tops))
+    if kind == "ReLU":
+        slope = layer.param("relu_param").negative_slope
+        return BuiltLayer(nn.LeakyReLU(slope) if slope else nn.ReLU(), same)
+    if kind == "Sigmoid":
+        return BuiltLayer(nn.Sigmoid(), same)
+    if kind == "TanH":
+        return BuiltLayer(nn.Tanh(), same)
+    if kind == "LRN":
+        p = layer.param("lrn_param")
+        if len(first) != 4:
+            raise layer.error(f"needs a 4-D input, got shape {first}")
+        if p.local_size < 1 or (p.norm_region == 1 and p.local_size % 2 == 0):
+            raise layer.error(f"local_size {p.local_size} is not valid")
+        return BuiltLayer(CaffeLRN(p.local_size, p.alpha, p.beta, p.k, across=p.norm_region == 0), same)
+    if kind == "InnerProduct":
+        p = layer.param("inner_product_param")
+        axis = _axis(layer, p.axis, len(first))
+        features = math.prod(first[axis:])
+        if not p.num_output:
+            raise layer.error("num_output is missing")
+        module = InnerProduct(features, p.num_output, p.bias_term, axis, layer.name)
+        weight = (features, p.num_output) if p.transpose else (p.num_output, features)
+        blobs = [weight] + ([(p.num_output,)] if p.bias_term else [])
+        module.caffe_transpose = p.transpose
+        return BuiltLayer(module, [tuple(first[:axis]) + (p.num_output,)], blobs)
+    if kind == "Dropout":
+        return BuiltLayer(nn.Dropout(layer.param("dropout_param").dropout_ratio), same)
+    if kind == "Split":
+        return BuiltLayer(Split(), same)
+    if kind == "Concat":
+        p = layer.param("concat_param")
+        axis = p.concat_dim if (p.HasField("concat_dim") and not p.HasField("axis")) else p.axis
+        axis = _axis(layer, axis, len(first))
+        for shape in shapes[1:]:
+            if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(shape, first)) if i != axis):
+                raise layer.error(f"cannot concatenate shapes {first} and {shape} along axis {axis}")
+        total = sum(s[axis] for s in shapes)
+        return BuiltLayer(Concat(axis), [first[:axis] + (total,) + first[axis + 1 :]])
+    if kind == "Eltwise":
+        p = layer.param("eltwise_param")
+        operation = p.DESCRIPTOR.fields_by_name["operation"].enum_type.values_by_number[p.operation].name
+        if any(s != first for s in shapes[1:]):
+            raise layer.error(f"inputs have different shapes {shapes}")
+        coeffs = tuple(p.coeff)
+        if coeffs and (operation != "SUM" or len(coeffs) != len(shapes)):
+            raise layer.error(f"needs one coeff per input for SUM ({len(coeffs)} for {len(shapes)} inputs)")
+        return BuiltLayer(Eltwise(operation, coeffs), [first])
+    if kind == "BatchNorm":
+        p = layer.param("batch_norm_param")
+        if len(first) < 2:
+            raise layer.error(f"needs an input with channels, got shape {first}")
+        use_global = p.use_global_stats if p.HasField("use_global_stats") else True
+        channels = first[1]
+        return BuiltLayer(CaffeBatchNorm(channels, p.eps, use_global), [first], [(channels,), (channels,), (1,)])
+    if kind == "Scale":
+        p = layer.param("scale_param")
+        axis = _axis(layer, p.axis, len(first))
+        if len(shapes) == 2:
+            shape, learned = shapes[1], None
+            if tuple(first[axis : axis + len(shape)]) != tuple(shape):
+                raise layer.error(f"scale input {shape} does not fit input {first} at axis {axis}")
+        else:
+            end = len(first) if p.num_axes == -1 else axis + p.num_axes
+            if p.num_axes < -1 or end > len(first):
+                raise layer.error(f"num_axes {p.num_axes} is out of range")
+            shape = learned = tuple(first[axis:end])
+        bias = shape if p.bias_term else None
+        blobs = ([learned] if learned is not None else []) + ([bias] if bias is not None else [])
+        return BuiltLayer(Scale(learned, axis, bias), [first], blobs)
+    if kind == "Softmax":
+        axis = _axis(layer, layer.param("softmax_param").axis, len(first))
+        return BuiltLayer(nn.Softmax(dim=axis), [first])
+    if kind == "Flatten":
+        p = layer.param("flatten_param")
+        start, end = _axis(layer, p.axis, len(first)), _axis(layer, p.end_axis, len(first))
+        if end < start:
+            raise layer.error("end_axis is before axis")
+        return BuiltLayer(
+            nn.Flatten(start, end), [first[:start] + (math.prod(first[start : end + 1]),) + first[end + 1 :]]
+        )
+    raise ModelError(
+        f"Caffe layer {layer.name!r} has type {kind!r}, which netdissect cannot convert "
+        f"(supported: {', '.join(SUPPORTED_TYPES)})"
+    )
