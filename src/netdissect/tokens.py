@@ -78,7 +78,7 @@ def token_grid(n: int, input_hw: tuple[int, int] | None, tokens: str | int = "au
     tokens = parse_tokens(tokens)
     if tokens == "off":
         return None
-    candidates = range(0, min(MAX_AUTO_PREFIX, n - 1) + 1) if tokens == "auto" else [tokens]
+    candidates = range(0, min(MAX_AUTO_PREFIX, n - 1) + 1) if tokens == "auto" else [int(tokens)]
     for k in candidates:
         grid = _grid(n - k, input_hw)
         if grid is not None:

@@ -280,7 +280,7 @@ class BrodenDataset(Dataset):
 
     def with_options(self, **changes) -> BrodenDataset:
         """A copy sharing the parsed metadata (and the open prepared cache), with other loading options."""
-        options = dict(
+        options: dict[str, Any] = dict(
             preprocess=self.preprocess,
             load_images=self.load_images,
             load_segmentations=self.load_segmentations,

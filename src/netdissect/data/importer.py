@@ -97,7 +97,7 @@ def import_dataset(
     number = {entry: i for i, entry in enumerate(names, 1)}  # (name, category) -> label number
     categories = list(dict.fromkeys(cat for _, cat in names))
     # a name used in two categories becomes two labels, told apart by their category
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for name, _ in names:
         counts[name] += 1
     specs = [LabelSpec(i, name if counts[name] == 1 else f"{name} ({cat})") for (name, cat), i in number.items()]
@@ -117,7 +117,7 @@ def import_dataset(
         if size:
             scale = size / max(picture.size)
             picture = picture.resize(
-                (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.BILINEAR
+                (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.Resampling.BILINEAR
             )
         with Image.open(mask_path) as m:
             values = np.asarray(m if m.mode in ("L", "P", "I", "I;16") else m.convert("L")).astype(np.int64)
@@ -125,7 +125,9 @@ def import_dataset(
         if len(unknown):
             raise DatasetError(f"class map {mask_path} holds value {int(unknown[0])}, which {labels} does not list")
         sw, sh = max(1, picture.width // 2), max(1, picture.height // 2)
-        small = np.asarray(Image.fromarray(values.astype(np.int32), mode="I").resize((sw, sh), Image.NEAREST))
+        small = np.asarray(
+            Image.fromarray(values.astype(np.int32), mode="I").resize((sw, sh), Image.Resampling.NEAREST)
+        )
         pixel: dict[str, list[np.ndarray]] = {}
         for cat in categories:
             in_cat = [v for v, c in lookup_cat.items() if c == cat]

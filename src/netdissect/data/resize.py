@@ -36,7 +36,7 @@ def resize_dataset(source: str | os.PathLike, size: int, out: str | os.PathLike,
         sh, sw = max(1, ih // 2), max(1, iw // 2)
         try:
             with Image.open(images / row.image) as im:
-                picture = np.asarray(im.convert("RGB").resize((iw, ih), Image.BILINEAR))
+                picture = np.asarray(im.convert("RGB").resize((iw, ih), Image.Resampling.BILINEAR))
         except OSError as exc:
             raise DatasetError(f"cannot read image {images / row.image} (index.csv row {row.row}): {exc}") from None
         pixel = {}
@@ -44,7 +44,9 @@ def resize_dataset(source: str | os.PathLike, size: int, out: str | os.PathLike,
             layers = []
             for rel in paths:
                 labels_map = decode_label_png(images / rel)
-                resized = Image.fromarray(labels_map.astype(np.int32), mode="I").resize((sw, sh), Image.NEAREST)
+                resized = Image.fromarray(labels_map.astype(np.int32), mode="I").resize(
+                    (sw, sh), Image.Resampling.NEAREST
+                )
                 layers.append(np.asarray(resized, dtype=np.int64))
             pixel[category] = layers
         image_labels = {c: list(numbers) for c, numbers in zip(meta.categories, row.scalars)}

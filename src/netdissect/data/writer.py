@@ -110,7 +110,7 @@ class BrodenWriter:
         in_image: set[int] = set()
         for ci, cat in enumerate(self.categories):
             items: list[str] = []
-            seen = set()
+            seen: set[int] = set()
             for k, layer in enumerate(pixel_labels.get(cat, ()), 1):
                 layer = np.asarray(layer)
                 if layer.shape != (sh, sw):

@@ -66,7 +66,7 @@ def normalise_graph(model):
 
     graph = model.graph
     graph_outputs = {o.name for o in graph.output}
-    constants: dict[str, np.ndarray] = {init.name: None for init in graph.initializer}
+    constants: dict[str, np.ndarray | None] = {init.name: None for init in graph.initializer}
     kept = []
     for node in graph.node:
         if (

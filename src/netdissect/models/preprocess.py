@@ -38,7 +38,7 @@ class Preprocess:
         Resized as a whole (bilinear) when ``input_size`` is set and differs, else as they are.
         """
         if self.input_size is not None and image.size != (self.input_size[1], self.input_size[0]):
-            image = image.resize((self.input_size[1], self.input_size[0]), Image.BILINEAR)
+            image = image.resize((self.input_size[1], self.input_size[0]), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
 
     def normalize(self, pixels: np.ndarray) -> torch.Tensor:
