@@ -22,7 +22,7 @@ test:
 	$(PYTHON) -m pytest
 
 docs:
-	mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir build/site
 
 bench:
 	$(PYTHON) benchmarks/bench_core.py
