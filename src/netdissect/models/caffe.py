@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -87,6 +88,7 @@ class CaffeNet(nn.Module):
             ``forward`` (one tensor, or a tuple when there are several).
         blob_modules: Caffe blob name -> module name of its :class:`Blob`.
         layer_modules: Caffe layer name -> module name (``layers.<name>``).
+        blob_shapes: Caffe blob name -> its shape as inferred from the prototxt.
     """
 
     def __init__(
@@ -114,15 +116,17 @@ class CaffeNet(nn.Module):
             self._modules[name] = Blob()
             self.blob_modules[blob] = name
         self._modules[container] = layers
-        self.layer_modules = {}
+        self.layer_modules: dict[str, str] = {}
+        self.blob_shapes: dict[str, tuple[int, ...]] = {}
 
     def forward(self, x: torch.Tensor):
         if x.dim() != 4 or x.shape[1] != self.input_shape[1]:
             raise ModelError(
                 f"the Caffe net takes input of shape (N, {self.input_shape[1]}, H, W), got {tuple(x.shape)}"
             )
-        modules = self._modules
-        layers = modules[self._container]._modules
+        # __init__ stores a module under every name it uses, never None.
+        modules = cast("dict[str, nn.Module]", self._modules)
+        layers = cast("dict[str, nn.Module]", modules[self._container]._modules)
         blobs = {self.input_name: modules[self.blob_modules[self.input_name]](x)}
         for step in self._steps:
             out = layers[step.key](*[blobs[b] for b in step.bottoms])

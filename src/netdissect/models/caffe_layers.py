@@ -117,7 +117,7 @@ class CaffeLRN(nn.Module):
         super().__init__()
         self.size, self.alpha, self.beta, self.k, self.across = size, alpha, beta, k, across
         pad = (size - 1) // 2
-        self._pool = None if across else CaffePooling("AVE", (size, size), (1, 1), (pad, pad))
+        self._pool: CaffePooling | None = None if across else CaffePooling("AVE", (size, size), (1, 1), (pad, pad))
 
     def extra_repr(self) -> str:
         region = "ACROSS_CHANNELS" if self.across else "WITHIN_CHANNEL"
@@ -125,7 +125,8 @@ class CaffeLRN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         square = x * x
-        if self.across:
+        pool = self._pool  # None exactly when across
+        if pool is None:
             front = (self.size - 1) // 2
             padded = F.pad(square, (0, 0, 0, 0, front, self.size - 1 - front))
             channels = x.shape[1]
@@ -134,7 +135,7 @@ class CaffeLRN(nn.Module):
                 total = total + padded[:, i : i + channels]
             scale = self.k + (self.alpha / self.size) * total
         else:
-            scale = 1.0 + self.alpha * self._pool(square)
+            scale = 1.0 + self.alpha * pool(square)
         return x / scale.pow(self.beta)
 
 
@@ -145,6 +146,7 @@ class InnerProduct(nn.Linear):
         super().__init__(in_features, out_features, bias=bias)
         self.axis = axis
         self.layer = layer
+        self.caffe_transpose = False  # the .caffemodel stores the weight as (in, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(self.axis)
@@ -199,6 +201,9 @@ class CaffeBatchNorm(nn.Module):
     ``use_global_stats`` false the batch's own statistics are used, as Caffe does.
     """
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, channels: int, eps: float, use_global_stats: bool = True) -> None:
         super().__init__()
         self.eps = eps
@@ -219,6 +224,9 @@ class Scale(nn.Module):
     """Caffe's Scale: multiplies by a learned (or second-input) tensor over axes
     ``axis..axis+k`` and optionally adds a learned bias."""
 
+    weight: nn.Parameter | None
+    bias: nn.Parameter | None
+
     def __init__(self, shape: tuple[int, ...] | None, axis: int, bias_shape: tuple[int, ...] | None) -> None:
         super().__init__()
         self.axis = axis
@@ -233,6 +241,8 @@ class Scale(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         factor = self.weight if scale is None else scale
+        if factor is None:
+            raise ModelError("a Scale layer without a learned scale needs a second input")
         out = x * self._view(factor, x.dim())
         if self.bias is not None:
             out = out + self._view(self.bias, x.dim())

@@ -87,12 +87,15 @@ def _hw(layer: CaffeLayer, p, name: str, prefix: str | None, default: int | None
     """A 2-D size from ``name`` (repeated or single value) or ``prefix_h``/``prefix_w``."""
     if prefix is not None:
         h_name, w_name = f"{prefix}_h", f"{prefix}_w"
-        if p.HasField(h_name) or p.HasField(w_name):
-            if not (p.HasField(h_name) and p.HasField(w_name)) and default is None:
+        has_h, has_w = p.HasField(h_name), p.HasField(w_name)
+        if has_h or has_w:
+            if has_h and has_w:
+                return int(getattr(p, h_name)), int(getattr(p, w_name))
+            if default is None:
                 raise layer.error(f"{h_name} and {w_name} must be given together")
-            h = getattr(p, h_name) if p.HasField(h_name) else default
-            w = getattr(p, w_name) if p.HasField(w_name) else default
-            return int(h), int(w)
+            h = int(getattr(p, h_name)) if has_h else default
+            w = int(getattr(p, w_name)) if has_w else default
+            return h, w
     value = getattr(p, name)
     if isinstance(value, int):  # optional scalar (Pooling)
         if not p.HasField(name):
@@ -120,7 +123,7 @@ def _axis(layer: CaffeLayer, axis: int, ndim: int) -> int:
 
 @dataclass
 class BuiltLayer:
-    module: nn.Module | None
+    module: nn.Module
     shapes: list[tuple[int, ...]]
     blob_shapes: list[tuple[int, ...]] = field(default_factory=list)  # expected parameter blobs
 
@@ -149,9 +152,9 @@ def build_layer(layer: CaffeLayer, shapes: list[tuple[int, ...]]) -> BuiltLayer:
             size.append((n + 2 * q - (d * (k - 1) + 1)) // s + 1)
         if min(size) < 1:
             raise layer.error(f"the input {first[2]}x{first[3]} is too small for its kernel")
-        module = nn.Conv2d(channels, out, kernel, stride, pad, dilation, group, bias=p.bias_term)
-        blobs = [(out, channels // group, *kernel)] + ([(out,)] if p.bias_term else [])
-        return BuiltLayer(module, [(first[0], out, *size)], blobs)
+        conv = nn.Conv2d(channels, out, kernel, stride, pad, dilation, group, bias=p.bias_term)
+        blobs: list[tuple[int, ...]] = [(out, channels // group, *kernel)] + ([(out,)] if p.bias_term else [])
+        return BuiltLayer(conv, [(first[0], out, *size)], blobs)
     if kind == "Pooling":
         p = layer.param("pooling_param")
         if len(first) != 4:
@@ -161,17 +164,17 @@ def build_layer(layer: CaffeLayer, shapes: list[tuple[int, ...]]) -> BuiltLayer:
             raise layer.error(f"pooling method {method} is not supported (MAX and AVE are)")
         ceil = p.round_mode == 0
         if p.global_pooling:
-            module = CaffePooling(method, (first[2], first[3]), (1, 1), (0, 0), global_pooling=True)
+            pool = CaffePooling(method, (first[2], first[3]), (1, 1), (0, 0), global_pooling=True)
         else:
             kernel = _hw(layer, p, "kernel_size", "kernel", None)
             stride, pad = _hw(layer, p, "stride", "stride", 1), _hw(layer, p, "pad", "pad", 0)
             if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
                 raise layer.error(f"pad {pad} must be smaller than kernel {kernel}")
-            module = CaffePooling(method, kernel, stride, pad, ceil=ceil)
-        oh, ow = module.output_size(first[2], first[3])
+            pool = CaffePooling(method, kernel, stride, pad, ceil=ceil)
+        oh, ow = pool.output_size(first[2], first[3])
         if min(oh, ow) < 1:
             raise layer.error(f"the input {first[2]}x{first[3]} is too small for its kernel")
-        return BuiltLayer(module, [(first[0], first[1], oh, ow)] * len(layer.tops))
+        return BuiltLayer(pool, [(first[0], first[1], oh, ow)] * len(layer.tops))
     if kind == "ReLU":
         slope = layer.param("relu_param").negative_slope
         return BuiltLayer(nn.LeakyReLU(slope) if slope else nn.ReLU(), same)
@@ -192,11 +195,11 @@ def build_layer(layer: CaffeLayer, shapes: list[tuple[int, ...]]) -> BuiltLayer:
         features = math.prod(first[axis:])
         if not p.num_output:
             raise layer.error("num_output is missing")
-        module = InnerProduct(features, p.num_output, p.bias_term, axis, layer.name)
+        linear = InnerProduct(features, p.num_output, p.bias_term, axis, layer.name)
         weight = (features, p.num_output) if p.transpose else (p.num_output, features)
         blobs = [weight] + ([(p.num_output,)] if p.bias_term else [])
-        module.caffe_transpose = p.transpose
-        return BuiltLayer(module, [tuple(first[:axis]) + (p.num_output,)], blobs)
+        linear.caffe_transpose = p.transpose
+        return BuiltLayer(linear, [tuple(first[:axis]) + (p.num_output,)], blobs)
     if kind == "Dropout":
         return BuiltLayer(nn.Dropout(layer.param("dropout_param").dropout_ratio), same)
     if kind == "Split":
