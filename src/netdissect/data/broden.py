@@ -1,4 +1,4 @@
-"""Reader for concept datasets in the Broden format (DESIGN §2).
+"""Reader for concept datasets in the Broden format (``docs/design/broden-format.md``).
 
 :class:`BrodenMeta` parses the CSV files (categories, labels, per-category codes, index) and
 validates them; :class:`BrodenDataset` is a torch ``Dataset`` that decodes images and label

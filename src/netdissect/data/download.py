@@ -1,6 +1,6 @@
 """Download Broden safely: mirrors, resume, checksums, safe extraction, atomic install.
 
-The official host (DESIGN §2.7) has been down for long stretches, so every download takes
+The official host (``docs/design/broden-format.md``, "Downloads") has been down for long stretches, so every download takes
 mirrors (tried first, in the order given, then the official URL), resumes an interrupted
 transfer with an HTTP Range request, verifies the archive (SHA-256 when given, and the zip's
 own CRCs) before extracting, refuses archive entries that would land outside the target

@@ -1,4 +1,4 @@
-"""A procedurally drawn concept dataset in the Broden format (DESIGN §2).
+"""A procedurally drawn concept dataset in the Broden format (``docs/design/broden-format.md``).
 
 Every image shows one *scene* (kitchen, bedroom, beach, street, forest), chosen first; the scene
 sets which objects are likely (each scene has a signature kind); background colours do not

@@ -39,7 +39,7 @@ in-place ReLU). PyTorch module names cannot contain ``.``: a ``.`` in a Caffe na
 size it accepts), the preprocessing resizes images to the declared size, so the whole net can
 run (``netdissect layers``, classifier outputs); Broden's 227 and 224 releases match the zoo's
 declared sizes, so the paper's setup resizes nothing. Fully convolutional nets keep the
-dataset's resolution (DESIGN §2.8). ``--input-size`` overrides either choice.
+dataset's resolution (``docs/design/broden-format.md``, "Model input"). ``--input-size`` overrides either choice.
 """
 
 from __future__ import annotations
