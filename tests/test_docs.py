@@ -86,3 +86,23 @@ def test_cli_reference_covers_every_subcommand():
                 assert option in text, f"{name} {option} missing from the reference"
     page = "# x\n\n" + module.MARKER + "\n"
     assert "## netdissect dissect" in module.on_page_markdown(page, None, None, None)
+
+
+PYTHON = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def test_tutorial_python_runs_on_a_demo_run(tmp_path, monkeypatch, capsys):
+    """The tutorial's Python blocks, run as written next to a (small) `netdissect demo` run directory."""
+    from netdissect.cli import main
+
+    monkeypatch.setenv("NETDISSECT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    argv = ["demo", "--images", "60", "--no-report", "--workers", "0", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    blocks = PYTHON.findall((ROOT / "docs" / "tutorial.md").read_text())
+    assert blocks, "the tutorial shows Python"
+    capsys.readouterr()
+    for block in blocks:
+        exec(compile(block, "docs/tutorial.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "detectors" in printed
