@@ -155,7 +155,7 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
             raise DatasetError(f"{where}: category {category!r} has no {category}-label/{category}-iou columns")
         if category not in table.categories:
             table.categories.append(category)
-        per_category = {}
+        per_category: dict[str, tuple[str, int | None, int | None, int | None, float]] = {}
         for cat, cols in groups.items():
             cat_label = row[cols["label"]].strip()
             cat_iou = _iou(row[cols["iou"]].strip() or "0", f"{cat}-iou", where)
@@ -163,13 +163,13 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
                 if cat_iou > 0:
                     raise DatasetError(f"{where}: {cat}-iou is {cat_iou} but {cat}-label is empty")
                 continue
-            counts = tuple(
+            t, a, i = (
                 int(_number(row[cols[k]].strip(), f"{cat}-{k}", where, integer=True))
                 if k in cols and row[cols[k]].strip()
                 else None
                 for k in ("truth", "activation", "intersect")
             )
-            per_category[cat] = (cat_label, *counts, cat_iou)
+            per_category[cat] = (cat_label, t, a, i, cat_iou)
         if groups:
             mine = per_category.get(category)
             if mine is None or mine[0] != label or abs(mine[4] - score) > 1e-9:

@@ -202,6 +202,7 @@ class LayerResult:
             categories=np.array(self.categories),
             top_indices=self.top_indices,
             top_values=self.top_values,
+            iou_given=np.array(self.given_iou is not None),  # iou holds given_iou (imported results)
             **(
                 {
                     "null_score": self.null_score,
@@ -213,7 +214,6 @@ class LayerResult:
                 if self.null_score is not None
                 else {}
             ),
-            **({"iou_given": np.array(True)} if self.given_iou is not None else {}),
         )
         atomic_write_bytes(directory / ARRAYS_FILE, arrays.getvalue())
         if self.top_maps is not None:
@@ -251,7 +251,7 @@ class LayerResult:
                 iou_threshold=float(meta["summary"]["iou_threshold"]),
                 metadata=meta.get("metadata", {}),
                 null_score=z["null_score"] if "null_score" in z.files else None,
-                given_iou=z["iou"] if "iou_given" in z.files else None,
+                given_iou=z["iou"] if "iou_given" in z.files and bool(z["iou_given"]) else None,
             )
 
 
