@@ -77,7 +77,7 @@ texture-label,texture-truth,texture-activation,texture-intersect,texture-iou
 3,object,dog,0.2,dog,100,60,32,0.2,striped,50,40,4,0.04347826086956522
 1,texture,striped,0.05,dog,100,30,6,0.0242718,striped,50,40,4.0,0.05
 4,object,car,0.04,car,80,20,4,0.04,dotted,60,10,2,0.0294118
-2,object,dog,0.039,dog,100,90,7,0.039,striped,50,10,1,0.0169492
+2,object,dog,0.039,dog,100,90,7,0.039,,24924928,41006,41006,0.00164518
 """
 
 
@@ -97,6 +97,7 @@ def test_original_netdissect_csv_and_its_convention(tmp_path):
     # per category: object {dog (unit 3)}, texture {striped (units 1 and 3: .0435 > .04)}
     assert s["unique_detectors_by_category"] == {"object": 1, "texture": 1}
     assert s["unique_detectors_by_category_sum"] == 2
+    assert layer.category_iou[1].tolist() == [0.039, 0.0]  # unit 2's empty texture label: no concept
     # the counts behind the IoU are kept: unit 3's dog intersection, activation and truth
     dog = layer.label_names.index("dog")
     assert (layer.inter[2, dog], layer.act[2, 0], layer.truth[dog]) == (32, 60, 100)

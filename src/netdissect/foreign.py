@@ -6,6 +6,7 @@ paper's figures). Each row is a unit (numbered from 1) with its best ``category`
 ``score`` (IoU), followed, per category, by ``<cat>-label``, ``<cat>-truth``,
 ``<cat>-activation``, ``<cat>-intersect`` and ``<cat>-iou``: the unit's best label in that
 category and the counts behind its IoU. Lite's minimal form has only the first four columns.
+An empty label is the tools' label 0 (no concept): its IoU is not kept.
 
 The tools count detectors differently (see :data:`CONVENTIONS`); an imported run keeps the
 format's convention in its metadata and in its IoU threshold. An imported layer is a
@@ -149,8 +150,8 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
             raise DatasetError(f"{where}: unit {unit} appears twice")
         category, label = row[col["category"]].strip(), row[col["label"]].strip()
         score = _iou(row[col["score"]].strip(), "score", where)
-        if not category or not label:
-            raise DatasetError(f"{where}: unit {unit} has no category or label")
+        if not category:
+            raise DatasetError(f"{where}: unit {unit} has no category")
         if groups and category not in groups:
             raise DatasetError(f"{where}: category {category!r} has no {category}-label/{category}-iou columns")
         if category not in table.categories:
@@ -159,9 +160,7 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
         for cat, cols in groups.items():
             cat_label = row[cols["label"]].strip()
             cat_iou = _iou(row[cols["iou"]].strip() or "0", f"{cat}-iou", where)
-            if not cat_label:
-                if cat_iou > 0:
-                    raise DatasetError(f"{where}: {cat}-iou is {cat_iou} but {cat}-label is empty")
+            if not cat_label:  # no label (the tools' label 0): its IoU, if any, is not a concept's
                 continue
             t, a, i = (
                 int(_number(row[cols[k]].strip(), f"{cat}-{k}", where, integer=True))
@@ -170,7 +169,7 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
                 for k in ("truth", "activation", "intersect")
             )
             per_category[cat] = (cat_label, t, a, i, cat_iou)
-        if groups:
+        if groups and label:
             mine = per_category.get(category)
             if mine is None or mine[0] != label or abs(mine[4] - score) > 1e-9:
                 raise DatasetError(
@@ -192,7 +191,7 @@ def layer_from_table(table: ForeignTable, layer: str, fmt: str, metadata: dict |
     keys: dict[tuple[str, str], int] = {}  # (category, label) -> label number (from 1)
     for unit in range(1, table.units + 1):
         entries = [(c, v[0]) for c, v in table.groups[unit].items()] + [table.best[unit][:2]]
-        for cat, name in entries:
+        for cat, name in filter(lambda entry: entry[1], entries):
             keys.setdefault((cat, name), len(keys) + 1)
     categories = table.categories
     U, L, C = table.units, len(keys) + 1, len(categories)
@@ -214,7 +213,8 @@ def layer_from_table(table: ForeignTable, layer: str, fmt: str, metadata: dict |
             if i is not None:
                 inter[u, k] = i
         cat, name, score = table.best[unit]
-        iou[u, keys[(cat, name)]] = score
+        if name:
+            iou[u, keys[(cat, name)]] = score
     return LayerResult(
         layer=layer,
         categories=list(categories),
