@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shlex
+import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -170,3 +174,45 @@ def test_not_a_result_table(tmp_path):
         import_results(path, "x", tmp_path / "run")
     with pytest.raises(DatasetError, match="does not exist"):
         import_results(tmp_path / "missing.csv", "x", tmp_path / "run")
+
+
+DOCS = Path(__file__).parents[1] / "docs" / "published-results.md"
+
+
+def documented(kind: str) -> list[str]:
+    """The ``kind`` (bash, python) code blocks of docs/published-results.md, lines joined."""
+    blocks = re.findall(rf"```{kind}\n(.*?)```", DOCS.read_text(), flags=re.S)
+    return [textwrap.dedent(b).replace("\\\n", " ") for b in blocks]
+
+
+def test_the_documented_commands_run(own_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tally = own_run / "layer" / "tally.csv"
+    for path, text in {
+        "result/pytorch_resnet18_places365/tally.csv": tally.read_text().replace(",layer,", ",layer4,"),
+        "plot/caffe_reference_places365.csv": ORIGINAL,
+        "conv5-result.csv": ORIGINAL,
+    }.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    shutil.copytree(own_run, "runs/r18-places365")
+    (Path("runs/r18-places365") / "layer").rename("runs/r18-places365/layer4")
+    (Path("runs/r18-places365") / "summary.json").write_text(
+        (Path("runs/r18-places365") / "summary.json").read_text().replace('"layer"', '"layer4"')
+    )
+    ran = []
+    for block in documented("bash"):
+        for line in filter(None, (line.strip() for line in block.splitlines())):
+            argv = shlex.split(line)
+            assert argv[0] == "netdissect"
+            if argv[1] == "dissect":  # needs the Caffe weights and Broden: stand in with the paper's import
+                out = argv[argv.index("--out") + 1]
+                assert main(["import-results", "conv5-result.csv", "--layer", "conv5", "--out", out]) == 0
+                continue
+            assert main(argv[1:]) == 0, line
+            ran.append(argv[1])
+    assert ran.count("import-results") == 2 and ran.count("compare") == 2
+    assert Path("compare/alexnet/index.html").is_file()
+    for block in documented("python"):
+        exec(block, {})
+    assert DissectionResult.load("runs/paper-alexnet").metadata["model"] == "alexnet-places365"
