@@ -116,8 +116,7 @@ def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
         saved, _ = _read(prev)
     elif problem is not None:
         saved, prev_problem = _read(prev)
-        usable = saved is not None and saved.get("key") == key
-        if usable:
+        if saved is not None and saved.get("key") == key:
             state = saved["state"]
             then = f"continuing from the previous checkpoint {prev.name} (pass {state['pass']}"
             then += f", batch {state['next_batch']})" if "next_batch" in state else ")"
