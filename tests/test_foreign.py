@@ -126,6 +126,12 @@ def test_minimal_lite_table_and_several_layers(tmp_path):
     assert layer4.summary()["detectors"] == 2 and layer4.summary()["unique_detectors"] == 2
     assert layer4.units == 3 and layer4.top_indices.shape == (3, 0)
     assert set(run.metadata["imported_from"]) == {"layer4", "layer3"}
+    # a layer imported again is replaced
+    path.write_text("unit,category,label,score\n1,object,car,0.01\n")
+    import_results(path, "layer4", out)
+    again = DissectionResult.load(out)
+    assert list(again.layers) == ["layer4", "layer3"] and again["layer4"].units == 1
+    assert again["layer4"].summary()["detectors"] == 0 and again["layer3"].summary()["detectors"] == 1
     # an original-format file does not join a Lite run: the conventions would mix
     original = tmp_path / "conv5-result.csv"
     original.write_text(ORIGINAL)
@@ -134,8 +140,16 @@ def test_minimal_lite_table_and_several_layers(tmp_path):
 
 
 def test_a_dissection_run_is_not_overwritten(own_run, tmp_path):
+    before = (own_run / "run.json").read_bytes()
     with pytest.raises(RunDirectoryError, match="holds a dissection run"):
         import_results(own_run / "layer" / "tally.csv", "other", own_run)
+    # nor one that has not finished (no summary.json yet)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "run.json").write_bytes(before)
+    with pytest.raises(RunDirectoryError, match="holds a dissection run"):
+        import_results(own_run / "layer" / "tally.csv", "other", unfinished)
+    assert (unfinished / "run.json").read_bytes() == before
 
 
 HEADER = "unit,category,label,score,object-label,object-iou\n"

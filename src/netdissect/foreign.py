@@ -264,7 +264,8 @@ def import_results(
     source = path.read_bytes()
     with run_lock(out):
         previous = read_run(out)
-        if (out / SUMMARY_FILE).exists() and previous.get("key", {}).get("imported") is not True:
+        imported = previous.get("key", {}).get("imported") is True
+        if (previous and not imported) or ((out / SUMMARY_FILE).exists() and not previous):
             raise RunDirectoryError(f"{out} holds a dissection run, not imported results: choose another --out")
         existing = DissectionResult.load(out) if (out / SUMMARY_FILE).exists() else None
         if existing is not None and existing.metadata.get("format") != fmt:
