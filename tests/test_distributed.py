@@ -105,3 +105,20 @@ def test_ranks_with_other_weights_are_refused(dataset, tmp_path):
     assert proc.returncode != 0
     assert "netdissect: error: the model's weights differ between ranks" in proc.stderr
     assert not (tmp_path / "run" / "conv1" / "tally.csv").exists()
+
+
+def test_torchrun_overwrite_replaces_the_run_once_finished(dataset, tmp_path):
+    run([sys.executable, *argv(dataset, tmp_path / "one", 4)], tmp_path)
+    run([sys.executable, *argv(dataset, tmp_path / "many", 4, "--quantile", "0.02")], tmp_path)  # the old run
+    # every rank checkpoints into the staged run; rank 0 swaps it in after all have finished
+    run([*torchrun(2), *argv(dataset, tmp_path / "many", 4, "--overwrite", "--checkpoint-every", "0")], tmp_path)
+    for layer in ("conv1", "conv2"):
+        same_layer_results(tmp_path / "one" / layer, tmp_path / "many" / layer)
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == [
+        ".lock",
+        "conv1",
+        "conv2",
+        "run.json",
+        "summary.json",
+    ]
+    assert json.loads((tmp_path / "many" / "run.json").read_text())["state"] == "done"

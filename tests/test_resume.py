@@ -1,13 +1,15 @@
-"""Resumable runs: checkpoints, kill -9 in either pass, corrupt checkpoints."""
+"""Resumable runs: checkpoints, kill -9 in either pass, corrupt checkpoints, killed overwrites."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,15 @@ import torch
 
 from helpers import same_layer_results, subprocess_env
 from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.resume import MAGIC, Checkpointer, checkpoint_key, load_checkpoint, save_checkpoint
+from netdissect.resume import (
+    MAGIC,
+    Checkpointer,
+    checkpoint_key,
+    load_checkpoint,
+    previous_path,
+    resume_together,
+    save_checkpoint,
+)
 
 BATCHES = 10
 
@@ -49,9 +59,91 @@ def test_corrupt_checkpoint_is_reported_and_removed(tmp_path, damage):
         payload = b"not a torch file"
         data = bytearray(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
     path.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match=rf"checkpoint {path} is corrupt .*restarting the pass"):
+    with pytest.warns(UserWarning, match=rf"checkpoint {path} is corrupt .*restarting from the beginning$"):
         assert load_checkpoint(path, "k") is None
     assert not path.exists()
+
+
+def saves(path: Path, batches: int) -> None:
+    for b in range(1, batches + 1):
+        save_checkpoint(path, "k", {"pass": 1, "next_batch": b, "values": torch.full((50,), float(b))})
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
+    path = tmp_path / "rank0.ckpt"
+    saves(path, 3)
+    assert load_checkpoint(previous_path(path), "k")["next_batch"] == 2  # the one before is kept
+    data = path.read_bytes()
+    path.write_bytes(
+        {"flip": data[:-9] + bytes([data[-9] ^ 1]) + data[-8:], "truncate": data[:-100], "empty": b""}[damage]
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = load_checkpoint(path, "k")
+    assert [str(w.message) for w in caught] == [
+        f"checkpoint {path} is corrupt ({'not a netdissect checkpoint' if damage == 'empty' else 'its contents do not match its checksum'}); "
+        "continuing from the previous checkpoint rank0.ckpt.prev (pass 1, batch 2)"
+    ]
+    assert state["next_batch"] == 2 and torch.equal(state["values"], torch.full((50,), 2.0))
+    assert not path.exists() and previous_path(path).exists()
+    save_checkpoint(path, "k", {"pass": 1, "next_batch": 3})  # the run goes on from there
+    assert load_checkpoint(previous_path(path), "k")["next_batch"] == 2
+
+
+def test_both_checkpoints_corrupt_restart_with_one_warning(tmp_path):
+    path = tmp_path / "rank0.ckpt"
+    saves(path, 2)
+    for p in (path, previous_path(path)):
+        p.write_bytes(p.read_bytes()[:60])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_checkpoint(path, "k") is None
+    assert len(caught) == 1 and "restarting from the beginning (rank0.ckpt.prev is corrupt too)" in str(
+        caught[0].message
+    )
+    assert not path.exists() and not previous_path(path).exists()
+
+
+def test_kill_between_the_renames_of_a_save_keeps_the_previous_state(tmp_path):
+    path = tmp_path / "rank0.ckpt"
+    saves(path, 2)
+    path.unlink()  # what a kill after "current -> .prev" and before "new -> current" leaves
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: nothing is corrupt
+        assert load_checkpoint(path, "k")["next_batch"] == 1
+
+
+def test_a_failed_write_keeps_the_checkpoints_and_the_run_going(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "rank0.ckpt"
+    checkpointer = Checkpointer(path, "k", 0)
+    checkpointer.save({"pass": 1, "next_batch": 1})
+    before = path.read_bytes()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("netdissect.resume.os.fsync", disk_full)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checkpointer.save({"pass": 1, "next_batch": 2})
+        checkpointer.save({"pass": 1, "next_batch": 3})
+    assert len(caught) == 1 and "cannot write checkpoint" in str(caught[0].message)
+    assert "No space left on device" in str(caught[0].message)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["rank0.ckpt"]
+    monkeypatch.undo()
+    checkpointer.save({"pass": 1, "next_batch": 4})
+    checkpointer.clear()
+    assert not path.parent.exists()  # current and previous checkpoints gone with their directory
+
+
+def test_ranks_resume_in_the_same_pass():
+    one, two = {"pass": 1, "next_batch": 3}, {"pass": 2, "next_batch": 0}
+    assert resume_together(one, [1, 2]) is one
+    assert resume_together(two, [2, 2]) is two
+    with pytest.warns(UserWarning, match="running pass 1 again"):
+        assert resume_together(two, [2, 0]) is None
+    assert resume_together(None, [0, 2]) is None
 
 
 def test_checkpointer_is_due_after_its_interval(tmp_path):
@@ -178,40 +270,82 @@ def test_kill_and_resume_gives_the_uninterrupted_results(dataset, reference, tmp
     assert not (out / "checkpoints").exists()
 
 
-def test_corrupt_checkpoint_restarts_the_pass(dataset, reference, tmp_path):
-    out, log = tmp_path / "run", tmp_path / "forward.log"
-    proc = subprocess.Popen(
-        command(dataset, out, log, 0.15),
+def start(dataset: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        command(dataset, out, log, 0.15, *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
     )
+
+
+@pytest.mark.parametrize("both", [False, True])
+def test_corrupt_checkpoint_resumes_from_the_last_good_state(dataset, reference, tmp_path, both):
+    out, log = tmp_path / "run", tmp_path / "forward.log"
+    proc = start(dataset, out, log)
     path = out / "checkpoints" / "rank0.ckpt"
     kill_when(proc, path, 1, 4)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x55
-    path.write_bytes(bytes(data))
+    previous = checkpoint_state(previous_path(path))
+    assert previous["pass"] == 1
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy cut short
+    if both:
+        data = bytearray(previous_path(path).read_bytes())
+        data[len(data) // 2] ^= 0x55
+        previous_path(path).write_bytes(bytes(data))
     log.unlink()
     resumed = subprocess.run(
         command(dataset, out, log), capture_output=True, text=True, timeout=300, env=subprocess_env()
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"checkpoint {path} is corrupt" in resumed.stderr
-    assert forwards(log) == BATCHES  # pass 1 from its beginning, pass 2 from the cache
+    assert resumed.stderr.count("UserWarning") == 1 and "Traceback" not in resumed.stderr
+    if both:
+        assert "restarting from the beginning" in resumed.stderr
+        assert forwards(log) == BATCHES  # pass 1 from its beginning, pass 2 from the cache
+    else:
+        assert f"continuing from the previous checkpoint rank0.ckpt.prev (pass 1, batch {previous['next_batch']})" in (
+            resumed.stderr
+        )
+        assert forwards(log) == (BATCHES - previous["next_batch"]) + BATCHES  # pass 2 runs the model again
     for layer in ("conv1", "conv2"):
         same_layer_results(reference / layer, out / layer)
 
 
-def test_other_options_do_not_reuse_a_checkpoint(dataset, tmp_path):
+def test_killed_overwrite_keeps_the_old_run_and_resumes(dataset, reference, tmp_path):
     out, log = tmp_path / "run", tmp_path / "forward.log"
-    proc = subprocess.Popen(
-        command(dataset, out, log, 0.15),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    old = subprocess.run(
+        command(dataset, out, None, 0.0, "--quantile", "0.02"),
+        capture_output=True,
         text=True,
+        timeout=300,
         env=subprocess_env(),
     )
+    assert old.returncode == 0, old.stderr
+    (out / "notes.txt").write_text("mine")
+    files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    proc = start(dataset, out, log, "--overwrite")
+    state = kill_when(proc, out / ".overwrite" / "checkpoints" / "rank0.ckpt", 2, 3)
+    now = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert {k: v for k, v in now.items() if k.parts[0] != ".overwrite"} == files  # the old run, byte for byte
+    log.unlink()
+    resumed = subprocess.run(
+        command(dataset, out, log, 0.0, "--overwrite"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert forwards(log) == BATCHES - state["next_batch"]  # the staged run went on from its checkpoint
+    for layer in ("conv1", "conv2"):
+        same_layer_results(reference / layer, out / layer)
+    assert json.loads((out / "run.json").read_text())["state"] == "done"
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "conv1", "conv2", "notes.txt", "run.json", "summary.json"]
+
+
+def test_other_options_do_not_reuse_a_checkpoint(dataset, tmp_path):
+    out, log = tmp_path / "run", tmp_path / "forward.log"
+    proc = start(dataset, out, log)
     kill_when(proc, out / "checkpoints" / "rank0.ckpt", 1, 3)
     log.unlink()
     # another batch size forms other batches: the checkpoint does not apply, the run starts over

@@ -24,6 +24,7 @@ _EXPORTS = {
     "BrodenMeta": "data.broden",
     "DissectConfig": "config",
     "dissect": "engine",
+    "import_results": "foreign",
     "NetDissectError": "errors",
     "LayerCapture": "hooks",
     "LoadedModel": "models.base",
@@ -45,6 +46,7 @@ __all__ = [
     "Preprocess",
     "__version__",
     "dissect",
+    "import_results",
     "load_model",
 ]
 
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from .data.broden import BrodenDataset, BrodenMeta
     from .engine import dissect
     from .errors import NetDissectError
+    from .foreign import import_results
     from .hooks import LayerCapture
     from .models.base import LoadedModel
     from .models.loading import load_model

@@ -28,8 +28,8 @@ from .models.loading import load_model
 from .models.preprocess import Preprocess
 from .passes import TORCH_MEMORY_FORMATS, Runner
 from .results import DissectionResult, LayerResult, layer_dirname
-from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key
-from .rundir import dataset_identity, prepare_run_dir, run_lock, set_state
+from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key, resume_together
+from .rundir import dataset_identity, prepare_run_dir, replace_run, run_lock, set_state
 
 
 def dissect(
@@ -49,7 +49,8 @@ def dissect(
         layers: dotted module names, e.g. ``["layer3", "layer4.1.conv2"]``.
         out: run directory to write results into (optional). A directory holding the same
             run skips its finished layers; one holding a different run is refused unless
-            ``overwrite``.
+            ``overwrite``, and then keeps the old run until the new one has finished
+            (docs/long-runs.md).
         config: a :class:`DissectConfig`; keyword ``options`` override its fields.
 
     With ``out``, the passes checkpoint their accumulators there every ``checkpoint_every``
@@ -95,21 +96,27 @@ def dissect(
             outcome = shard.broadcast(None)
             if isinstance(outcome, BaseException):
                 raise outcome
-            all_layers, done = outcome
-            return _dissect(module, dataset, layers, device, config, metadata, shard, run_dir, all_layers, done)
+            work, all_layers, done = outcome
+            result = _dissect(module, dataset, layers, device, config, metadata, shard, work, all_layers, done)
+            result.directory = run_dir
+            return result
         with run_lock(run_dir):
             try:
-                all_layers, done = prepare_run_dir(run_dir, metadata, layers, config.overwrite)  # refuses other runs
+                # refuses other runs; an overwrite writes into a staging directory (work)
+                work, all_layers, done = prepare_run_dir(run_dir, metadata, layers, config.overwrite)
             except BaseException as exc:
                 shard.broadcast(exc)
                 raise
-            shard.broadcast((all_layers, done))
+            shard.broadcast((work, all_layers, done))
             try:
-                result = _dissect(module, dataset, layers, device, config, metadata, shard, run_dir, all_layers, done)
+                result = _dissect(module, dataset, layers, device, config, metadata, shard, work, all_layers, done)
             except BaseException as exc:
-                set_state(run_dir, "failed", first_line(exc))
+                set_state(work, "failed", first_line(exc))
                 raise
-            set_state(run_dir, "done")
+            set_state(work, "done")
+            if work != run_dir:  # the new run has finished: now it replaces the old one
+                replace_run(run_dir)
+                result.directory = run_dir
             return result
     finally:
         shard.close()
@@ -153,6 +160,8 @@ def _dissect(
         path = run_dir / CHECKPOINT_DIR / f"rank{shard.rank}.ckpt" if run_dir is not None else None
         checkpointer = Checkpointer(path, key, config.checkpoint_every)
         saved = checkpointer.load()
+        if shard.world > 1:  # every rank resumes in the same pass
+            saved = resume_together(saved, shard.gather(saved["pass"] if saved else 0))
         runner = Runner(module, dataset, todo, device, config, shard, checkpointer)
         start = time.perf_counter()
         stats = runner.pass_thresholds(saved)
@@ -188,6 +197,7 @@ def _dissect(
             results[name] = result
         shard.gather(None)  # rank 0 has written every layer before any rank drops its checkpoint
         checkpointer.clear()
+        shard.gather(None)  # ... and every rank has dropped it before rank 0 moves a staged run
     ordered = {name: results[name] for name in all_layers if name in results}
     result = DissectionResult(ordered, metadata, run_dir)
     if write:

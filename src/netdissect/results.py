@@ -67,11 +67,17 @@ class LayerResult:
     iou_threshold: float = 0.04
     metadata: dict = field(default_factory=dict)
     null_score: np.ndarray | None = None  # (K, U) each unit's best IoU under K permutation-null samples
+    # (U, L) IoU given as such (results imported from another tool, see netdissect.foreign): used
+    # instead of the IoU of the counts, which then only record what the source reported
+    given_iou: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
         label_category = torch.from_numpy(self.label_category)
-        iou = iou_from_counts(counts, label_category)
+        if self.given_iou is not None:
+            iou = torch.from_numpy(np.asarray(self.given_iou, dtype=np.float64))
+        else:
+            counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
+            iou = iou_from_counts(counts, label_category)
         labels, scores = best_labels(iou, label_category, len(self.categories))
         self.iou = iou.numpy()
         self.category_label = labels.numpy()  # (U, C) best label number per category
@@ -196,6 +202,7 @@ class LayerResult:
             categories=np.array(self.categories),
             top_indices=self.top_indices,
             top_values=self.top_values,
+            iou_given=np.array(self.given_iou is not None),  # iou holds given_iou (imported results)
             **(
                 {
                     "null_score": self.null_score,
@@ -244,6 +251,7 @@ class LayerResult:
                 iou_threshold=float(meta["summary"]["iou_threshold"]),
                 metadata=meta.get("metadata", {}),
                 null_score=z["null_score"] if "null_score" in z.files else None,
+                given_iou=z["iou"] if "iou_given" in z.files and bool(z["iou_given"]) else None,
             )
 
 

@@ -1,9 +1,16 @@
-"""Run directories: an exclusive lock while a run writes, and the run's recorded state.
+"""Run directories: an exclusive lock while a run writes, the run's recorded state, overwrites.
 
 ``run.json`` holds the run's identity (the key that decides whether a directory holds the same
 run), its layers and its ``state``: ``running`` while a dissection writes, then ``done`` or
 ``failed`` (with the error). A lock file (``.lock``, held with ``flock`` on POSIX) keeps two
 processes from writing one directory at the same time.
+
+An overwrite (a different run into a directory that holds one) is written into the staging
+directory ``<run dir>/.overwrite/`` and replaces the old run only once it has finished: the old
+run's entries are moved into ``<run dir>/.replaced/``, the new run's entries moved in, then the
+old ones deleted, every step a rename listed beforehand in a journal, so a replacement cut
+short is completed by the next run in that directory. A new run that fails or is killed leaves
+the old run as it was; the same command again resumes the staged run. See docs/long-runs.md.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -19,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import RunDirectoryError
-from .results import UNITS_FILE, LayerResult, atomic_write_json, layer_dirname
+from .results import SUMMARY_FILE, UNITS_FILE, LayerResult, atomic_write_json, layer_dirname
 from .resume import CHECKPOINT_DIR
 
 if TYPE_CHECKING:
@@ -27,6 +35,11 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
+STAGING_DIR = ".overwrite"  # a new run written beside the old one until it has finished
+REPLACED_DIR = ".replaced"  # the old run's entries while the new ones move in
+JOURNAL_FILE = ".journal.json"  # in REPLACED_DIR: the renames of a replacement
+#: Top-level files the HTML report writes into a run directory (they describe the old run).
+REPORT_FILES = ("index.html", "summary.png")
 
 try:  # POSIX
     import fcntl
@@ -95,39 +108,78 @@ def dataset_identity(dataset: BrodenDataset) -> dict:
 
 def prepare_run_dir(
     run_dir: Path, metadata: dict, layers: list[str], overwrite: bool
-) -> tuple[list[str], dict[str, LayerResult]]:
-    """Check the run directory; return all its layers (earlier ones first) and those finished."""
+) -> tuple[Path, list[str], dict[str, LayerResult]]:
+    """Check the run directory (locked by the caller) and say where this run writes.
+
+    Returns the directory to write into (``run_dir``, or its staging directory when
+    ``overwrite`` replaces a different run), all its layers (earlier ones first) and those
+    already finished there. A different run is refused without ``overwrite``.
+    """
+    finish_replacement(run_dir)
     key = json.loads(json.dumps({k: metadata[k] for k in ("model", "model_fingerprint", "dataset", "options")}))
-    run_file = run_dir / RUN_FILE
-    if run_file.exists():
-        previous = json.loads(run_file.read_text())
-        if previous.get("key") != key:
-            if not overwrite:
-                raise RunDirectoryError(
-                    f"{run_dir} holds a different run (other model, dataset or options); "
-                    "choose another --out or pass --overwrite"
-                )
-            _clear_run(run_dir, previous.get("layers", []))
-            previous = {"layers": []}
-    else:
-        previous = {"layers": []}
+    work = run_dir
+    previous = read_run(run_dir)
+    if previous and previous.get("key") != key:
+        if not overwrite:
+            raise RunDirectoryError(
+                f"{run_dir} holds a different run (other model, dataset or options); "
+                "choose another --out or pass --overwrite"
+            )
+        work = run_dir / STAGING_DIR
+        previous = read_run(work)
+        if previous.get("key") != key:  # nothing, or a staged run of other options: start afresh
+            shutil.rmtree(work, ignore_errors=True)
+            previous = {}
+        work.mkdir(exist_ok=True)
     known_layers = list(dict.fromkeys(previous.get("layers", []) + layers))
-    atomic_write_json(run_file, {"key": key, "layers": known_layers})
-    set_state(run_dir, "running")
+    atomic_write_json(work / RUN_FILE, {"key": key, "layers": known_layers})
+    set_state(work, "running")
     done = {}
     for name in known_layers:
-        if (run_dir / layer_dirname(name) / UNITS_FILE).exists():
-            done[name] = LayerResult.load(run_dir / layer_dirname(name))
-    return known_layers, done
+        if (work / layer_dirname(name) / UNITS_FILE).exists():
+            done[name] = LayerResult.load(work / layer_dirname(name))
+    return work, known_layers, done
 
 
-def _clear_run(run_dir: Path, layers: list[str]) -> None:
-    for name in layers:
-        directory = run_dir / layer_dirname(name)
-        for child in directory.glob("*") if directory.is_dir() else []:
-            if child.is_file():
-                child.unlink()
-    for name in (RUN_FILE, "summary.json"):
-        (run_dir / name).unlink(missing_ok=True)
-    for stale in (run_dir / CHECKPOINT_DIR).glob("*.ckpt"):
-        stale.unlink()
+def replace_run(run_dir: Path) -> None:
+    """Put the finished run staged in ``run_dir/.overwrite`` in the place of the run in ``run_dir``.
+
+    The old run's entries (its layers, run.json, summary.json, checkpoints, report pages) and
+    any entry the new run brings are moved aside, the new run's entries moved in, then the old
+    ones deleted. The journal of renames is written first, so :func:`finish_replacement`
+    completes a replacement cut short. Other files in ``run_dir`` stay.
+    """
+    staging = run_dir / STAGING_DIR
+    new = sorted(p.name for p in staging.iterdir() if p.name != CHECKPOINT_DIR)
+    owned = [RUN_FILE, SUMMARY_FILE, CHECKPOINT_DIR, *REPORT_FILES]
+    owned += [layer_dirname(name) for name in read_run(run_dir).get("layers", [])]
+    old = [name for name in dict.fromkeys(owned + new) if (run_dir / name).exists() or (run_dir / name).is_symlink()]
+    trash = run_dir / REPLACED_DIR
+    shutil.rmtree(trash, ignore_errors=True)
+    trash.mkdir()
+    atomic_write_json(trash / JOURNAL_FILE, {"old": old, "new": new})
+    _replay(run_dir)
+
+
+def finish_replacement(run_dir: Path) -> None:
+    """Complete a replacement that was cut short (see :func:`replace_run`); remove its leftovers."""
+    trash = run_dir / REPLACED_DIR
+    if (trash / JOURNAL_FILE).exists():
+        _replay(run_dir)
+    elif trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _replay(run_dir: Path) -> None:
+    """The journal's renames, each done once however often this runs; then the cleanup."""
+    trash, staging = run_dir / REPLACED_DIR, run_dir / STAGING_DIR
+    journal = json.loads((trash / JOURNAL_FILE).read_text())
+    for name in journal["old"]:  # listed while they all were old entries: moved aside or not yet
+        if (run_dir / name).exists() and not (trash / name).exists():
+            os.replace(run_dir / name, trash / name)
+    for name in journal["new"]:
+        if (staging / name).exists():
+            os.replace(staging / name, run_dir / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    (trash / JOURNAL_FILE).unlink()
+    shutil.rmtree(trash, ignore_errors=True)
