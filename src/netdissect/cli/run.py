@@ -193,7 +193,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_preprocess_options(p)
     _add_layout_options(p)
     _add_prepared_option(p)
-    p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different run found in --out (the old run stays until the new one has finished)",
+    )
     p.add_argument(
         "--rotate",
         type=int,
