@@ -7,7 +7,7 @@ the image's size) in the category ``object``, and with ``colors`` the CIELAB col
 :mod:`.colors` in the category ``color``. Object class k is label number k; colour term c
 (1..11) is label K - 1 + c. Labels never predicted are left out of ``label.csv``; statistics and
 ``c_*.csv`` come from :class:`~.writer.BrodenWriter`. The split is a stable hash of the image's
-name (20 % ``val``).
+name (20 % ``val``); ``index.csv`` lists the ``train`` rows first.
 
 Resumability, as ``build-broden``: the dataset is written in ``<out>.partial`` and renamed
 when complete; a log of the images written lets the same call after an interruption re-read
@@ -72,6 +72,7 @@ class AnnotationWriter:
         identity: what makes two calls the same (segmenter, options, inputs): a JSON object.
         colors: add the ``color`` category.
         seg_size: segmentation side (default: half the image's height and width).
+        val_fraction: the share of images in the ``val`` split (a stable hash of the name picks them).
 
     :attr:`todo` lists the image positions still to :meth:`add`, in order; the ones an
     interrupted call wrote were re-read already. When ``out`` holds the finished dataset of
@@ -86,8 +87,10 @@ class AnnotationWriter:
         identity: dict,
         colors: bool = False,
         seg_size: int | None = None,
+        val_fraction: float = VAL_FRACTION,
     ) -> None:
         self.out = Path(out)
+        self.val_fraction = val_fraction
         self.classes, self.names = list(classes), list(names)
         self.colors, self.seg_size = colors, seg_size
         if len(set(self.names)) != len(self.names):
@@ -167,7 +170,7 @@ class AnnotationWriter:
         if self.colors:
             codes, _ = color_layer(np.ascontiguousarray(image), (sh, sw))
             layers["color"] = [codes + len(self.classes) - 1]
-        split = stable_split(name, VAL_FRACTION)
+        split = stable_split(name, self.val_fraction)
         self.writer.add_image(name, image, split, layers, seg_size=(sh, sw))
         self.added += 1
         entry = {"name": name, "split": split, "ih": ih, "iw": iw, "sh": sh, "sw": sw, "layers": sorted(layers)}
