@@ -144,6 +144,7 @@ SYNONYMS: dict[str, str] = {
     "textile": "fabric",
 }
 
+
 def canonical_name(raw: str, category: str) -> str | None:
     """The unified label name of a source's raw name in ``category`` (None: no label)."""
     name = raw.strip().lower().split(",")[0].strip().replace("_", " ") if category != "scene" else raw.strip().lower()
