@@ -312,7 +312,7 @@ def _intervene(
         shown = [int(i) for i in np.argsort(-before[:, label], kind="stable")[:PAIRS] if before[i, label] > 0]
         with zeroed_units(module, units):
             after, kept = _label_counts(generate(latents), segmenter, device, min_confidence, shown)
-        originals = np.concatenate([images for _, images in generate(latents[shown])]) if shown else []
+        originals = [image for _, images in generate(latents[shown]) for image in images]
         name = layer.label_names[label]
         f0, f1 = float((before[:, label] / area).mean()), float((after[:, label] / area).mean())
         record[name] = {"units": [u + 1 for u in units], "pixel_fraction_before": f0, "pixel_fraction_after": f1}

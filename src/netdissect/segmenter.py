@@ -121,8 +121,9 @@ def load_segmenter(
         found = None
         if loaded.spec.startswith("torchvision:"):
             found = torchvision_classes(loaded.spec.split(":", 1)[1], model_args)
-        if found is None and getattr(loaded.module, "classes", None) is not None:
-            found = list(loaded.module.classes)
+        declared = getattr(loaded.module, "classes", None)
+        if found is None and isinstance(declared, (list, tuple)):
+            found = [str(name) for name in declared]
         if found is None:
             raise OptionError(
                 f"segmenter {loaded.spec!r} does not name its classes: pass --classes FILE "

@@ -59,7 +59,7 @@ def nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if labels.shape == size:
         return np.asarray(labels, dtype=np.int64)
     im = Image.fromarray(np.asarray(labels, dtype=np.int32), mode="I")
-    return np.asarray(im.resize((size[1], size[0]), Image.NEAREST), dtype=np.int64)
+    return np.asarray(im.resize((size[1], size[0]), Image.Resampling.NEAREST), dtype=np.int64)
 
 
 class AnnotationWriter:
@@ -248,7 +248,7 @@ class _ImageFiles(Dataset):
             with Image.open(path) as im:
                 im = im.convert("RGB")
                 if self.size and im.size != (self.size, self.size):
-                    im = im.resize((self.size, self.size), Image.BILINEAR)
+                    im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
                 return index, np.asarray(im)
         except Exception as exc:  # Pillow raises many kinds
             raise DatasetError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None

@@ -59,5 +59,5 @@ def color_layer(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, d
 
     Returns codes (H, W) in 1..11 and ``{code: "<term>-c"}`` (the Broden names of colours).
     """
-    small = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None))
+    small = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=None))
     return color_names(small) + 1, {i + 1: n + "-c" for i, n in enumerate(COLOR_NAMES)}
