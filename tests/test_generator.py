@@ -10,7 +10,7 @@ from torch import nn
 
 from netdissect import BrodenDataset, dissect_generator
 from netdissect.data.broden import decode_label_png
-from netdissect.errors import ModelError, OptionError
+from netdissect.errors import DatasetError, ModelError, OptionError
 from netdissect.generator import sample_latents
 from netdissect.models.toy import ToyGenerator
 
@@ -107,3 +107,19 @@ def test_z_shape_image_and_one_line_errors(tmp_path):
     assert sample_latents(2, 3, 0).equal(sample_latents(2, 3, 0)) and not sample_latents(2, 3, 0).equal(
         sample_latents(2, 3, 1)
     )
+
+
+def test_other_run_refused_unless_overwrite_and_no_torchrun(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=0, ablate_top=0, **FAST)
+    assert not (out / "features" / "causal.json").exists()
+    with pytest.raises(DatasetError, match="samples already holds a dataset"):
+        dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=1, **FAST)
+    result = dissect_generator(
+        GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=1, overwrite=True, ablate_top=0, **FAST
+    )
+    assert np.array_equal(np.load(out / "samples" / "latents.npy"), sample_latents(16, 8, 1).numpy())
+    assert result.metadata["dataset"]["images"] == 16
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(OptionError, match="without torchrun"):
+        dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, **FAST)

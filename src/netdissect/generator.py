@@ -35,7 +35,7 @@ from .data.annotate import AnnotationWriter
 from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .engine import dissect
-from .errors import ModelError, NetDissectError, OptionError
+from .errors import DatasetError, ModelError, NetDissectError, OptionError
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
@@ -203,6 +203,8 @@ def dissect_generator(
         The :class:`~netdissect.results.DissectionResult` of ``dissect``.
     """
     config = DissectConfig(**{**(asdict(config) if config else {}), **options})
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise OptionError("dissect-generator runs in one process: start it without torchrun")
     if z_shape not in Z_SHAPES:
         raise OptionError(f"--z-shape must be one of {', '.join(Z_SHAPES)}, got {z_shape!r}")
     for option, value, low in (("--z-dim", z_dim, 1), ("--samples", samples, 1), ("--ablate-top", ablate_top, 0)):
@@ -238,7 +240,7 @@ def dissect_generator(
     if config.overwrite and (dataset_dir / "index.csv").exists():
         try:
             AnnotationWriter(dataset_dir, segmenter.classes, names, identity, seg_size=seg_size, val_fraction=0)
-        except Exception:  # another run's samples: the overwrite replaces them
+        except DatasetError:  # another run's samples: the overwrite replaces them
             shutil.rmtree(dataset_dir)
     writer = AnnotationWriter(dataset_dir, segmenter.classes, names, identity, seg_size=seg_size, val_fraction=0)
     if not writer.finished:
