@@ -68,9 +68,9 @@ def test_run_directory_samples_and_pages(toy_run):
 
 def test_same_call_reuses_the_samples_and_results(toy_run):
     out, result = toy_run
-    stamp = (out / "samples" / "index.csv").stat().st_mtime_ns
+    stamps = [(out / name).stat().st_mtime_ns for name in ("samples/index.csv", "features/causal.json")]
     again = dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=48, seed=3, **FAST)
-    assert (out / "samples" / "index.csv").stat().st_mtime_ns == stamp
+    assert [(out / name).stat().st_mtime_ns for name in ("samples/index.csv", "features/causal.json")] == stamps
     assert np.array_equal(again["features"].inter, result["features"].inter)
 
 

@@ -131,3 +131,28 @@ def test_bad_specs_and_shapes_give_one_line_errors(tmp_path):
 
     with pytest.raises(ModelError, match="returned a dict without 'out'"):
         segment(load_segmenter(NoOut()), np.zeros((1, 4, 4, 3), np.uint8))
+
+
+def test_onnx_segmenter_with_a_classes_file(tmp_path):
+    pytest.importorskip("onnx2torch", reason="ONNX support needs the optional packages onnx and onnx2torch")
+    import warnings
+
+    path = tmp_path / "colors.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            ColorSegmenter(),
+            (torch.zeros(1, 3, 8, 8),),
+            str(path),
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}},
+            dynamo=False,
+        )
+    (tmp_path / "classes.txt").write_text("none\nwarm\ngrassy\ncold\n")
+    segmenter = load_segmenter(str(path), tmp_path / "classes.txt")
+    images = random_images(2, 12, 10, seed=1)
+    assert segmenter.classes[1] == "warm"
+    assert np.array_equal(segment(segmenter, images), color_rule(images))
+    with pytest.raises(OptionError, match="does not name its classes"):
+        load_segmenter(str(path))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,7 @@ Z_SHAPES = ("vector", "image")
 SAMPLES_DIR = "samples"
 LATENTS_FILE = "latents.npy"
 CAUSAL_FILE = "causal.json"
+CAUSAL_OPTIONS = "causal-options.json"  # the ablate_top behind causal.json: the same call skips the layer
 PAIRS = 4  # sample pairs shown per concept
 
 
@@ -298,7 +300,18 @@ def _intervene(
     ablate_top: int,
     run_dir: Path,
 ) -> None:
-    """Zero each concept's best detectors, regenerate, and write ``causal.json`` and ``causal.html``."""
+    """Zero each concept's best detectors, regenerate, and write ``causal.json`` and ``causal.html``.
+
+    A layer whose ``causal.json`` came from the same ``ablate_top`` in this run directory is skipped
+    (a different run clears the layer's files before it dissects it).
+    """
+    directory = run_dir / layer_dirname(layer.layer)
+    options = {"ablate_top": ablate_top}
+    try:
+        if json.loads((directory / CAUSAL_OPTIONS).read_text()) == options and (directory / CAUSAL_FILE).exists():
+            return
+    except (OSError, ValueError):
+        pass
     concepts = detector_units(layer, ablate_top)
 
     def generate(z: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
@@ -320,8 +333,8 @@ def _intervene(
         record[name] = {"units": [u + 1 for u in units], "pixel_fraction_before": f0, "pixel_fraction_after": f1}
         pairs = [(i, originals[j], kept[i]) for j, i in enumerate(shown)]
         effects.append(CausalEffect(label, name, [u + 1 for u in units], f0, f1, pairs))
-    directory = run_dir / layer_dirname(layer.layer)
     atomic_write_json(directory / CAUSAL_FILE, record)
     samples = len(latents)
     write_causal_page(directory, layer.layer, generator.spec, effects, samples, ablate_top)
     add_extra_page(run_dir, f"Causal effects: {layer.layer}", causal_page_path(layer.layer))
+    atomic_write_json(directory / CAUSAL_OPTIONS, options)

@@ -39,7 +39,8 @@ class ColorSegmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rgb = x * self.std + self.mean
         lead = [rgb[:, c] - torch.maximum(rgb[:, (c + 1) % 3], rgb[:, (c + 2) % 3]) for c in range(3)]
-        return torch.stack([torch.full_like(lead[0], COLOR_MARGIN), *lead], dim=1)
+        background = lead[0] * 0 + COLOR_MARGIN  # (not full_like: this exports to ONNX as Mul, Add)
+        return torch.stack([background, *lead], dim=1)
 
 
 def color_segmenter() -> ColorSegmenter:
