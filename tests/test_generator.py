@@ -123,3 +123,27 @@ def test_other_run_refused_unless_overwrite_and_no_torchrun(tmp_path, monkeypatc
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(OptionError, match="without torchrun"):
         dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, **FAST)
+
+
+def test_same_counts_as_dissect_replaying_the_layer(tmp_path):
+    """dissect_generator == dissect of a model replaying the generator layer's maps on the same segmentations."""
+    import shutil
+
+    from PIL import Image
+
+    from helpers import RAW, LookupNet, gray_image
+    from netdissect import dissect
+
+    n, options = 14, dict(FAST, quantile=0.1, batch_size=4)
+    result = dissect_generator(GENERATOR, SEGMENTER, ["features"], tmp_path / "gan", z_dim=8, samples=n, **options)
+    replay = tmp_path / "replay"
+    shutil.copytree(tmp_path / "gan" / "samples", replay)
+    for i in range(n):  # each image now encodes its index for LookupNet
+        Image.fromarray(gray_image(i, 32)).save(replay / "images" / "sample" / f"{i:06d}.jpg", quality=95)
+    maps = ToyGenerator().features(sample_latents(n, 8, 0))
+    expected = dissect(LookupNet(maps), BrodenDataset(replay, preprocess=RAW), ["layer"], **options)["layer"]
+    got = result["features"]
+    assert np.array_equal(got.thresholds, expected.thresholds)
+    for name in ("inter", "act", "truth", "top_indices"):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+    assert got.inter[2:].any()  # the shading units overlap the squares: more than the planted units are tested
