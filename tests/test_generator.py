@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from netdissect import BrodenDataset, dissect_generator
@@ -147,3 +148,20 @@ def test_same_counts_as_dissect_replaying_the_layer(tmp_path):
     for name in ("inter", "act", "truth", "top_indices"):
         assert np.array_equal(getattr(got, name), getattr(expected, name)), name
     assert got.inter[2:].any()  # the shading units overlap the squares: more than the planted units are tested
+
+
+def test_zeroed_units_hook():
+    from netdissect.generator import zeroed_units
+
+    conv = nn.Conv2d(2, 3, 1)
+    x = torch.randn(2, 2, 4, 4)
+    with zeroed_units(conv, [0, 2]):
+        y = conv(x)
+    assert (y[:, [0, 2]] == 0).all() and torch.equal(y[:, 1], conv(x)[:, 1])
+    assert (conv(x)[:, 0] != 0).any()  # the hook is gone afterwards
+    swin = nn.Identity()
+    with zeroed_units(swin, [1], channels_last=True):
+        assert torch.equal(swin(torch.ones(1, 2, 2, 3))[..., 1], torch.zeros(1, 2, 2))
+    tokens = nn.Identity()
+    with zeroed_units(tokens, [0]), pytest.raises(ModelError, match=r"this layer gives \(2, 5, 3\)"):
+        tokens(torch.ones(2, 5, 3))

@@ -106,15 +106,20 @@ class LatentDataset(BrodenDataset):
 
 
 @contextlib.contextmanager
-def zeroed_units(module: nn.Module, units: Sequence[int]) -> Iterator[None]:
-    """While active, ``module``'s output has channels ``units`` (0-based) set to zero."""
+def zeroed_units(module: nn.Module, units: Sequence[int], channels_last: bool = False) -> Iterator[None]:
+    """While active, ``module``'s output (B, C, H, W), or (B, H, W, C) with ``channels_last``, has
+    units ``units`` (0-based) set to zero."""
     index = torch.as_tensor(list(units), dtype=torch.long)
 
     def hook(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.dim() < 2:
-            raise ModelError(f"cannot ablate units of an output of type {type(output).__name__}")
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ModelError(f"ablation needs layer outputs (B, C, H, W); this layer gives {shape}")
         output = output.clone()
-        output[:, index.to(output.device)] = 0
+        if channels_last:
+            output[..., index.to(output.device)] = 0
+        else:
+            output[:, index.to(output.device)] = 0
         return output
 
     handle = module.register_forward_hook(hook)
@@ -325,7 +330,7 @@ def _intervene(
     for label, units in bar:
         # the samples where the concept covers most pixels (object label k is segmenter class k)
         shown = [int(i) for i in np.argsort(-before[:, label], kind="stable")[:PAIRS] if before[i, label] > 0]
-        with zeroed_units(module, units):
+        with zeroed_units(module, units, config.channels_last):
             after, kept = _label_counts(generate(latents), segmenter, device, min_confidence, shown)
         originals = [image for _, images in generate(latents[shown]) for image in images]
         name = layer.label_names[label]
