@@ -30,6 +30,10 @@ _EXPORTS = {
     "LoadedModel": "models.base",
     "load_model": "models.loading",
     "Preprocess": "models.preprocess",
+    "annotate_images": "data.annotate",
+    "dissect_generator": "generator",
+    "Segmenter": "segmenter",
+    "load_segmenter": "segmenter",
     "DissectionResult": "results",
     "LayerResult": "results",
 }
@@ -44,23 +48,30 @@ __all__ = [
     "LoadedModel",
     "NetDissectError",
     "Preprocess",
+    "Segmenter",
     "__version__",
+    "annotate_images",
     "dissect",
     "import_results",
+    "dissect_generator",
     "load_model",
+    "load_segmenter",
 ]
 
 if TYPE_CHECKING:
     from .config import DissectConfig
+    from .data.annotate import annotate_images
     from .data.broden import BrodenDataset, BrodenMeta
     from .engine import dissect
     from .errors import NetDissectError
     from .foreign import import_results
+    from .generator import dissect_generator
     from .hooks import LayerCapture
     from .models.base import LoadedModel
     from .models.loading import load_model
     from .models.preprocess import Preprocess
     from .results import DissectionResult, LayerResult
+    from .segmenter import Segmenter, load_segmenter
 
 
 def __getattr__(name: str) -> Any:

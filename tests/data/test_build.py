@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from netdissect.data.broden import BrodenDataset, BrodenMeta, decode_label_png
-from netdissect.data.build import build_broden, canonical_name, color_names
+from netdissect.data.build import build_broden, canonical_name
+from netdissect.data.colors import COLOR_NAMES, COLOR_TERMS, color_names
 from netdissect.errors import DatasetError
 
 H, W = 24, 32
@@ -194,11 +195,9 @@ def test_colors_two_colour_image(tmp_path):
 
 def test_color_names_and_synonyms():
     names = ["black", "blue", "brown", "green", "grey", "orange", "pink", "purple", "red", "white", "yellow"]
-    from netdissect.data.build import _COLOR_NAMES, COLOR_TERMS
-
     for n in names:
         px = np.array([[COLOR_TERMS[n]]], np.uint8)
-        assert _COLOR_NAMES[color_names(px)[0, 0]] == n
+        assert COLOR_NAMES[color_names(px)[0, 0]] == n
     assert canonical_name("people, persons", "object") == "person"
     assert canonical_name("TVMonitor", "object") == "television"
     assert canonical_name("living room", "scene") == "living_room-s"

@@ -18,12 +18,8 @@ Pipeline
    ``val`` for 20 % of the images, chosen by the SHA-1 of the image's source-relative path
    (stable across runs and machines), and rows are written with :class:`BrodenWriter`.
 
-Colour labels (``colors=True``): the image is resized (bilinear, antialiased) to the
-segmentation size, converted from sRGB (D65) to CIELAB, and every pixel gets the nearest (in
-Euclidean Lab distance, i.e. CIE76 ΔE) of the 11 basic colour terms of Berlin & Kay, whose
-reference colours are the CSS/X11 colours black, blue, brown (#8B4513), grey, green (#008000),
-orange, pink, purple (#800080), red, white, yellow. This is a simple nearest-prototype
-approximation, not the learned colour-naming table (van de Weijer et al. 2009) used by Broden 1.
+Colour labels (``colors=True``): the 11 basic colour terms, named per pixel in CIELAB by
+:mod:`netdissect.data.colors`.
 
 Native layouts assumed (only the tiny fixtures in ``tests/data/test_build.py`` were tested; the
 real downloads could not be checked here):
@@ -76,7 +72,8 @@ from tqdm.auto import tqdm
 
 from ..errors import DatasetError
 from .broden import decode_label_png
-from .writer import BrodenWriter, LabelSpec
+from .colors import color_layer
+from .writer import LabelSpec, ResumingWriter
 
 CATEGORY_ORDER = ["color", "object", "part", "material", "scene", "texture"]
 VAL_FRACTION = 0.2
@@ -145,21 +142,6 @@ SYNONYMS: dict[str, str] = {
     "fabric": "fabric",
     "cloth": "fabric",
     "textile": "fabric",
-}
-
-#: the 11 basic colour terms and their sRGB reference colours
-COLOR_TERMS: dict[str, tuple[int, int, int]] = {
-    "black": (0, 0, 0),
-    "blue": (0, 0, 255),
-    "brown": (139, 69, 19),
-    "grey": (128, 128, 128),
-    "green": (0, 128, 0),
-    "orange": (255, 165, 0),
-    "pink": (255, 192, 203),
-    "purple": (128, 0, 128),
-    "red": (255, 0, 0),
-    "white": (255, 255, 255),
-    "yellow": (255, 255, 0),
 }
 
 
@@ -397,31 +379,6 @@ def opensurfaces_records(root: str | os.PathLike) -> list[Record]:
     return records
 
 
-# --------------------------------------------------------------------------- colours
-
-
-def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    m = np.array(
-        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
-    )
-    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
-    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
-
-
-_COLOR_NAMES = list(COLOR_TERMS)
-_COLOR_LAB = _srgb_to_lab(np.array([COLOR_TERMS[n] for n in _COLOR_NAMES]))
-
-
-def color_names(image: np.ndarray) -> np.ndarray:
-    """Index into the 11 colour terms (alphabetical) of every pixel of an RGB uint8 image."""
-    lab = _srgb_to_lab(image)
-    d = ((lab[..., None, :] - _COLOR_LAB) ** 2).sum(-1)
-    return d.argmin(-1)
-
-
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -445,9 +402,7 @@ def _annotate(record: Record, image: np.ndarray, seg: int, colors: bool):
             named = {c: n for c, n in named.items() if n}
             pixel.setdefault(cat, []).append((small, named))
     if colors:
-        small = np.asarray(Image.fromarray(image).resize((seg, seg), Image.BILINEAR, reducing_gap=None))
-        idx = color_names(small) + 1
-        pixel["color"] = [(idx, {i + 1: n + "-c" for i, n in enumerate(_COLOR_NAMES)})]
+        pixel["color"] = [color_layer(image, (seg, seg))]
     scalars = {}
     for cat, names in record.image_labels.items():
         canon = [canonical_name(n, cat) for n in names]
@@ -592,16 +547,6 @@ def _scan(records, seg, colors, min_images, min_coverage, progress) -> dict:
     }
 
 
-class _ResumingWriter(BrodenWriter):
-    """A BrodenWriter that can re-add an already written image without rewriting its files."""
-
-    replaying = False
-
-    def _save(self, relative, image, jpeg=False):
-        if not self.replaying:
-            super()._save(relative, image, jpeg)
-
-
 def _png_names(name: str, counts: dict[str, int]) -> dict[str, list[str]]:
     # BrodenWriter's naming for non-empty layers
     return {
@@ -628,7 +573,7 @@ def _done(staging: Path) -> dict[str, dict]:
 def _write(records, staging, categories, number, size, seg, colors, progress) -> None:
     """Pass 2: write every image, replaying the ones an interrupted run already wrote."""
     labels = [LabelSpec(i, n) for n, i in number.items()]
-    writer = _ResumingWriter(staging, categories, labels)
+    writer = ResumingWriter(staging, categories, labels)
     done = _done(staging)
     images = staging / "images"
     with open(staging / DONE_FILE, "a", encoding="utf-8") as log:

@@ -203,5 +203,19 @@ class BrodenWriter:
         os.replace(tmp, self.directory / name)
 
 
+class ResumingWriter(BrodenWriter):
+    """A BrodenWriter that can re-add an already written image without rewriting its files.
+
+    While ``replaying`` is true, :meth:`add_image` only counts the image's labels: an
+    interrupted build re-adds the images it wrote from their files on disk.
+    """
+
+    replaying = False
+
+    def _save(self, relative: str, image: Image.Image, jpeg: bool = False) -> None:
+        if not self.replaying:
+            super()._save(relative, image, jpeg)
+
+
 def _fmt(value: float) -> str:
     return f"{value:.6g}"

@@ -4,8 +4,9 @@ SPECs:
   * ``demo``: the bundled demo CNN;
   * ``caffe:deploy.prototxt`` (``weights``: the ``.caffemodel``), ``places365:<arch>``,
     ``path/to/model.onnx``: see :mod:`.caffe`, :mod:`.places365`, :mod:`.onnx`;
-  * ``torchvision:<name>``: a torchvision architecture, random init (seed 0) unless ``weights`` is a
-    torchvision weights name (``IMAGENET1K_V1``; downloaded into torch's cache) or a checkpoint;
+  * ``torchvision:<name>``: a torchvision architecture, random init (seed 0, no pretrained backbone
+    either) unless ``weights`` is a torchvision weights name (``IMAGENET1K_V1``; downloaded into
+    torch's cache) or a checkpoint;
   * ``package.module:callable``: imported (the current directory is on the path) and called
     with ``model_args`` as keyword arguments;
   * a file path: a whole pickled model, loaded only with ``trust_pickle=True``.
@@ -17,6 +18,7 @@ prefixes (DataParallel) are stripped. Checkpoints load with ``weights_only=True`
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 
@@ -120,6 +122,9 @@ def _torchvision(name: str, weights: str | None, trust_pickle: bool, model_args:
                 f"cannot download {key} weights of {name} from {url} ({first_line(exc)}); fetch that file "
                 f"on a machine with internet and put it at {target}, or pass --weights PATH"
             ) from None
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+        # segmentation and detection models default to a pretrained backbone: random init stays offline
+        model_args = {"weights_backbone": None, **model_args}
     with torch.random.fork_rng(devices=[]):  # random init: the same weights in every process and run
         torch.manual_seed(0)
         module = torchvision.models.get_model(name, weights=None, **model_args)

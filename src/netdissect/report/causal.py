@@ -1,0 +1,105 @@
+"""The causal-effect page of a generator layer: concepts' pixel shares before and after ablation.
+
+``<layer>/causal.html`` shows, per concept with detectors, the ablated units, the concept's share
+of the generated pixels before and after, and sample pairs (``<layer>/causal/``). The run
+directory's ``extra_pages.json`` lists the page (``{"title", "path"}`` entries) so that the run
+report can link it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from PIL import Image
+
+from ..results import atomic_write_bytes, atomic_write_json, layer_dirname
+
+CAUSAL_PAGE = "causal.html"
+CAUSAL_DIR = "causal"
+EXTRA_PAGES = "extra_pages.json"
+
+
+@dataclass
+class CausalEffect:
+    """One concept's ablation: its label number and name, the 1-based units zeroed, its pixel
+    share before and after, and sample pairs ``(sample index, image before, image after)``."""
+
+    label: int
+    name: str
+    units: list[int]
+    before: float
+    after: float
+    pairs: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _change(before: float, after: float) -> str:
+    if before == 0:
+        return "absent before"
+    return f"{100 * (after - before) / before:+.0f} %"
+
+
+def write_causal_page(
+    directory: str | Path, layer: str, model: str, effects: Sequence[CausalEffect], samples: int, ablate_top: int
+) -> Path:
+    """Write ``directory/causal.html`` and its sample images; returns the page's path."""
+    directory = Path(directory)
+    concepts = []
+    for effect in effects:
+        pairs = []
+        for sample, before, after in effect.pairs:
+            stem = f"{CAUSAL_DIR}/label{effect.label:04d}_sample{sample:06d}"
+            atomic_write_bytes(directory / f"{stem}_before.png", _png(before))
+            atomic_write_bytes(directory / f"{stem}_after.png", _png(after))
+            pairs.append({"sample": sample, "before": f"{stem}_before.png", "after": f"{stem}_after.png"})
+        concepts.append(
+            {
+                "anchor": f"label{effect.label}",
+                "name": effect.name,
+                "units": effect.units,
+                "before": effect.before,
+                "after": effect.after,
+                "change": _change(effect.before, effect.after),
+                "pairs": pairs,
+            }
+        )
+    environment = Environment(
+        loader=PackageLoader("netdissect.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    html = environment.get_template(CAUSAL_PAGE).render(
+        layer=layer, model=model, concepts=concepts, samples=samples, ablate_top=ablate_top
+    )
+    page = directory / CAUSAL_PAGE
+    atomic_write_bytes(page, html.encode("utf-8"))
+    return page
+
+
+def add_extra_page(run_dir: str | Path, title: str, path: str) -> None:
+    """List a page (``path`` relative to the run directory) in ``run_dir/extra_pages.json``."""
+    file = Path(run_dir) / EXTRA_PAGES
+    try:
+        pages = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pages = []
+    pages = [p for p in pages if isinstance(p, dict) and p.get("path") != path] + [{"title": title, "path": path}]
+    atomic_write_json(file, pages)
+
+
+def causal_page_path(layer: str) -> str:
+    """The causal page of ``layer``, relative to the run directory."""
+    return f"{layer_dirname(layer)}/{CAUSAL_PAGE}"
