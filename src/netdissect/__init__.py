@@ -52,8 +52,8 @@ __all__ = [
     "__version__",
     "annotate_images",
     "dissect",
-    "import_results",
     "dissect_generator",
+    "import_results",
     "load_model",
     "load_segmenter",
 ]
