@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-OPS = ("and", "or", "andnot")  # the spellings of --formula-ops
+from .config import FORMULA_OPS as OPS  # the spellings of --formula-ops
+
 OP_TEXT = {"and": "AND", "or": "OR", "andnot": "AND NOT"}  # the spellings of formulas and formula_terms
 TEXT_OP = {text: op for op, text in OP_TEXT.items()}
 
