@@ -171,7 +171,7 @@ def batch_signatures(
         ok = (labels > 0) & (labels < L) & keep[labels.clamp(0, L - 1)]
         return torch.where(ok, labels, 0)
 
-    pixels = canonical_rows(clean(seg).permute(0, 2, 3, 1).reshape(-1, layers))
+    pixels = canonical_rows(clean(seg).permute(0, 2, 3, 1).reshape(B * sh * sw, layers))
     pix_rows, pix_inverse = unique_rows(pixels, L)
     image = torch.arange(B, device=seg.device).repeat_interleave(sh * sw)
     pairs, pair_inverse = torch.unique(image * len(pix_rows) + pix_inverse, return_inverse=True)
