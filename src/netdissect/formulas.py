@@ -150,6 +150,19 @@ def unique_rows(rows: torch.Tensor, base: int) -> tuple[torch.Tensor, torch.Tens
     return uniq, inverse
 
 
+DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated by counting instead of sorting
+
+
+def dense_unique(key: torch.Tensor, space: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(key, return_inverse=True)`` for keys in ``[0, space)``: a bincount when the
+    space is small (linear time), a sort otherwise."""
+    if space > DENSE_KEYS:
+        return torch.unique(key, return_inverse=True)
+    present = torch.bincount(key, minlength=space) > 0
+    ids = torch.cumsum(present, 0) - 1
+    return present.nonzero().squeeze(1), ids[key]
+
+
 def batch_signatures(
     seg: torch.Tensor, scalars: torch.Tensor, keep: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,22 +175,38 @@ def batch_signatures(
     Returns:
         ``rows`` ``(S, K)`` the distinct signatures (descending labels, 0 padding) and
         ``pixel_sig`` ``(B, sh, sw)`` each pixel's row.
+
+    Each pixel's key is a mixed-radix number: the id of its image's image-level labels, then
+    per annotation layer its label renumbered among the labels present in that layer. The
+    key space is small in practice, so the distinct keys are found by counting (linear time).
     """
     L = len(keep)
     B, layers, sh, sw = seg.shape
-
-    def clean(labels: torch.Tensor) -> torch.Tensor:
-        labels = labels.long()
-        ok = (labels > 0) & (labels < L) & keep[labels.clamp(0, L - 1)]
-        return torch.where(ok, labels, 0)
-
-    pixels = canonical_rows(clean(seg).permute(0, 2, 3, 1).reshape(B * sh * sw, layers))
-    pix_rows, pix_inverse = unique_rows(pixels, L)
-    image = torch.arange(B, device=seg.device).repeat_interleave(sh * sw)
-    pairs, pair_inverse = torch.unique(image * len(pix_rows) + pix_inverse, return_inverse=True)
-    full = torch.cat([pix_rows[pairs % len(pix_rows)], clean(scalars.to(seg.device))[pairs // len(pix_rows)]], 1)
+    device = seg.device
+    numbers = torch.arange(L, device=device)
+    clean = torch.where(keep.to(device) & (numbers > 0), numbers, 0)
+    scalars = scalars.to(device).long()
+    image_rows, image_id = unique_rows(canonical_rows(scalars), max(L, int(scalars.max()) + 1 if scalars.numel() else L))
+    key = image_id.repeat_interleave(sh * sw)
+    space, codes = len(image_rows), []
+    for j in range(layers):
+        values = seg[:, j].reshape(-1).long()
+        present = torch.bincount(values, minlength=L) > 0
+        n = int(present.sum())
+        key = key * n + (torch.cumsum(present, 0) - 1)[values]
+        space *= n
+        codes.append((present.nonzero().squeeze(1), n))
+        if space >= 1 << 62:
+            raise ValueError(f"too many label combinations in a batch ({layers} annotation layers)")
+    keys, inverse = dense_unique(key, space)
+    columns = []
+    for labels_of, n in reversed(codes):
+        columns.append(labels_of[keys % n].unsqueeze(1))
+        keys = keys // n
+    full = torch.cat([*columns[::-1], image_rows[keys]], 1)
+    full = clean[full.clamp(max=L - 1)].masked_fill(full >= L, 0)
     rows, row_inverse = unique_rows(canonical_rows(full), L)
-    return rows, row_inverse[pair_inverse].view(B, sh, sw)
+    return rows, row_inverse[inverse].view(B, sh, sw)
 
 
 @dataclass
@@ -245,7 +274,12 @@ def batch_table(
     S = len(rows)
     pixels = torch.bincount(pixel_sig.flatten(), minlength=S)
     key = (pair % units) * S + pixel_sig[pair // units, ys, xs]
-    keys, count = torch.unique(key, return_counts=True)
+    if units * S <= DENSE_KEYS:
+        count = torch.bincount(key, minlength=units * S)
+        keys = count.nonzero().squeeze(1)
+        count = count[keys]
+    else:
+        keys, count = torch.unique(key, return_counts=True)
     return SignatureTable(units, labels, rows, pixels, keys // S, keys % S, count)
 
 
