@@ -151,6 +151,7 @@ def unique_rows(rows: torch.Tensor, base: int) -> tuple[torch.Tensor, torch.Tens
 
 
 DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated by counting instead of sorting
+COMPACT_KEYS = 1 << 20  # pixel keys are renumbered before their space grows beyond this
 
 
 def dense_unique(key: torch.Tensor, space: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,6 +162,18 @@ def dense_unique(key: torch.Tensor, space: int) -> tuple[torch.Tensor, torch.Ten
     present = torch.bincount(key, minlength=space) > 0
     ids = torch.cumsum(present, 0) - 1
     return present.nonzero().squeeze(1), ids[key]
+
+
+def _decode(
+    keys: torch.Tensor, inverse: torch.Tensor, found: torch.Tensor, columns: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The label rows of distinct mixed-radix ``keys`` (leading digit: a row of ``found``, then
+    one digit per entry of ``columns``, the label numbers of its values) and ``inverse``."""
+    digits = []
+    for labels_of in reversed(columns):
+        digits.append(labels_of[keys % len(labels_of)].unsqueeze(1))
+        keys = keys // len(labels_of)
+    return torch.cat([found[keys], *digits[::-1]], 1), inverse
 
 
 def batch_signatures(
@@ -188,22 +201,20 @@ def batch_signatures(
     scalars = scalars.to(device).long()
     image_rows, image_id = unique_rows(canonical_rows(scalars), max(L, int(scalars.max()) + 1 if scalars.numel() else L))
     key = image_id.repeat_interleave(sh * sw)
-    space, codes = len(image_rows), []
+    space, found = len(image_rows), image_rows
+    columns: list[torch.Tensor] = []  # per digit of the key: the label numbers of its values
     for j in range(layers):
         values = seg[:, j].reshape(-1).long()
         present = torch.bincount(values, minlength=L) > 0
         n = int(present.sum())
+        if space * n > COMPACT_KEYS:  # renumber the keys found so far: the space stays small
+            found, key = _decode(*dense_unique(key, space), found, columns)
+            space, columns = len(found), []
         key = key * n + (torch.cumsum(present, 0) - 1)[values]
         space *= n
-        codes.append((present.nonzero().squeeze(1), n))
-        if space >= 1 << 62:
-            raise ValueError(f"too many label combinations in a batch ({layers} annotation layers)")
-    keys, inverse = dense_unique(key, space)
-    columns = []
-    for labels_of, n in reversed(codes):
-        columns.append(labels_of[keys % n].unsqueeze(1))
-        keys = keys // n
-    full = torch.cat([*columns[::-1], image_rows[keys]], 1)
+        columns.append(present.nonzero().squeeze(1))
+    found, inverse = _decode(*dense_unique(key, space), found, columns)
+    full = found
     full = clean[full.clamp(max=L - 1)].masked_fill(full >= L, 0)
     rows, row_inverse = unique_rows(canonical_rows(full), L)
     return rows, row_inverse[inverse].view(B, sh, sw)
