@@ -4,7 +4,7 @@
 Rows: the demo CNN's ``conv4`` on (a) the demo's synthetic dataset (128 px images, 64 px
 segmentations, 400 images) and (b) a 224 px synthetic dataset (112 px segmentations), each
 dissected with ``formula_length`` N = 1 (the plain dissection), 2 and 3, every run in a fresh
-process (peak RSS of that process) with the same options (``workers=0``, CPU). The ratio is
+process (peak RSS of that process) with the same options (``workers=0``, CPU, one torch thread). The ratio is
 ``seconds(N) / seconds(1)`` in the same invocation; the issue's target is <= 3 for N = 3.
 Timings are the best of ``--repeat`` runs (the machine may be shared); all runs are kept.
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -44,6 +45,7 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = RESULTS / "bench_formulas.json"
 LAYER = "conv4"
+THREADS = 1  # one torch thread in every run: stable timings on a shared machine
 BROADEN = {"images": 63305, "seg_pixels": 112 * 112, "units": 512, "labels": 1198, "quantile": 0.005}
 # estimates for the full Broden table (distinct label sets; masked (unit, signature) pairs)
 BRODEN_TABLE = {"signatures": 3_000_000, "entries": 25_000_000, "width": 7}
@@ -79,7 +81,8 @@ def child_main(data: str, n: int, beam: int) -> int:
 
 def run_child(data: Path, n: int, beam: int) -> dict:
     cmd = [sys.executable, __file__, "--child", str(data), str(n), str(beam)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH_CHILD "))
     return json.loads(line[len("BENCH_CHILD ") :])
 
@@ -183,7 +186,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "threads": torch.get_num_threads(),
+        "torch_threads": THREADS,
         "datasets": {},
     }
     print(f"{'dataset':<22} {'N':>2} {'seconds':>8} {'ratio':>6} {'pass2 s':>8} {'formula s':>9} {'peak MiB':>9}")

@@ -305,7 +305,8 @@ def subset_counts(
     size: int,
     labels: int,
     index: torch.Tensor | None = None,
-    chunk: int = 1 << 20,
+    used: torch.Tensor | None = None,
+    chunk: int = 1 << 22,
 ) -> torch.Tensor:
     """``out[q, l]``: the summed ``weight`` of the rows that hold every label of subset ``q`` and l.
 
@@ -316,29 +317,43 @@ def subset_counts(
         needed: sorted int64 keys ``owner * labels**size + subset`` (subset labels descending,
             digits base ``labels``), one per output row.
         size: the number of labels in each subset (0: ``out[q, l]`` sums rows holding l).
+        used: ``(owners, L)`` bool (``(1, L)`` without owners): the labels that occur in the
+            owner's subsets. Only rows holding ``size`` of them can count, and only their
+            combinations are tried (a large saving: subsets are made of beam labels).
     """
     Q, K = len(needed), rows.shape[1]
     out = torch.zeros((Q, labels), dtype=torch.int64, device=rows.device)
     n = len(index) if index is not None else len(rows)
     if Q == 0 or n == 0:
         return out
-    combos = list(itertools.combinations(range(K), size))
     flat = out.view(-1)
-    for start in range(0, n, chunk):
-        part = slice(start, start + chunk)
-        r = rows[index[part]] if index is not None else rows[part]
-        w, o = weight[part], (owner[part] if owner is not None else None)
-        for combo in combos:
-            key = o.clone() if o is not None else torch.zeros(len(r), dtype=torch.int64, device=r.device)
-            valid = torch.ones(len(r), dtype=torch.bool, device=r.device)
-            for slot in combo:
-                key = key * labels + r[:, slot]
-                valid &= r[:, slot] > 0
-            pos = torch.searchsorted(needed, key).clamp(max=Q - 1)
-            hit = (valid & (needed[pos] == key)).nonzero().squeeze(1)
-            if len(hit):
-                target = pos[hit, None] * labels + r[hit]
-                flat.index_add_(0, target.flatten(), w[hit, None].expand_as(target).flatten())
+    for start in range(0, n, max(1, chunk // max(K, 1))):
+        part = slice(start, start + max(1, chunk // max(K, 1)))
+        r = rows[index[part]] if index is not None else rows[part]  # (R, K)
+        w = weight[part]
+        o = owner[part] if owner is not None else torch.zeros(len(r), dtype=torch.int64, device=r.device)
+        slots = r
+        if size > 0 and used is not None:  # keep the rows with >= size used labels, those labels first
+            mine = used[o.unsqueeze(1), r] & (r > 0)
+            keep = (mine.sum(dim=1) >= size).nonzero().squeeze(1)
+            r, w, o, mine = r[keep], w[keep], o[keep], mine[keep]
+            width = int(mine.sum(dim=1).max()) if len(r) else 0
+            slots = torch.where(mine, r, 0).sort(dim=1, descending=True).values[:, :width]
+        if len(r) == 0:
+            continue
+        combos = list(itertools.combinations(range(slots.shape[1]), size))
+        if not combos:
+            continue
+        chosen = slots[:, torch.tensor(combos, dtype=torch.int64, device=r.device).view(len(combos), size)]
+        key = o.unsqueeze(1).expand(len(r), len(combos))
+        for i in range(size):
+            key = key * labels + chosen[:, :, i]
+        pos = torch.searchsorted(needed, key.flatten()).clamp(max=Q - 1).view_as(key)
+        hit = (chosen > 0).all(dim=2) & (needed[pos] == key)
+        row, _ = hit.nonzero(as_tuple=True)
+        if len(row):
+            target = pos[hit][:, None] * labels + r[row]
+            flat.index_add_(0, target.flatten(), w[row, None].expand_as(target).flatten())
     out[:, 0] = 0  # padding
     return out
 
@@ -488,14 +503,20 @@ def _extend(
         for subset, coef in beams[u][b].poly.items():
             rows_m.setdefault(len(subset), []).append((i, subset_key(u, subset, L), coef))
             rows_g.setdefault(len(subset), []).append((i, subset_key(0, subset, L), coef))
+    used = torch.zeros((U, L), dtype=torch.bool, device=device)  # the labels of each unit's beam formulas
+    labels_used = [(u, label) for u, b in slots for _, label in beams[u][b].terms]
+    used[tuple(torch.tensor(labels_used, device=device).T)] = True
     inter = torch.zeros((n, L), dtype=torch.int64, device=device)  # |M F L|
     both = torch.zeros((n, L), dtype=torch.int64, device=device)  # |F L|
     for size, entries in rows_m.items():
         _accumulate(inter, entries, lambda keys, s=size: subset_counts(
-            table.rows, table.count, table.unit, keys, s, L, index=table.sig
+            table.rows, table.count, table.unit, keys, s, L, index=table.sig, used=used
         ))
+    any_used = used.any(dim=0, keepdim=True)
     for size, entries in rows_g.items():
-        _accumulate(both, entries, lambda keys, s=size: subset_counts(table.rows, table.pixels, None, keys, s, L))
+        _accumulate(both, entries, lambda keys, s=size: subset_counts(
+            table.rows, table.pixels, None, keys, s, L, used=any_used
+        ))
     unit = torch.tensor([u for u, _ in slots], device=device)
     f_inter = torch.tensor([beams[u][b].inter for u, b in slots], device=device).unsqueeze(1)
     f_size = torch.tensor([beams[u][b].size for u, b in slots], device=device).unsqueeze(1)
