@@ -57,9 +57,7 @@ def child_main(data: str, n: int, beam: int) -> int:
     model = load_model("demo")
     dataset = BrodenDataset(data, preprocess=model.preprocess)
     start = time.perf_counter()
-    result = dissect(
-        model, dataset, [LAYER], workers=0, progress=False, device="cpu", formula_length=n, beam=beam
-    )
+    result = dissect(model, dataset, [LAYER], workers=0, progress=False, device="cpu", formula_length=n, beam=beam)
     seconds = time.perf_counter() - start
     layer = result[LAYER]
     record = {

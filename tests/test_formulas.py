@@ -62,7 +62,6 @@ def brute_beam(seg, scalars, masks, keep, length, beam, ops=OPS):
         for _ in range(length - 1):
             candidates = []
             for _value, terms in current:
-                value = evaluate_formula(terms, members)
                 for op in (o for o in OPS if o in ops):
                     for label in range(len(keep)):
                         if label in members:
@@ -270,7 +269,9 @@ def test_outputs_files_and_round_trip(tmp_path):
     plain = dissect(LookupNet(maps), data, ["layer"], tmp_path / "plain", **OPTIONS)
     result = dissect(LookupNet(maps), data, ["layer"], tmp_path / "f", formula_length=3, beam=2, **OPTIONS)
     assert plain["layer"].formula is None
-    assert (tmp_path / "plain" / "layer" / "tally.csv").read_bytes() == (tmp_path / "f" / "layer" / "tally.csv").read_bytes()
+    assert (tmp_path / "plain" / "layer" / "tally.csv").read_bytes() == (
+        tmp_path / "f" / "layer" / "tally.csv"
+    ).read_bytes()
     assert not (tmp_path / "plain" / "layer" / "formulas.csv").exists()
     units = json.loads((tmp_path / "f" / "layer" / "units.json").read_text())
     assert units["formulas"]["length"] == 3 and units["formulas"]["beam"] == 2
@@ -339,7 +340,18 @@ def test_bad_options_on_the_command_line(tmp_path, capsys, flags, message):
 def test_cli_writes_formulas(tmp_path, capsys):
     data = make_synthetic_dataset(tmp_path / "syn", n=8, size=32, seed=1)
     argv = ["dissect", "--model", "demo", "--layers", "conv4", "--dataset", str(data), "--out", str(tmp_path / "o")]
-    flags = ["--workers", "0", "--no-progress", "--no-report", "--device", "cpu", "--formula-length", "3", "--beam", "2"]
+    flags = [
+        "--workers",
+        "0",
+        "--no-progress",
+        "--no-report",
+        "--device",
+        "cpu",
+        "--formula-length",
+        "3",
+        "--beam",
+        "2",
+    ]
     assert main([*argv, *flags, "--formula-ops", "and,or"]) == 0
     capsys.readouterr()
     layer = LayerResult.load(tmp_path / "o" / "conv4")
@@ -419,3 +431,15 @@ def test_torchrun_gives_the_formulas_of_one_process(tmp_path):
     one, two = (tmp_path / d / "conv2" / "formulas.csv" for d in ("one", "two"))
     assert one.read_bytes() == two.read_bytes()
     assert len(one.read_text().splitlines()) == 17  # header + 16 units
+
+
+def test_demo_command_with_formulas(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NETDISSECT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    flags = ["--workers", "0", "--no-progress", "--device", "cpu", "--no-report"]
+    assert main(["demo", "--images", "16", "--out", str(out), "--formula-length", "3", *flags]) == 0
+    capsys.readouterr()
+    for layer in ("conv1", "conv4"):
+        rows = list(csv.DictReader((out / layer / "formulas.csv").open(newline="")))
+        assert rows and all(float(r["formula_iou"]) >= float(r["single_iou"]) for r in rows)
+        assert any(" AND " in r["formula"] or " OR " in r["formula"] for r in rows)

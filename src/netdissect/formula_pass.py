@@ -12,6 +12,8 @@ checkpoints once at its end, so a run killed during the beam search restarts fro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .distributed import Shard
@@ -88,7 +90,7 @@ class FormulaCollector:
 
 
 def find_formulas(
-    table: SignatureTable, label_category: torch.Tensor, length: int, beam: int, ops: tuple[str, ...]
+    table: SignatureTable, label_category: torch.Tensor, length: int, beam: int, ops: Sequence[str]
 ) -> UnitFormulas:
     """Each unit's best formula of up to ``length`` labels over a layer's table (see :mod:`netdissect.formulas`)."""
     keep = (label_category >= 0).to(table.rows.device)

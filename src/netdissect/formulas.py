@@ -176,9 +176,7 @@ def _decode(
     return torch.cat([found[keys], *digits[::-1]], 1), inverse
 
 
-def batch_signatures(
-    seg: torch.Tensor, scalars: torch.Tensor, keep: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_signatures(seg: torch.Tensor, scalars: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The signatures of a batch's pixels.
 
     Args:
@@ -199,7 +197,9 @@ def batch_signatures(
     numbers = torch.arange(L, device=device)
     clean = torch.where(keep.to(device) & (numbers > 0), numbers, 0)
     scalars = scalars.to(device).long()
-    image_rows, image_id = unique_rows(canonical_rows(scalars), max(L, int(scalars.max()) + 1 if scalars.numel() else L))
+    image_rows, image_id = unique_rows(
+        canonical_rows(scalars), max(L, int(scalars.max()) + 1 if scalars.numel() else L)
+    )
     key = image_id.repeat_interleave(sh * sw)
     space, found = len(image_rows), image_rows
     columns: list[torch.Tensor] = []  # per digit of the key: the label numbers of its values
@@ -279,7 +279,13 @@ class SignatureTable:
 
 
 def batch_table(
-    rows: torch.Tensor, pixel_sig: torch.Tensor, pair: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, units: int, labels: int
+    rows: torch.Tensor,
+    pixel_sig: torch.Tensor,
+    pair: torch.Tensor,
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    units: int,
+    labels: int,
 ) -> SignatureTable:
     """A batch's table from its signatures and the masked pixels ``(pair = image * U + unit, y, x)``."""
     S = len(rows)
@@ -417,9 +423,7 @@ def search_formulas(
     for size in range(length):
         _check_keys(U, L, size)
     # singles: |M_u AND l| (U, L), |l| (L,), |M_u| (U,)
-    m_l = subset_counts(
-        table.rows, table.count, table.unit, torch.arange(U, device=device), 0, L, index=table.sig
-    )
+    m_l = subset_counts(table.rows, table.count, table.unit, torch.arange(U, device=device), 0, L, index=table.sig)
     t_l = subset_counts(table.rows, table.pixels, None, torch.zeros(1, dtype=torch.int64, device=device), 0, L)[0]
     mask = torch.zeros(U, dtype=torch.int64, device=device).index_add_(0, table.unit, table.count)
     usable = keep.to(device) & (t_l > 0)
@@ -432,7 +436,9 @@ def search_formulas(
     for u in range(U):
         beams.append(
             [
-                Formula(((None, label),), {(label,): 1}, int(m_l_c[u, label]), int(t_l_c[label]), float(single_c[u, label]))
+                Formula(
+                    ((None, label),), {(label,): 1}, int(m_l_c[u, label]), int(t_l_c[label]), float(single_c[u, label])
+                )
                 for label in order[u]
                 if single_c[u, label] >= 0
             ]
@@ -462,9 +468,7 @@ def search_formulas(
         "signatures": len(table.rows),
         "entries": len(table.count),
     }
-    return UnitFormulas(
-        terms, iou, best_single.cpu().numpy(), best_single_iou.clamp(min=0).cpu().numpy(), info
-    )
+    return UnitFormulas(terms, iou, best_single.cpu().numpy(), best_single_iou.clamp(min=0).cpu().numpy(), info)
 
 
 def _bound(f: Formula, mask: int, max_m_l: int, ops: Sequence[str]) -> float:
@@ -509,14 +513,18 @@ def _extend(
     inter = torch.zeros((n, L), dtype=torch.int64, device=device)  # |M F L|
     both = torch.zeros((n, L), dtype=torch.int64, device=device)  # |F L|
     for size, entries in rows_m.items():
-        _accumulate(inter, entries, lambda keys, s=size: subset_counts(
-            table.rows, table.count, table.unit, keys, s, L, index=table.sig, used=used
-        ))
+        _accumulate(
+            inter,
+            entries,
+            lambda keys, s=size: subset_counts(
+                table.rows, table.count, table.unit, keys, s, L, index=table.sig, used=used
+            ),
+        )
     any_used = used.any(dim=0, keepdim=True)
     for size, entries in rows_g.items():
-        _accumulate(both, entries, lambda keys, s=size: subset_counts(
-            table.rows, table.pixels, None, keys, s, L, used=any_used
-        ))
+        _accumulate(
+            both, entries, lambda keys, s=size: subset_counts(table.rows, table.pixels, None, keys, s, L, used=any_used)
+        )
     unit = torch.tensor([u for u, _ in slots], device=device)
     f_inter = torch.tensor([beams[u][b].inter for u, b in slots], device=device).unsqueeze(1)
     f_size = torch.tensor([beams[u][b].size for u, b in slots], device=device).unsqueeze(1)
@@ -524,12 +532,12 @@ def _extend(
     out = []
     for op in ops:
         if op == "and":
-            i, s = inter, both
+            new_inter, new_size = inter, both
         elif op == "or":
-            i, s = f_inter + m_l[unit] - inter, f_size + t_l.unsqueeze(0) - both
+            new_inter, new_size = f_inter + m_l[unit] - inter, f_size + t_l.unsqueeze(0) - both
         else:
-            i, s = f_inter - inter, f_size - both
-        out.append(torch.stack([_iou(i, s, m), i.double(), s.double()]))
+            new_inter, new_size = f_inter - inter, f_size - both
+        out.append(torch.stack([_iou(new_inter, new_size, m), new_inter.double(), new_size.double()]))
     result = torch.stack(out, dim=2)  # (3, slots, ops, L): iou, |M F'|, |F'|
     result[0] = result[0].masked_fill(~usable.view(1, 1, L), -1.0)
     return result
@@ -589,8 +597,7 @@ def _merge(old, rows, picks, values, slots, inter, size, ops, L, beam) -> list[F
                 continue
             row, rest = rows[flat // per], flat % per
             op, label = ops[rest // L], rest % L
-            u, b = slots[row]
-            parent = old[b]
+            parent = old[slots[row][1]]
             f = Formula(
                 parent.terms + ((op, label),),
                 extend_poly(parent.poly, op, label),

@@ -193,10 +193,10 @@ class LayerResult:
         if self.formulas is not None:
             for record, text, terms, iou, single, single_iou in zip(
                 records,
-                self.formula,
-                self.formula_terms,
+                self.formula or [],
+                self.formula_terms or [],
                 self.formulas.iou,
-                self.formula_single_label,
+                self.formula_single_label or [],
                 self.formulas.single_iou,
             ):
                 record.update(
@@ -215,7 +215,7 @@ class LayerResult:
         assert self.formulas is not None
         return [
             [u + 1, text, _num(self.formulas.iou[u]), single, _num(self.formulas.single_iou[u])]
-            for u, (text, single) in enumerate(zip(self.formula, self.formula_single_label))
+            for u, (text, single) in enumerate(zip(self.formula or [], self.formula_single_label or []))
         ]
 
     def tally_rows(self) -> list[list]:
