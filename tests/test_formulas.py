@@ -20,16 +20,8 @@ from netdissect.data.broden import collate_broden
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
 from netdissect.errors import OptionError
-from netdissect.formulas import (
-    OPS,
-    SignatureTable,
-    batch_signatures,
-    batch_table,
-    evaluate_formula,
-    formula_poly,
-    formula_text,
-    search_formulas,
-)
+from netdissect.formulas import OPS, evaluate_formula, formula_poly, formula_text, search_formulas
+from netdissect.signatures import SignatureTable, batch_signatures, batch_table
 
 OPTIONS = dict(quantile=0.4, workers=0, progress=False, device="cpu", batch_size=5)
 
@@ -443,3 +435,11 @@ def test_demo_command_with_formulas(tmp_path, monkeypatch, capsys):
         rows = list(csv.DictReader((out / layer / "formulas.csv").open(newline="")))
         assert rows and all(float(r["formula_iou"]) >= float(r["single_iou"]) for r in rows)
         assert any(" AND " in r["formula"] or " OR " in r["formula"] for r in rows)
+
+
+def test_too_long_formulas_for_exact_keys_are_refused():
+    seg, scalars, masks, keep = random_data(0)
+    table = table_of(seg, scalars, masks, keep)
+    table.labels = 1 << 16  # as if the dataset had 65536 labels: subsets of 4 labels overflow int64 keys
+    with pytest.raises(OptionError, match="--formula-length 5 is too long"):
+        search_formulas(table, torch.ones(1 << 16, dtype=torch.bool), 5, 2)

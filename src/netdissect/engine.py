@@ -23,7 +23,6 @@ from .devices import resolve_device
 from .distributed import Shard, join
 from .errors import ModelError
 from .formula_pass import find_formulas
-from .formulas import SignatureTable
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
@@ -32,6 +31,7 @@ from .passes import TORCH_MEMORY_FORMATS, Runner
 from .results import DissectionResult, LayerResult, layer_dirname
 from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key
 from .rundir import dataset_identity, prepare_run_dir, run_lock, set_state
+from .signatures import SignatureTable
 
 
 def dissect(

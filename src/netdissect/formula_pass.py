@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import torch
 
 from .distributed import Shard
-from .formulas import SignatureTable, UnitFormulas, batch_signatures, batch_table, search_formulas
+from .formulas import UnitFormulas, search_formulas
 from .masks import masked_pixels
+from .signatures import SignatureTable, batch_signatures, batch_table
 
 PENDING_BYTES = 64 << 20  # batch tables summed into the layer's table beyond this (or the table's size)
 
