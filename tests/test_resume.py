@@ -354,3 +354,13 @@ def test_other_options_do_not_reuse_a_checkpoint(dataset, tmp_path):
     resumed = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=subprocess_env())
     assert resumed.returncode == 0, resumed.stderr
     assert forwards(log) == 8  # 40 - 1 images in batches of 5, pass 2 from the cache
+
+
+def test_clear_removes_what_a_killed_write_left(tmp_path):
+    path = tmp_path / "checkpoints" / "rank0.ckpt"
+    checkpointer = Checkpointer(path, "key", 0)
+    checkpointer.save({"pass": 1, "next_batch": 1})
+    checkpointer.save({"pass": 1, "next_batch": 2})
+    (path.parent / f".{path.name}.tmp99999").write_bytes(b"half a checkpoint")  # a process killed mid-write
+    checkpointer.clear()
+    assert not path.parent.exists()

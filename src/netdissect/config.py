@@ -14,6 +14,7 @@ from .errors import OptionError
 IOU_MODES = ("paper", "lite")
 MAX_NULL_SAMPLES = 100  # null counts take 8 * K * units * labels bytes per layer
 MEMORY_FORMATS = ("contiguous", "channels_last")
+FORMULA_OPS = ("and", "or", "andnot")  # as netdissect.formulas.OPS (this module imports no torch)
 NULL_SEED = 20170721  # the null's shifts are reproducible: a fixed seed, batches in dataset order
 
 
@@ -62,6 +63,11 @@ class DissectConfig:
         checkpoint_every: seconds between checkpoints of the accumulators in the run
             directory (0: after every batch); a run started again after a crash continues
             from the last one.
+        formula_length: N >= 1; with N >= 2 every unit also gets its best formula of up to N
+            labels joined by ``formula_ops`` (beam search, see :mod:`netdissect.formulas`).
+        beam: B >= 1, the beam width of the formula search.
+        formula_ops: the operators formulas use, a subset of ``and``, ``or``, ``andnot``
+            (a sequence or a comma-separated string).
     """
 
     quantile: float = 0.005
@@ -85,6 +91,9 @@ class DissectConfig:
     memory_format: str = "contiguous"
     amp: bool = False
     checkpoint_every: float = 300.0
+    formula_length: int = 1
+    beam: int = 5
+    formula_ops: tuple[str, ...] | str = FORMULA_OPS
 
     def __post_init__(self) -> None:
         from .devices import resolve_device
@@ -113,6 +122,11 @@ class DissectConfig:
             raise OptionError(f"--checkpoint-every must be >= 0 seconds, got {self.checkpoint_every}")
         if self.threshold_memory < 0 or self.cache_memory < 0:
             raise OptionError("--threshold-memory and --cache-memory must be >= 0")
+        self.formula_ops = parse_formula_ops(self.formula_ops)
+        if self.formula_length < 1:
+            raise OptionError(f"--formula-length must be >= 1, got {self.formula_length}")
+        if self.beam < 1:
+            raise OptionError(f"--beam must be >= 1, got {self.beam}")
         resolve_device(self.device)
 
     def result_options(self) -> dict:
@@ -130,7 +144,24 @@ class DissectConfig:
             "null_samples": self.null_samples,
             "memory_format": self.memory_format,
             "amp": self.amp,
+            # only with formulas on, so that the keys of earlier runs do not change
+            **(
+                {"formula_length": self.formula_length, "beam": self.beam, "formula_ops": list(self.formula_ops)}
+                if self.formula_length > 1
+                else {}
+            ),
         }
+
+
+def parse_formula_ops(ops: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """``"and,or"`` or a sequence of operator names as a tuple in canonical order (``and, or, andnot``)."""
+    names = [o.strip().lower() for o in (ops.split(",") if isinstance(ops, str) else ops) if o.strip()]
+    for name in names:
+        if name not in FORMULA_OPS:
+            raise OptionError(f"--formula-ops: unknown operator {name!r} (choose from {', '.join(FORMULA_OPS)})")
+    if not names:
+        raise OptionError(f"--formula-ops needs at least one of {', '.join(FORMULA_OPS)}")
+    return tuple(op for op in FORMULA_OPS if op in names)
 
 
 def config_defaults() -> dict[str, Any]:

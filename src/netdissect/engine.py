@@ -22,6 +22,7 @@ from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .distributed import Shard, join
 from .errors import ModelError
+from .formula_pass import find_formulas
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
@@ -30,6 +31,7 @@ from .passes import TORCH_MEMORY_FORMATS, Runner
 from .results import DissectionResult, LayerResult, layer_dirname
 from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key, resume_together
 from .rundir import dataset_identity, prepare_run_dir, replace_run, run_lock, set_state
+from .signatures import SignatureTable
 
 
 def dissect(
@@ -170,6 +172,17 @@ def _dissect(
         counts = runner.pass_counts(stats, saved)
         timings["pass2_seconds"] = time.perf_counter() - start
         meta = dataset.meta
+        formulas = {}
+        if runner.formulas is not None:
+            start = time.perf_counter()
+            tables = runner.formulas.tables()
+            label_category = torch.from_numpy(meta.label_category)
+            for name in todo:
+                empty = SignatureTable.empty(stats[name].map_shape[0], len(label_category), device)
+                formulas[name] = find_formulas(
+                    tables.get(name, empty), label_category, config.formula_length, config.beam, config.formula_ops
+                )
+            timings["formula_seconds"] = time.perf_counter() - start
         for name in todo:
             layer_meta = {**metadata, "layer": name, "timings": timings, "threshold_method": stats[name].method}
             null_score = None
@@ -191,6 +204,7 @@ def _dissect(
                 iou_threshold=config.iou_threshold,
                 metadata=layer_meta,
                 null_score=null_score,
+                formulas=formulas.get(name),
             )
             if write:
                 result.save(run_dir / layer_dirname(name))

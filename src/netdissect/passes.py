@@ -24,6 +24,7 @@ from .config import NULL_SEED, DissectConfig
 from .data.broden import BrodenDataset, collate_broden
 from .distributed import Shard
 from .errors import ActivationError
+from .formula_pass import FormulaCollector
 from .hooks import LayerCapture, as_feature_map
 from .resume import Checkpointer
 from .rotation import haar_rotation, match_units, rotate_units, rotation_power
@@ -119,6 +120,10 @@ class Runner:
         self.cache: list[dict[str, torch.Tensor]] | None = None
         self.null: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # pass 2's null counts per layer
         self.null_unshuffled = 0  # images in batches of one, which the null cannot shift
+        self.formulas: FormulaCollector | None = None  # pass 2's signature tables (formula_length > 1)
+        if config.formula_length > 1:
+            label_category = torch.from_numpy(dataset.meta.label_category)
+            self.formulas = FormulaCollector(layers, label_category, config.chunk_pixels)
 
     @contextlib.contextmanager
     def _batches(self, dataset: BrodenDataset, start: int, desc: str) -> Iterator[Iterator[tuple[int, dict]]]:
@@ -282,6 +287,8 @@ class Runner:
             null = self.null = {name: (i.to(self.device), c.to(self.device)) for name, (i, c) in saved["null"].items()}
             truth, unshuffled = saved["truth"].to(self.device), saved["unshuffled"].to(self.device)
             self.cache = None  # the cache held pass 1's batches of a process that is gone
+            if self.formulas is not None:
+                self.formulas.load_state_dict(saved["formulas"], self.device)
         with contextlib.closing(self._pass2_batches(start)) as batches:
             for number, batch, acts in batches:
                 seg = batch["seg"].to(self.device, non_blocking=True)
@@ -291,6 +298,8 @@ class Runner:
                 shifts = null_shifts(seg.shape[0], K, torch.Generator().manual_seed(NULL_SEED + number))
                 if K and shifts is None:
                     unshuffled += seg.shape[0]
+                if self.formulas is not None:
+                    self.formulas.start_batch(seg, batch["scalars"])
                 for name, a in acts.items():
                     a = a.to(self.device)
                     stats[name].keep_top_maps(a, index)
@@ -310,19 +319,13 @@ class Runner:
                     if K:
                         null[name][0].add_(ni if ni is not None else i)  # a batch of one image keeps
                         null[name][1].add_(nc if nc is not None else c)  # its own annotations
+                    if self.formulas is not None:
+                        self.formulas.add(name, a, stats[name].thresholds)
                 if self.checkpointer.due():
-                    self.checkpointer.save(
-                        {
-                            "pass": 2,
-                            "next_batch": number + 1,
-                            "stats": {name: s.state_dict(quantile=False) for name, s in stats.items()},
-                            "inter": inter,
-                            "act": act,
-                            "null": null,
-                            "truth": truth,
-                            "unshuffled": unshuffled,
-                        }
-                    )
+                    self.checkpointer.save(self._pass2_state(number + 1, stats, inter, act, null, truth, unshuffled))
+        if self.formulas is not None and self.checkpointer.path is not None and start < self.end:
+            # the formula search that follows can take a while: a killed run restarts it from here
+            self.checkpointer.save(self._pass2_state(self.end, stats, inter, act, null, truth, unshuffled))
         # each top image belongs to one rank, which filled its maps; the others hold zeros there
         for name, s in stats.items():
             self.shard.sum_(s.empty_top_maps(self.device))
@@ -330,7 +333,25 @@ class Runner:
                 self.shard.sum_(tensor)
         self.shard.sum_(truth)
         self.null_unshuffled = int(self.shard.sum_(unshuffled))
+        if self.formulas is not None:
+            self.formulas.merge(self.shard, self.device)
         return {name: Counts(inter[name], act[name], truth) for name in stats}
+
+    def _pass2_state(self, next_batch: int, stats, inter, act, null, truth, unshuffled) -> dict:
+        """Pass 2's accumulators for a checkpoint (continuing at batch ``next_batch``)."""
+        state = {
+            "pass": 2,
+            "next_batch": next_batch,
+            "stats": {name: s.state_dict(quantile=False) for name, s in stats.items()},
+            "inter": inter,
+            "act": act,
+            "null": null,
+            "truth": truth,
+            "unshuffled": unshuffled,
+        }
+        if self.formulas is not None:
+            state["formulas"] = self.formulas.state_dict()
+        return state
 
     def null_scores(self, name: str, counts: Counts) -> torch.Tensor:
         """``(K, U)``: layer ``name``'s null score (best IoU over labels) per null sample."""

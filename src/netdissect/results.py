@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .formulas import OP_TEXT, UnitFormulas, formula_text
 from .tally import Counts, best_labels, iou_from_counts, null_summary
 
 TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
 MAPS_FILE = "top_maps.npz"
+FORMULAS_FILE = "formulas.csv"
+_OP_CODES = (None, "and", "or", "andnot")  # formula terms in iou.npz: op code 0 for the first term
 
 
 def display_name(name: str) -> str:
@@ -70,6 +73,7 @@ class LayerResult:
     # (U, L) IoU given as such (results imported from another tool, see netdissect.foreign): used
     # instead of the IoU of the counts, which then only record what the source reported
     given_iou: np.ndarray | None = None
+    formulas: UnitFormulas | None = None  # each unit's best formula (formula_length > 1)
 
     def __post_init__(self) -> None:
         label_category = torch.from_numpy(self.label_category)
@@ -103,6 +107,39 @@ class LayerResult:
     @property
     def units(self) -> int:
         return len(self.thresholds)
+
+    @property
+    def formula(self) -> list[str] | None:
+        """Per unit, its best formula, e.g. ``((water OR river) AND NOT blue)`` (None without formulas)."""
+        if self.formulas is None:
+            return None
+        return [formula_text(terms, self.label_names) for terms in self.formulas.terms]
+
+    @property
+    def formula_terms(self) -> list[list[list]] | None:
+        """Per unit, the formula's ``[op, label name]`` pairs (left-nested; ops ``AND``, ``OR``, ``AND NOT``;
+        the first op ``None``)."""
+        if self.formulas is None:
+            return None
+        return [
+            [[OP_TEXT[op] if op else None, self.label_names[label]] for op, label in terms]
+            for terms in self.formulas.terms
+        ]
+
+    @property
+    def formula_iou(self) -> np.ndarray | None:
+        """(U,) each unit's formula IoU (mask counted on every image, see :mod:`netdissect.formulas`)."""
+        return None if self.formulas is None else self.formulas.iou
+
+    @property
+    def formula_single_iou(self) -> np.ndarray | None:
+        """(U,) the IoU of each unit's best single label under the formulas' semantics."""
+        return None if self.formulas is None else self.formulas.single_iou
+
+    @property
+    def formula_single_label(self) -> list[str] | None:
+        """Per unit, that best single label's name."""
+        return None if self.formulas is None else [self.label_names[i] for i in self.formulas.single_label]
 
     @property
     def detectors(self) -> np.ndarray:
@@ -159,7 +196,33 @@ class LayerResult:
                         "null_std": float(self.null_std[u]),
                     }
                 )
+        if self.formulas is not None:
+            for record, text, terms, iou, single, single_iou in zip(
+                records,
+                self.formula or [],
+                self.formula_terms or [],
+                self.formulas.iou,
+                self.formula_single_label or [],
+                self.formulas.single_iou,
+            ):
+                record.update(
+                    {
+                        "formula": text,
+                        "formula_iou": float(iou),
+                        "formula_terms": terms,
+                        "formula_single_label": single,
+                        "formula_single_iou": float(single_iou),
+                    }
+                )
         return records
+
+    def formula_rows(self) -> list[list]:
+        """formulas.csv rows: unit, formula, formula_iou, single_label, single_iou (by unit)."""
+        assert self.formulas is not None
+        return [
+            [u + 1, text, _num(self.formulas.iou[u]), single, _num(self.formulas.single_iou[u])]
+            for u, (text, single) in enumerate(zip(self.formula or [], self.formula_single_label or []))
+        ]
 
     def tally_rows(self) -> list[list]:
         """tally.csv rows (NetDissect-Lite's columns), by descending score."""
@@ -214,15 +277,28 @@ class LayerResult:
                 if self.null_score is not None
                 else {}
             ),
+            **(_formula_arrays(self.formulas) if self.formulas is not None else {}),
         )
         atomic_write_bytes(directory / ARRAYS_FILE, arrays.getvalue())
+        if self.formulas is not None:
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(["unit", "formula", "formula_iou", "single_label", "single_iou"])
+            writer.writerows(self.formula_rows())
+            atomic_write_bytes(directory / FORMULAS_FILE, text.getvalue().encode())
         if self.top_maps is not None:
             maps = io.BytesIO()
             np.savez_compressed(maps, top_maps=self.top_maps.astype(np.float32))
             atomic_write_bytes(directory / MAPS_FILE, maps.getvalue())
         atomic_write_json(
             directory / UNITS_FILE,
-            {"layer": self.layer, "summary": self.summary(), "metadata": self.metadata, "units": self.unit_records()},
+            {
+                "layer": self.layer,
+                "summary": self.summary(),
+                "metadata": self.metadata,
+                **({"formulas": self.formulas.info} if self.formulas is not None else {}),
+                "units": self.unit_records(),
+            },
         )
         return directory
 
@@ -252,7 +328,33 @@ class LayerResult:
                 metadata=meta.get("metadata", {}),
                 null_score=z["null_score"] if "null_score" in z.files else None,
                 given_iou=z["iou"] if "iou_given" in z.files and bool(z["iou_given"]) else None,
+                formulas=_read_formulas(z, meta.get("formulas", {})) if "formula_labels" in z.files else None,
             )
+
+
+def _formula_arrays(formulas: UnitFormulas) -> dict[str, np.ndarray]:
+    """The formulas as arrays for iou.npz: label numbers and op codes ``(U, N)`` (-1 / 0: padding)."""
+    width = max([len(t) for t in formulas.terms] + [1])
+    labels = np.full((len(formulas.terms), width), -1, dtype=np.int64)
+    ops = np.zeros((len(formulas.terms), width), dtype=np.int64)
+    for u, terms in enumerate(formulas.terms):
+        for k, (op, label) in enumerate(terms):
+            labels[u, k], ops[u, k] = label, _OP_CODES.index(op)
+    return {
+        "formula_labels": labels,
+        "formula_ops": ops,
+        "formula_iou": formulas.iou,
+        "formula_single_label": formulas.single_label,
+        "formula_single_iou": formulas.single_iou,
+    }
+
+
+def _read_formulas(z, info: dict) -> UnitFormulas:
+    terms = [
+        tuple((_OP_CODES[op], int(label)) for op, label in zip(ops, labels) if label >= 0)
+        for ops, labels in zip(z["formula_ops"].tolist(), z["formula_labels"].tolist())
+    ]
+    return UnitFormulas(terms, z["formula_iou"], z["formula_single_label"], z["formula_single_iou"], info)
 
 
 def _num(x: float) -> float:

@@ -186,5 +186,7 @@ class Checkpointer:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             previous_path(self.path).unlink(missing_ok=True)
+            for stale in self.path.parent.glob(f".{self.path.name}.tmp*"):  # left by a process killed mid-write
+                stale.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # other ranks' checkpoints remain
                 self.path.parent.rmdir()

@@ -88,6 +88,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "the same command continues from the last checkpoint (0: after every batch; "
         "default: %(default)g)",
     )
+    p.add_argument(
+        "--formula-length",
+        type=int,
+        default=d.formula_length,
+        metavar="N",
+        help="also find each unit's best formula of up to N labels joined by AND, OR, AND NOT "
+        "(beam search; exact pixel IoU over all images; see docs/formulas.md); 1: none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--beam", type=int, default=d.beam, metavar="B", help="beam width of the formula search (default: %(default)s)"
+    )
+    p.add_argument(
+        "--formula-ops",
+        default=",".join(d.formula_ops),
+        metavar="OPS",
+        help="comma-separated operators formulas may use: and, or, andnot (default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -125,6 +142,9 @@ def _config(args: argparse.Namespace, **extra):
         checkpoint_every=args.checkpoint_every,
         memory_format=args.memory_format,
         amp=args.amp,
+        formula_length=args.formula_length,
+        beam=args.beam,
+        formula_ops=args.formula_ops,
         **extra,
     )
 
