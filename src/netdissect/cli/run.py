@@ -64,11 +64,9 @@ def cmd_dissect(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..data import BrodenDataset
-    from ..report import write_report
+    from ..report import write_report  # reads the dataset itself, without torch (fast)
 
-    dataset = BrodenDataset(args.dataset) if args.dataset else None
-    index = write_report(args.run_dir, dataset=dataset, examples=args.examples, progress=not args.no_progress)
+    index = write_report(args.run_dir, dataset=args.dataset, examples=args.examples, progress=not args.no_progress)
     print(f"report: {index.resolve()}")
     return 0
 
