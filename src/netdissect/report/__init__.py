@@ -222,6 +222,12 @@ def write_report(
     shutil.rmtree(images, ignore_errors=True)
     _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
 
+    wanted: dict[int, set[int]] = {}
+    for layer in run.layers.values():
+        for image, labels in _strips.tile_labels(layer, examples).items():
+            wanted.setdefault(image, set()).update(labels)
+    truth = _strips.truth_masks(rows, wanted, workers)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -233,7 +239,7 @@ def write_report(
             if bar is not None:
                 bar.set_postfix_str(name)
             directory = run_dir / layer_dirname(name)
-            masks = _strips.layer_tiles(layer, rows, examples, workers)
+            masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
             table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
             data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
             atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())

@@ -48,9 +48,14 @@ def default_workers() -> int:
 
 
 @lru_cache(maxsize=64)
-def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(lo, hi, w_lo, w_hi)`` of bilinear resizing with half-pixel centres, in float32 as
-    :func:`netdissect.masks.upsample` computes them."""
+def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
+    """Bilinear resizing with half-pixel centres along one axis, in float32 as
+    :func:`netdissect.masks.upsample` computes it, grouped into cells as ``masks._Axis``.
+
+    Returns ``(cell_lo, cell_hi, positions, w_lo, w_hi)``: cell ``c`` (0 .. n_in) holds the output
+    positions ``positions[c]`` (padded with ``n_out``) between its source positions ``cell_lo[c]``
+    and ``cell_hi[c]``, with those positions' weights ``w_lo[c]``, ``w_hi[c]`` (NaN for padding).
+    """
     out = np.arange(n_out, dtype=np.float32)
     scale = np.float32(n_in / n_out)
     raw = scale * (out + np.float32(0.5)) - np.float32(0.5)
@@ -58,15 +63,23 @@ def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     lam = np.clip(src - lo.astype(np.float32), np.float32(0.0), np.float32(1.0))
     nxt = np.minimum(np.arange(n_in) + 1, n_in - 1)
-    return lo, nxt[lo], np.float32(1.0) - lam, lam
+    w_lo = np.append(np.float32(1.0) - lam, np.float32(np.nan))
+    w_hi = np.append(lam, np.float32(np.nan))
+    cell = np.where(raw < 0, 0, lo + 1)
+    counts = np.bincount(cell, minlength=n_in + 1)
+    positions = np.full((n_in + 1, int(counts.max())), n_out, dtype=np.int64)
+    start = np.cumsum(counts) - counts
+    positions[cell, np.arange(n_out) - start[cell]] = np.arange(n_out)
+    cell_lo = np.maximum(np.arange(n_in + 1) - 1, 0)
+    return cell_lo, nxt[cell_lo], positions, w_lo[positions], w_hi[positions]
 
 
 def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int, int]) -> np.ndarray:
     """Boolean masks ``(P, H, W)``: maps ``(P, h, w)`` upsampled to ``size`` and kept above their threshold.
 
-    The same values as ``netdissect.masks.upsample(maps, size) > thresholds``: enlarging evaluates
-    the same float32 formula (first along x on the source rows, then along y), only on output
-    rows where a source row can exceed the threshold; shrinking calls ``masks.upsample``.
+    The same values as ``netdissect.masks.upsample(maps, size) > thresholds``: enlarging
+    evaluates the same float32 formula, only in the cells of the source grid where a corner
+    can exceed the threshold (as ``masks.masked_pixels``); shrinking calls ``masks.upsample``.
     """
     maps = np.asarray(maps, dtype=np.float32)
     P, h, w = maps.shape
@@ -81,27 +94,31 @@ def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int
 
         limits = torch.from_numpy(np.array(thr))[:, None, None]
         return (upsample(torch.from_numpy(np.array(maps)), size) > limits).numpy()
-    ylo, yhi, wy_lo, wy_hi = _axis(h, sh)
-    xlo, xhi, wx_lo, wx_hi = _axis(w, sw)
-    rows = maps[:, :, xlo] * wx_lo + maps[:, :, xhi] * wx_hi  # (P, h, sw): each source row along x
+    ylo, yhi, ypos, wy_lo, wy_hi = _axis(h, sh)
+    xlo, xhi, xpos, wx_lo, wx_hi = _axis(w, sw)
     floor = thr - np.abs(thr) * np.float32(_SLACK)
-    peak = rows.max(axis=2)  # (P, h)
-    hot = np.maximum(peak[:, ylo], peak[:, yhi]) > floor[:, None]  # (P, sh): rows that can hold a pixel
+    corners = np.maximum(
+        np.maximum(maps[:, ylo][:, :, xlo], maps[:, ylo][:, :, xhi]),
+        np.maximum(maps[:, yhi][:, :, xlo], maps[:, yhi][:, :, xhi]),
+    )  # (P, h + 1, w + 1): the largest corner of each cell
+    p, cy, cx = np.nonzero(corners > floor[:, None, None])
     out = np.zeros((P, sh, sw), dtype=bool)
-    p, r = np.nonzero(hot)
-    step = max(1, CHUNK_VALUES // sw)
+    step = max(1, CHUNK_VALUES // (ypos.shape[1] * xpos.shape[1]))
     for s in range(0, len(p), step):
-        pp, rr = p[s : s + step], r[s : s + step]
-        value = rows[pp, ylo[rr]] * wy_lo[rr, None] + rows[pp, yhi[rr]] * wy_hi[rr, None]
-        out[pp, rr] = value > thr[pp, None]
+        pp, yy, xx = p[s : s + step], cy[s : s + step], cx[s : s + step]
+        a, b, c, d = (maps[pp, ylo[yy], xlo[xx]], maps[pp, ylo[yy], xhi[xx]], maps[pp, yhi[yy], xlo[xx]], maps[pp, yhi[yy], xhi[xx]])
+        top = a[:, None] * wx_lo[xx] + b[:, None] * wx_hi[xx]  # (n, cell width)
+        bottom = c[:, None] * wx_lo[xx] + d[:, None] * wx_hi[xx]
+        value = top[:, None, :] * wy_lo[yy][:, :, None] + bottom[:, None, :] * wy_hi[yy][:, :, None]
+        n, i, j = np.nonzero(value > thr[pp, None, None])  # NaN (padding) is never kept
+        out[pp[n], ypos[yy[n], i], xpos[xx[n], j]] = True
     return out
 
 
 def pack_masks(masks: Iterable[np.ndarray]) -> str:
     """Masks as the page reads them: each mask's rows as bits (``packbits``, a mask starts on a
     byte), concatenated, zlib-compressed, base64."""
-    data = b"".join(np.packbits(np.asarray(m, dtype=bool).ravel()).tobytes() for m in masks)
-    return base64.b64encode(zlib.compress(data, 6)).decode("ascii")
+    return _encode(b"".join(np.packbits(np.asarray(m, dtype=bool).ravel()).tobytes() for m in masks))
 
 
 def unpack_masks(text: str, sizes: Iterable[tuple[int, int]]) -> list[np.ndarray]:
@@ -115,58 +132,80 @@ def unpack_masks(text: str, sizes: Iterable[tuple[int, int]]) -> list[np.ndarray
     return out
 
 
-def layer_tiles(result: Any, rows: Rows, examples: int, workers: int | None = None) -> dict[int, tuple[str, str]]:
+def truth_masks(
+    rows: Rows, wanted: Mapping[int, Iterable[int]], workers: int | None = None
+) -> dict[tuple[int, int], np.ndarray]:
+    """``{(position, label): packed bits}`` of where each label of ``wanted[position]`` is
+    annotated on that image (segmentation size); each image's label PNGs are decoded once."""
+
+    def one(index: int) -> list[tuple[tuple[int, int], np.ndarray]]:
+        decoded: dict[int, np.ndarray] = {}
+        return [((index, label), np.packbits(rows.concept_mask(index, label, decoded).ravel())) for label in wanted[index]]
+
+    out: dict[tuple[int, int], np.ndarray] = {}
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        for part in pool.map(one, list(wanted)):
+            out.update(part)
+    return out
+
+
+def layer_tiles(
+    result: Any,
+    rows: Rows,
+    examples: int,
+    truth: Mapping[tuple[int, int], np.ndarray] | None = None,
+    workers: int | None = None,
+) -> dict[int, tuple[str, str]]:
     """Per unit (1-based): ``(packed unit masks, packed ground-truth masks)`` on its first
     ``examples`` top images (see :func:`pack_masks`; unit masks at the image size, ground truth
-    of the unit's label at the segmentation size)."""
+    of the unit's label at the segmentation size, from ``truth`` (:func:`truth_masks`) when given)."""
     if result.top_maps is None:
         raise ValueError(f"layer {result.layer!r} has no top_maps: dissect it again to make tiles")
     m = min(examples, result.top_indices.shape[1])
     units = result.units
     index = np.asarray(result.top_indices[:, :m], dtype=np.int64)
     labels = np.asarray(result.label, dtype=np.int64)
-    # unit masks, grouped by image size, in chunks of units
+    if truth is None:
+        truth = truth_masks(rows, tile_labels(result, examples), workers)
     sizes = np.array([(rows.rows[i].ih, rows.rows[i].iw) for i in range(len(rows.rows))], dtype=np.int64)
-    unit_parts: list[list[np.ndarray]] = [[None] * m for _ in range(units)]  # type: ignore[list-item]
     tile_size = sizes[index]  # (U, m, 2)
+    parts: list[list[Any]] = [[None] * m for _ in range(units)]
 
     def masks_for(group: tuple[np.ndarray, np.ndarray, tuple[int, int]]) -> None:
         uu, rr, size = group
         masks = unit_masks(result.top_maps[uu, rr], result.thresholds[uu], size)
         for k in range(len(uu)):
-            unit_parts[uu[k]][rr[k]] = np.packbits(masks[k].ravel())
+            parts[uu[k]][rr[k]] = np.packbits(masks[k].ravel())
 
     groups = []
-    flat = tile_size.reshape(-1, 2)
-    for size in {tuple(s) for s in flat.tolist()}:
+    for size in sorted({tuple(s) for s in tile_size.reshape(-1, 2).tolist()}):
         uu, rr = np.nonzero((tile_size == np.array(size)).all(axis=2))
-        step = max(1, CHUNK_VALUES // (size[0] * size[1]))
+        step = max(1, CHUNK_VALUES // (16 * size[0] * size[1]))  # a few hundred maps per task
         for s in range(0, len(uu), step):
             groups.append((uu[s : s + step], rr[s : s + step], size))
-    # ground truth: each image decoded once, for every (unit, rank) that shows it
-    by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for u in range(units):
-        for r in range(m):
-            by_image[int(index[u, r])].append((u, r))
-    truth_parts: list[list[np.ndarray]] = [[None] * m for _ in range(units)]  # type: ignore[list-item]
 
-    def truth_for(image: int) -> None:
-        decoded: dict[int, np.ndarray] = {}
-        for u, r in by_image[image]:
-            truth_parts[u][r] = np.packbits(rows.concept_mask(image, int(labels[u]), decoded).ravel())
+    def pack(u: int) -> tuple[str, str]:
+        mine = b"".join(p.tobytes() for p in parts[u])
+        theirs = b"".join(truth[(int(i), int(labels[u]))].tobytes() for i in index[u])
+        return _encode(mine), _encode(theirs)
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         list(pool.map(masks_for, groups))
-        list(pool.map(truth_for, list(by_image)))
-
-        def pack(u: int) -> tuple[str, str]:
-            return tuple(  # type: ignore[return-value]
-                base64.b64encode(zlib.compress(b"".join(p.tobytes() for p in parts), 6)).decode("ascii")
-                for parts in (unit_parts[u], truth_parts[u])
-            )
-
         packed = list(pool.map(pack, range(units)))
     return {u + 1: packed[u] for u in range(units)}
+
+
+def tile_labels(result: Any, examples: int) -> dict[int, set[int]]:
+    """``{position: labels}``: the labels whose ground truth a layer's tiles show on each image."""
+    wanted: dict[int, set[int]] = defaultdict(set)
+    for u in range(result.units):
+        for i in result.top_indices[u, :examples]:
+            wanted[int(i)].add(int(result.label[u]))
+    return wanted
+
+
+def _encode(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data, 6)).decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------
