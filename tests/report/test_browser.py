@@ -115,7 +115,9 @@ def test_pages_load_without_errors_and_every_strip_loads(page, report):
         "() => [...document.querySelectorAll('.unit-card')].every(c => c.querySelectorAll('canvas[data-painted=unit]').length === 10)",
         timeout=30_000,
     )
-    page.wait_for_function("() => [...document.querySelectorAll('.unit-card img')].every(i => i.complete)", timeout=30_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.unit-card img')].every(i => i.complete)", timeout=30_000
+    )
     broken = page.eval_on_selector_all(".unit-card img", "imgs => imgs.filter(i => !i.naturalWidth).map(i => i.src)")
     assert broken == []
     assert page.eval_on_selector_all(".unit-card img", "imgs => imgs.length") == 128 * 10

@@ -102,7 +102,7 @@ def layer_page(run: Path, layer: str) -> str:
 def test_files_exist(run, result):
     assert (run / "index.html").stat().st_size > 1000
     assert (run / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for name, layer in result.layers.items():
+    for name in result.layers:
         directory = run / name
         assert (directory / "index.html").is_file()
         assert (directory / "bargraph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -401,7 +401,9 @@ def test_card_shows_formula_when_units_json_has_one(run, tmp_path):
     page = Elements(html)
     card = next(a for a in page.find("article", "unit-card") if a["data-unit"] == "5")
     assert card["data-formula"] == "(door OR window) AND NOT <b>"
-    assert "formula: <span class=\"mono\">(door OR window) AND NOT &lt;b&gt;</span> <span class=\"v\">IoU 0.123</span>" in html
+    assert (
+        'formula: <span class="mono">(door OR window) AND NOT &lt;b&gt;</span> <span class="v">IoU 0.123</span>' in html
+    )
     assert html.count('class="formula"') == 1  # only the unit that has one
 
 

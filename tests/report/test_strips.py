@@ -90,7 +90,7 @@ def test_layer_tiles_from_a_run(planted):
     assert result.top_indices[0].tolist() == [5, 4, 3]  # unit 1 fires hardest on the last images
     sizes = [(16, 16)] * 3
     unit1 = unpack_masks(tiles[1][0], sizes)
-    for rank, index in enumerate(result.top_indices[0]):
+    for rank in range(3):
         expected = unit_masks(result.top_maps[0, rank : rank + 1], result.thresholds[0], (16, 16))[0]
         assert np.array_equal(unit1[rank], expected)
         assert expected.any()

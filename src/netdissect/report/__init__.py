@@ -243,12 +243,16 @@ def write_report(
             table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
             data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
             atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
-            context = layer_context(layer, shown[name], layers=names, model=model, extra_pages=extra_pages(directory, set()))
+            context = layer_context(
+                layer, shown[name], layers=names, model=model, extra_pages=extra_pages(directory, set())
+            )
             atomic_write_bytes(directory / INDEX, render_layer_page(context).encode("utf-8"))
             shutil.rmtree(directory / OLD_STRIPS_DIR, ignore_errors=True)
             title = f"{model} {name}".strip()
 
-            def draw(key: str, bars: Any = context["bars"], path: Path = directory / BAR_GRAPH_PNG, t: str = title) -> None:
+            def draw(
+                key: str, bars: Any = context["bars"], path: Path = directory / BAR_GRAPH_PNG, t: str = title
+            ) -> None:
                 from .charts import save_bar_graph_png
 
                 save_bar_graph_png(bars, path, title=t, key=key)

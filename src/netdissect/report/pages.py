@@ -12,7 +12,7 @@ import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 from urllib.parse import quote
 
 import numpy as np

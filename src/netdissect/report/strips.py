@@ -106,7 +106,12 @@ def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int
     step = max(1, CHUNK_VALUES // (ypos.shape[1] * xpos.shape[1]))
     for s in range(0, len(p), step):
         pp, yy, xx = p[s : s + step], cy[s : s + step], cx[s : s + step]
-        a, b, c, d = (maps[pp, ylo[yy], xlo[xx]], maps[pp, ylo[yy], xhi[xx]], maps[pp, yhi[yy], xlo[xx]], maps[pp, yhi[yy], xhi[xx]])
+        a, b, c, d = (
+            maps[pp, ylo[yy], xlo[xx]],
+            maps[pp, ylo[yy], xhi[xx]],
+            maps[pp, yhi[yy], xlo[xx]],
+            maps[pp, yhi[yy], xhi[xx]],
+        )
         top = a[:, None] * wx_lo[xx] + b[:, None] * wx_hi[xx]  # (n, cell width)
         bottom = c[:, None] * wx_lo[xx] + d[:, None] * wx_hi[xx]
         value = top[:, None, :] * wy_lo[yy][:, :, None] + bottom[:, None, :] * wy_hi[yy][:, :, None]
@@ -140,7 +145,9 @@ def truth_masks(
 
     def one(index: int) -> list[tuple[tuple[int, int], np.ndarray]]:
         decoded: dict[int, np.ndarray] = {}
-        return [((index, label), np.packbits(rows.concept_mask(index, label, decoded).ravel())) for label in wanted[index]]
+        return [
+            ((index, label), np.packbits(rows.concept_mask(index, label, decoded).ravel())) for label in wanted[index]
+        ]
 
     out: dict[tuple[int, int], np.ndarray] = {}
     with ThreadPoolExecutor(workers or default_workers()) as pool:
