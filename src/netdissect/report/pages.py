@@ -46,6 +46,7 @@ EXTRA_COLOURS: tuple[str, ...] = ("#76b7b2", "#ff9da7", "#9c755f", "#bab0ac", "#
 NO_CATEGORY_COLOUR = "#9aa0a6"
 
 NEXT_BEST = 3  # other labels shown per unit
+PAGE_SIZE = 240  # cards in a layer page's grid at first (more load as one scrolls)
 IMAGES_HREF = "report-images"  # the run's stored top images (see strips.IMAGES_DIR)
 
 
@@ -503,6 +504,7 @@ def layer_context(
         ],
         "run_href": "../index.html",
         "images_href": "../" + IMAGES_HREF + "/",
+        "page_size": PAGE_SIZE,
         "columns": max(1, min(5, max((len(v) for v in tiles.values()), default=1))),
         "extra_pages": [{"title": str(p["title"]), "href": str(p["href"])} for p in extra_pages],
     }
