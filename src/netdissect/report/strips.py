@@ -70,6 +70,7 @@ def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
     positions = np.full((n_in + 1, int(counts.max())), n_out, dtype=np.int64)
     start = np.cumsum(counts) - counts
     positions[cell, np.arange(n_out) - start[cell]] = np.arange(n_out)
+    positions[0] = np.roll(positions[0], positions.shape[1] - counts[0])  # first cell right-aligned
     cell_lo = np.maximum(np.arange(n_in + 1) - 1, 0)
     return cell_lo, nxt[cell_lo], positions, w_lo[positions], w_hi[positions]
 
@@ -96,28 +97,47 @@ def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int
         return (upsample(torch.from_numpy(np.array(maps)), size) > limits).numpy()
     ylo, yhi, ypos, wy_lo, wy_hi = _axis(h, sh)
     xlo, xhi, xpos, wx_lo, wx_hi = _axis(w, sw)
+    wy, wx = ypos.shape[1], xpos.shape[1]
     floor = thr - np.abs(thr) * np.float32(_SLACK)
     corners = np.maximum(
         np.maximum(maps[:, ylo][:, :, xlo], maps[:, ylo][:, :, xhi]),
         np.maximum(maps[:, yhi][:, :, xlo], maps[:, yhi][:, :, xhi]),
     )  # (P, h + 1, w + 1): the largest corner of each cell
-    p, cy, cx = np.nonzero(corners > floor[:, None, None])
+    p, cy, cx = np.nonzero(corners > floor[:, None, None])  # hot cells, by map
+    # cells are written as whole (padded) blocks into a cell-major array, then gathered into place
+    rows, cols = _block_index(ypos, sh), _block_index(xpos, sw)
     out = np.zeros((P, sh, sw), dtype=bool)
-    step = max(1, CHUNK_VALUES // (ypos.shape[1] * xpos.shape[1]))
-    for s in range(0, len(p), step):
-        pp, yy, xx = p[s : s + step], cy[s : s + step], cx[s : s + step]
-        a, b, c, d = (
-            maps[pp, ylo[yy], xlo[xx]],
-            maps[pp, ylo[yy], xhi[xx]],
-            maps[pp, yhi[yy], xlo[xx]],
-            maps[pp, yhi[yy], xhi[xx]],
-        )
-        top = a[:, None] * wx_lo[xx] + b[:, None] * wx_hi[xx]  # (n, cell width)
-        bottom = c[:, None] * wx_lo[xx] + d[:, None] * wx_hi[xx]
+    per_chunk = max(1, CHUNK_VALUES // ((h + 1) * wy * (w + 1) * wx))
+    for first in range(0, P, per_chunk):
+        last = min(P, first + per_chunk)
+        a, b = np.searchsorted(p, [first, last])
+        if a == b:
+            continue
+        blocks = np.zeros((last - first, h + 1, wy, w + 1, wx), dtype=bool)
+        pp, yy, xx = p[a:b], cy[a:b], cx[a:b]
+        v00, v01 = maps[pp, ylo[yy], xlo[xx]][:, None], maps[pp, ylo[yy], xhi[xx]][:, None]
+        v10, v11 = maps[pp, yhi[yy], xlo[xx]][:, None], maps[pp, yhi[yy], xhi[xx]][:, None]
+        top = v00 * wx_lo[xx] + v01 * wx_hi[xx]  # (n, wx): the same float32 operations as masks.upsample
+        bottom = v10 * wx_lo[xx] + v11 * wx_hi[xx]
         value = top[:, None, :] * wy_lo[yy][:, :, None] + bottom[:, None, :] * wy_hi[yy][:, :, None]
-        n, i, j = np.nonzero(value > thr[pp, None, None])  # NaN (padding) is never kept
-        out[pp[n], ypos[yy[n], i], xpos[xx[n], j]] = True
+        blocks[pp - first, yy, :, xx, :] = value > thr[pp, None, None]  # NaN (padding) is never kept
+        flat = blocks.reshape(last - first, (h + 1) * wy, (w + 1) * wx)
+        if isinstance(rows, slice) and isinstance(cols, slice):  # whole cells: a plain crop
+            out[first:last] = flat[:, rows, cols]
+        else:
+            out[first:last] = np.take(np.take(flat, rows, axis=1), cols, axis=2)
     return out
+
+
+def _block_index(positions: np.ndarray, n_out: int) -> np.ndarray | slice:
+    """For each output position, its index in the cell-major padded layout (cell * width + slot);
+    a slice when that is a plain shift (every inner cell full: integer scale factors)."""
+    index = np.zeros(n_out, dtype=np.int64)
+    cell, slot = np.nonzero(positions < n_out)
+    index[positions[cell, slot]] = cell * positions.shape[1] + slot
+    if np.array_equal(index, index[0] + np.arange(n_out)):
+        return slice(int(index[0]), int(index[0]) + n_out)
+    return index
 
 
 def pack_masks(masks: Iterable[np.ndarray]) -> str:
@@ -180,9 +200,11 @@ def layer_tiles(
 
     def masks_for(group: tuple[np.ndarray, np.ndarray, tuple[int, int]]) -> None:
         uu, rr, size = group
-        masks = unit_masks(result.top_maps[uu, rr], result.thresholds[uu], size)
+        packed = np.packbits(
+            unit_masks(result.top_maps[uu, rr], result.thresholds[uu], size).reshape(len(uu), -1), axis=1
+        )
         for k in range(len(uu)):
-            parts[uu[k]][rr[k]] = np.packbits(masks[k].ravel())
+            parts[uu[k]][rr[k]] = packed[k]
 
     groups = []
     for size in sorted({tuple(s) for s in tile_size.reshape(-1, 2).tolist()}):
