@@ -12,7 +12,7 @@ process), side by side in one run:
     on it: *cold* (no report files yet: charts drawn) and *rebuild* (the report exists: the usual
     ``netdissect report`` after a dissection wrote one); ratio = report seconds / dissection seconds;
 (c) the old report (``--old-commit``, the code before this change, from ``git archive``) on the same
-    runs: seconds and disk per unit;
+    runs: seconds and disk per unit (on the large layer only with ``--old-large``: minutes);
 (d) a synthetic 2,048-unit layer written directly (``tests/fake_run.py``, no model) on the 224 px
     set: report seconds and disk per unit, then in headless Chromium (Playwright, when installed):
     seconds until the first card shows its 10 tiles, and sort / filter / search response times
@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sets, no old report (CI)")
     parser.add_argument("--old-commit", default=OLD_COMMIT, help="the old report's commit (default: %(default)s)")
     parser.add_argument("--no-old", action="store_true", help="skip the old report")
+    parser.add_argument("--old-large", action="store_true", help="also run the old report on the large layer (slow)")
     parser.add_argument("--units", type=int, default=2048, help="units of the synthetic layer (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
@@ -228,7 +229,7 @@ def main() -> None:
         row["page_kb"] = round((big / "layer4" / "index.html").stat().st_size / 1024, 1)
         row["masks_js_kb"] = round((big / "layer4" / "masks.js").stat().st_size / 1024, 1)
         row["browser"] = browser_timings(big / "layer4" / "index.html")
-        if old_env is not None:
+        if old_env is not None and args.old_large:
             old_big = tmp / "big-old"
             shutil.copytree(big, old_big)
             strip_report(old_big)
