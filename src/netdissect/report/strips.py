@@ -125,7 +125,7 @@ def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int
         if isinstance(rows, slice) and isinstance(cols, slice):  # whole cells: a plain crop
             out[first:last] = flat[:, rows, cols]
         else:
-            out[first:last] = np.take(np.take(flat, rows, axis=1), cols, axis=2)
+            out[first:last] = flat[:, rows][:, :, cols]
     return out
 
 
@@ -257,7 +257,7 @@ def _store_one(rows: Rows, index: int, directory: Path) -> int:
     else:
         with Image.open(source) as im:
             im = im.convert("RGB")
-            im.thumbnail((MAX_SIDE, MAX_SIDE), Image.BILINEAR)
+            im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
             im.save(target, format="JPEG", quality=JPEG_QUALITY)
     return target.stat().st_size
 
