@@ -12,6 +12,8 @@ from netdissect.data.writer import BrodenWriter, LabelSpec
 from netdissect.masks import upsample
 from netdissect.report.datarows import read_rows, rows_of
 from netdissect.report.strips import (
+    COPY_BYTES_PER_PIXEL,
+    MAX_SIDE,
     image_name,
     layer_tiles,
     pack_masks,
@@ -116,8 +118,28 @@ def test_store_images_once_copied_or_reencoded(planted, tmp_path):
     files = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert files == [image_name(0), image_name(1), image_name(3)]
     assert written == sum((tmp_path / "images" / f).stat().st_size for f in files)
-    source = rows.image_path(1)
-    if source.read_bytes()[:3] == b"\xff\xd8\xff":  # a small JPEG is copied byte for byte
-        assert (tmp_path / "images" / image_name(1)).read_bytes() == source.read_bytes()
+    for i in (0, 1, 3):
+        source, stored = rows.image_path(i), tmp_path / "images" / image_name(i)
+        small = source.stat().st_size <= COPY_BYTES_PER_PIXEL * 16 * 16
+        if source.read_bytes()[:3] == b"\xff\xd8\xff" and small:  # a small JPEG is copied byte for byte
+            assert stored.read_bytes() == source.read_bytes()
+        with Image.open(stored) as im:
+            assert im.format == "JPEG" and im.size == (16, 16)
+
+
+def test_large_images_are_reencoded_smaller(tmp_path):
+    """A big JPEG is re-encoded (smaller), an image over MAX_SIDE is scaled down to it."""
+    rng = np.random.default_rng(0)
+    noisy = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    w = BrodenWriter(tmp_path / "ds", ["object"], [LabelSpec(1, "thing")])
+    w.add_image("noisy", noisy, pixel_labels={"object": [np.zeros((32, 32), int)]})
+    w.add_image(
+        "big", np.full((MAX_SIDE * 2, MAX_SIDE, 3), 90, np.uint8), pixel_labels={"object": [np.zeros((8, 8), int)]}
+    )
+    w.close()
+    rows = rows_of(BrodenDataset(tmp_path / "ds"))
+    store_images(rows, [0, 1], tmp_path / "images")
+    source, stored = rows.image_path(0), tmp_path / "images" / image_name(0)
+    assert stored.stat().st_size < source.stat().st_size
     with Image.open(tmp_path / "images" / image_name(1)) as im:
-        assert im.size == (16, 16)
+        assert im.size == (MAX_SIDE // 2, MAX_SIDE)

@@ -3,8 +3,9 @@
 The page draws the tiles (image, dimming outside the unit's mask, outline; or the ground truth
 tinted) in the browser, so Python only
 
-* copies each distinct top image of the run once into ``report-images/`` (a JPEG of at most
-  :data:`MAX_SIDE` pixels is copied byte for byte; other images are re-encoded),
+* stores each distinct top image of the run once in ``report-images/`` (a small JPEG, at most
+  :data:`COPY_BYTES_PER_PIXEL` bytes per pixel and :data:`MAX_SIDE` pixels, is copied byte for
+  byte; other images are re-encoded as JPEG at quality :data:`JPEG_QUALITY`),
 * computes every unit mask of a layer in batched numpy passes: the unit's saved activation maps
   on its top images (``top_maps.npz``) upsampled to the image size exactly as the dissection
   does (:func:`netdissect.masks.upsample`, bit-identical float32 operations) and thresholded,
@@ -34,7 +35,8 @@ from .datarows import Rows
 
 IMAGES_DIR = "report-images"
 MAX_SIDE = 512  # larger images are stored downscaled (the page scales masks to the image shown)
-JPEG_QUALITY = 85
+JPEG_QUALITY = 75  # re-encoded images: about 10 KB at 224 px
+COPY_BYTES_PER_PIXEL = 0.25  # a JPEG at most this large (and MAX_SIDE) is copied as it is
 _SLACK = 2.0**-20  # as netdissect.masks: values this far below a threshold cannot round above it
 CHUNK_VALUES = 1 << 24  # upsampled values evaluated at once (memory bound)
 
@@ -252,7 +254,8 @@ def _store_one(rows: Rows, index: int, directory: Path) -> int:
     row = rows.rows[index]
     with open(source, "rb") as f:
         jpeg = f.read(3) == b"\xff\xd8\xff"
-    if jpeg and max(row.ih, row.iw) <= MAX_SIDE:
+    small = source.stat().st_size <= COPY_BYTES_PER_PIXEL * row.ih * row.iw
+    if jpeg and small and max(row.ih, row.iw) <= MAX_SIDE:
         shutil.copyfile(source, target)
     else:
         with Image.open(source) as im:
