@@ -69,7 +69,7 @@ def planted(tmp_path):
     maps = torch.zeros(n, 2, 8, 8)
     segs = []
     for i in range(n):
-        seg = np.zeros((8, 8), int)
+        seg = np.zeros((MAX_SIDE, MAX_SIDE // 2), int)
         seg[i % 4 : i % 4 + 3, 2:5] = 1
         segs.append(seg)
         maps[i, 0] = torch.from_numpy(seg == 1).float() * (i + 1)
@@ -134,7 +134,9 @@ def test_large_images_are_reencoded_smaller(tmp_path):
     w = BrodenWriter(tmp_path / "ds", ["object"], [LabelSpec(1, "thing")])
     w.add_image("noisy", noisy, pixel_labels={"object": [np.zeros((32, 32), int)]})
     w.add_image(
-        "big", np.full((MAX_SIDE * 2, MAX_SIDE, 3), 90, np.uint8), pixel_labels={"object": [np.zeros((8, 8), int)]}
+        "big",
+        np.full((MAX_SIDE * 2, MAX_SIDE, 3), 90, np.uint8),
+        pixel_labels={"object": [np.zeros((MAX_SIDE, MAX_SIDE // 2), int)]},
     )
     w.close()
     rows = rows_of(BrodenDataset(tmp_path / "ds"))
