@@ -69,7 +69,7 @@ def planted(tmp_path):
     maps = torch.zeros(n, 2, 8, 8)
     segs = []
     for i in range(n):
-        seg = np.zeros((MAX_SIDE, MAX_SIDE // 2), int)
+        seg = np.zeros((8, 8), int)
         seg[i % 4 : i % 4 + 3, 2:5] = 1
         segs.append(seg)
         maps[i, 0] = torch.from_numpy(seg == 1).float() * (i + 1)
