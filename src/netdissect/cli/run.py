@@ -218,7 +218,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="rebuild the HTML report of a finished run",
-        description="Rebuild the HTML report (pages, unit strips, charts) of a run directory "
+        description="Rebuild the HTML report (pages, top images and masks, charts) of a run directory "
         "from its saved results; the model is not needed.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `netdissect dissect`")
