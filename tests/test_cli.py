@@ -222,7 +222,7 @@ def test_no_report(capsys, model_module, tiny_dataset, tmp_path):
     rc, out, err = run_main(capsys, ["report", "out", "--examples", "2", "--no-progress"])
     assert rc == 0, err
     assert out.strip() == f"report: {(tmp_path / 'out' / 'index.html').resolve()}"
-    assert (tmp_path / "out" / "conv" / "strips" / "unit_0001.jpg").is_file()
+    assert (tmp_path / "out" / "conv" / "masks.js").is_file()
     rc, out, err = run_main(capsys, ["report", "nowhere"])
     assert rc == 1 and err.startswith("netdissect: error:") and len(err.strip().splitlines()) == 1
 

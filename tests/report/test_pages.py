@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from html.parser import HTMLParser
@@ -17,7 +21,7 @@ from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.errors import DatasetError, RunDirectoryError
 from netdissect.models import load_model
-from netdissect.report import open_run_dataset, write_report
+from netdissect.report import open_run_dataset, write_report, write_run_page
 from netdissect.report.pages import (
     CATEGORY_ORDER,
     bar_data,
@@ -31,6 +35,7 @@ from netdissect.report.pages import (
     render_layer_page,
     run_context,
 )
+from netdissect.report.runview import LayerView, RunView, best_labels
 from netdissect.results import DissectionResult, LayerResult, display_name
 
 EVIL = "<script>alert(1)</script>"
@@ -97,13 +102,16 @@ def layer_page(run: Path, layer: str) -> str:
 def test_files_exist(run, result):
     assert (run / "index.html").stat().st_size > 1000
     assert (run / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for name, layer in result.layers.items():
+    for name in result.layers:
         directory = run / name
         assert (directory / "index.html").is_file()
         assert (directory / "bargraph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        for unit in range(1, layer.units + 1):
-            assert (directory / "strips" / f"unit_{unit:04d}.jpg").is_file()
-            assert (directory / "strips" / f"unit_{unit:04d}_concept.jpg").is_file()
+        masks = directory / "masks.js"
+        assert masks.read_text().startswith("window.NETDISSECT_TILES = {")
+        assert not (directory / "strips").exists()
+    # each distinct top image once, for all layers
+    shown = {int(i) for layer in result.layers.values() for i in layer.top_indices[:, :10].ravel()}
+    assert sorted(p.name for p in (run / "report-images").iterdir()) == [f"{i:06d}.jpg" for i in sorted(shown)]
     assert not list(run.rglob(".*.tmp*"))  # atomic writes leave no temporary files
 
 
@@ -137,15 +145,19 @@ def test_one_card_per_unit_numbered_as_in_tally(run, result, name):
     # cards start sorted by score, best first
     scores = [float(c["data-score"]) for c in cards]
     assert scores == sorted(scores, reverse=True)
-    # every card shows its own strip, lazily, with its size reserved
-    strips = page.find("img", "strip")
-    assert len(strips) == layer.units
-    for card, img in zip(cards, strips):
+    # every card names its top images (drawn by the page from report-images/ and masks.js)
+    tiles = [t for t in page.find("div", "tiles") if t.get("id") != "viewer-tiles"]
+    assert len(tiles) == layer.units
+    grid = page.find("div", "units")[0]
+    assert grid["data-images"] == "../report-images/"
+    masks = json.loads((run / name / "masks.js").read_text().split(" = ", 1)[1].rstrip().rstrip(";"))
+    for card in cards:
         unit = int(card["data-unit"])
-        assert img["src"] == card["data-strip"] == f"strips/unit_{unit:04d}.jpg"
-        assert card["data-concept"] == f"strips/unit_{unit:04d}_concept.jpg"
-        assert img["loading"] == "lazy" and int(img["width"]) > 0 and int(img["height"]) > 0
-        assert (run / name / img["src"]).is_file()
+        indices = [int(i) for i in card["data-images"].split()]
+        assert indices == layer.top_indices[unit - 1, :10].tolist()
+        assert all((run / "report-images" / f"{i:06d}.jpg").is_file() for i in indices)
+        assert all(str(i) in masks["images"] for i in indices)
+        assert len(masks["units"][str(unit)]) == 2
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -322,7 +334,8 @@ def test_dataset_with_other_rows_is_refused(run, result, tmp_path):
 
 
 def test_large_layer_page_stays_small():
-    """2,048 units: every card is rendered server-side and each costs only a few kB of HTML."""
+    """2,048 units: every card is rendered server-side (its images drawn by the page) and each
+    costs only a few kB of HTML."""
     rng = np.random.default_rng(0)
     units, labels, categories = 2048, 60, ["color", "object", "part", "material", "scene", "texture"]
     label_category = np.r_[-1, np.arange(labels - 1) % len(categories)]
@@ -342,8 +355,8 @@ def test_large_layer_page_stays_small():
         top_indices=np.zeros((units, 5), np.int64),
         top_values=np.zeros((units, 5), np.float32),
     )
-    strips = {u: (f"unit_{u:04d}.jpg", f"unit_{u:04d}_concept.jpg") for u in range(1, units + 1)}
-    html = render_layer_page(layer_context(layer, strips, {u: (1160, 112) for u in strips}))
+    tiles = {u: list(range(10)) for u in range(1, units + 1)}
+    html = render_layer_page(layer_context(layer, tiles))
     assert html.count('class="unit-card') == units
     assert len(html) < 4_000 * units  # a few kB per card
 
@@ -351,3 +364,84 @@ def test_large_layer_page_stays_small():
 def test_run_context_without_layers_metadata():
     context = run_context(DissectionResult({}, {}))
     assert context["layers"] == [] and category_fractions(DissectionResult({}, {}))["layers"] == []
+
+
+def test_torch_free_view_equals_the_layer_result(run, result):
+    """The report reads the run without torch (LayerView): the same labels, scores and summary."""
+    view = RunView.load(run)
+    assert list(view.layers) == list(result.layers)
+    for name, layer in result.layers.items():
+        v = view.layers[name]
+        for key in ("iou", "label", "category", "score", "category_label", "category_iou", "thresholds", "detectors"):
+            assert np.array_equal(getattr(v, key), getattr(layer, key)), key
+        assert v.summary() == json.loads(json.dumps(layer.summary()))
+        assert v.top_maps is not None and np.array_equal(v.top_maps, layer.top_maps)
+        assert v.p_value is None and layer.p_value is None
+        assert layer_context(v, {}, model="demo")["units"] == layer_context(layer, {}, model="demo")["units"]
+    assert run_context(view)["layers"] == run_context(result)["layers"]
+
+
+def test_best_labels_ties_go_to_the_smaller_label():
+    iou = np.array([[0.0, 0.5, 0.5, 0.2], [0.0, 0.1, 0.3, 0.3]])
+    labels, scores = best_labels(iou, np.array([-1, 0, 0, 1]), 3)
+    assert labels.tolist() == [[1, 3, 0], [2, 3, 0]]
+    assert scores.tolist() == [[0.5, 0.2, 0.0], [0.3, 0.3, 0.0]]
+
+
+def test_card_shows_formula_when_units_json_has_one(run, tmp_path):
+    """The formula feature adds ``formula`` and ``formula_iou`` to units.json entries: cards show them."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    path = copy / "conv4" / "units.json"
+    data = json.loads(path.read_text())
+    data["units"][4]["formula"] = "(door OR window) AND NOT <b>"
+    data["units"][4]["formula_iou"] = 0.1234
+    path.write_text(json.dumps(data))
+    html = render_layer_page(layer_context(LayerView.load(copy / "conv4"), {5: [0, 1]}))
+    page = Elements(html)
+    card = next(a for a in page.find("article", "unit-card") if a["data-unit"] == "5")
+    assert card["data-formula"] == "(door OR window) AND NOT <b>"
+    assert (
+        'formula: <span class="mono">(door OR window) AND NOT &lt;b&gt;</span> <span class="v">IoU 0.123</span>' in html
+    )
+    assert html.count('class="formula"') == 1  # only the unit that has one
+
+
+def test_rebuild_of_an_old_report_and_extra_pages(run, tmp_path):
+    """An old-format report (per-unit strips/) is replaced; pages other tools add are linked."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "report-images")
+    (copy / "conv4" / "masks.js").unlink()
+    (copy / "conv4" / "strips").mkdir()
+    (copy / "conv4" / "strips" / "unit_0001.jpg").write_bytes(b"old")
+    (copy / "ablation").mkdir()
+    (copy / "ablation" / "index.html").write_text("<html><head><title>Ablation &amp; more</title></head></html>")
+    (copy / "conv4" / "ablation").mkdir()
+    (copy / "conv4" / "ablation" / "index.html").write_text("<title>conv4 ablation</title>")
+    write_report(copy, progress=False)
+    assert not (copy / "conv4" / "strips").exists()
+    assert (copy / "conv4" / "masks.js").is_file() and (copy / "report-images").is_dir()
+    links = {a["href"]: a for a in Elements((copy / "index.html").read_text()).find("a", "extra-page")}
+    assert set(links) == {"ablation/index.html"}
+    assert "Ablation &amp; more" in (copy / "index.html").read_text()
+    layer_links = [a["href"] for a in Elements((copy / "conv4" / "index.html").read_text()).find("a", "extra-page")]
+    assert layer_links == ["ablation/index.html"]
+    # a page added later is linked by rewriting only the run page
+    (copy / "notes").mkdir()
+    (copy / "notes" / "index.html").write_text("<title>Notes</title>")
+    write_run_page(copy)
+    hrefs = [a["href"] for a in Elements((copy / "index.html").read_text()).find("a", "extra-page")]
+    assert hrefs == ["ablation/index.html", "notes/index.html", "ablation/index.html", "notes/index.html"]
+
+
+def test_report_process_does_not_import_torch(run, tmp_path):
+    """Rebuilding a report never imports torch (its import alone costs more than a small report)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    code = (
+        "import sys; from netdissect.report import write_report; "
+        f"write_report({str(copy)!r}, progress=False); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

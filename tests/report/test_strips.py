@@ -1,6 +1,7 @@
-"""Unit strips: mask geometry, dimming, outlines and strip sizes."""
+"""Unit tiles: masks identical to the dissection's upsampling, packing, ground truth and stored images."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -8,15 +9,17 @@ from helpers import RAW, LookupNet, gray_image
 from netdissect import dissect
 from netdissect.data import BrodenDataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
+from netdissect.masks import upsample
+from netdissect.report.datarows import read_rows, rows_of
 from netdissect.report.strips import (
-    DIM,
-    GAP,
-    OUTLINE,
-    highlight,
-    join_tiles,
-    mask_border,
+    COPY_BYTES_PER_PIXEL,
+    MAX_SIDE,
+    image_name,
+    layer_tiles,
+    pack_masks,
+    store_images,
     unit_masks,
-    write_strips,
+    unpack_masks,
 )
 
 
@@ -31,41 +34,44 @@ def test_mask_follows_the_hot_source_pixel():
     assert not mask[:2].any() and not mask[:, :6].any()
 
 
-def test_border_is_the_ring_of_a_square():
-    mask = np.zeros((8, 8), bool)
-    mask[2:6, 2:6] = True
-    border = mask_border(mask)
-    assert border.sum() == 12  # 4x4 square: 16 - 4 inner pixels
-    assert not border[3:5, 3:5].any()
-    full = np.ones((5, 5), bool)
-    assert not mask_border(full).any()  # the image edge is not a border
+@pytest.mark.parametrize(
+    "h, w, size",
+    [(7, 7, (224, 224)), (8, 8, (128, 128)), (5, 9, (37, 61)), (1, 1, (5, 5)), (16, 16, (16, 16)), (40, 40, (32, 32))],
+)
+def test_masks_equal_the_dissection_upsampling(h, w, size):
+    """Bit-identical to ``masks.upsample(...) > threshold`` (enlarging, same size and shrinking)."""
+    rng = np.random.default_rng(h * w)
+    maps = rng.standard_normal((64, h, w)).astype(np.float32) ** 3
+    thresholds = np.quantile(maps.reshape(64, -1), 0.9, axis=1).astype(np.float32)
+    thresholds[0] = -abs(thresholds[0])  # a negative threshold too
+    expected = (upsample(torch.from_numpy(maps), size) > torch.from_numpy(thresholds)[:, None, None]).numpy()
+    got = unit_masks(maps, thresholds, size)
+    assert got.shape == (64, *size) and got.dtype == bool
+    assert np.array_equal(got, expected)
+    assert expected.any() and not expected.all()
 
 
-def test_highlight_dims_outside_and_outlines():
-    image = np.full((8, 8, 3), 200, np.uint8)
-    mask = np.zeros((8, 8), bool)
-    mask[2:6, 2:6] = True
-    out = highlight(image, mask)
-    assert (out[0, 0] == round(200 * DIM)).all()
-    assert (out[3, 3] == 200).all()  # inside, not on the border: untouched
-    assert tuple(out[2, 2]) == OUTLINE
+def test_pack_round_trip_with_odd_sizes():
+    rng = np.random.default_rng(1)
+    masks = [rng.random((h, w)) > 0.5 for h, w in [(3, 5), (7, 7), (1, 1), (16, 9)]]
+    text = pack_masks(masks)
+    assert text.isascii()
+    back = unpack_masks(text, [m.shape for m in masks])
+    assert all(np.array_equal(a, b) for a, b in zip(masks, back))
 
 
-def test_join_tiles_sizes():
-    tiles = [np.zeros((10, 7, 3), np.uint8), np.zeros((10, 5, 3), np.uint8)]
-    strip = join_tiles(tiles)
-    assert strip.shape == (10, 7 + GAP + 5, 3)
-    assert (strip[:, 7 : 7 + GAP] == 255).all()
-
-
-def test_write_strips_from_a_run(tmp_path):
-    """Strips are made from the saved top maps: one strip and one concept strip per unit."""
+@pytest.fixture
+def planted(tmp_path):
+    """Six gray images, one label "thing" planted in a 3x3 square moving down with the image; unit 1
+    fires exactly there (and harder on later images), unit 2 at one corner."""
     n, size = 6, 16
     w = BrodenWriter(tmp_path / "ds", ["object"], [LabelSpec(1, "thing")])
     maps = torch.zeros(n, 2, 8, 8)
+    segs = []
     for i in range(n):
         seg = np.zeros((8, 8), int)
         seg[i % 4 : i % 4 + 3, 2:5] = 1
+        segs.append(seg)
         maps[i, 0] = torch.from_numpy(seg == 1).float() * (i + 1)
         maps[i, 1, 0, 0] = float(i)
         w.add_image(f"im{i}", gray_image(i, size), pixel_labels={"object": [seg]})
@@ -74,10 +80,68 @@ def test_write_strips_from_a_run(tmp_path):
     result = dissect(
         LookupNet(maps), data, ["layer"], workers=0, progress=False, device="cpu", quantile=0.1, top_images=3
     )["layer"]
-    files = write_strips(result, data, tmp_path / "strips", examples=3)
-    assert set(files) == {1, 2}
-    for _unit, (strip, concept) in files.items():
-        for name in (strip, concept):
-            with Image.open(tmp_path / "strips" / name) as im:
-                assert im.size == (3 * size + 2 * GAP, size)
+    return data, result, segs
+
+
+def test_layer_tiles_from_a_run(planted):
+    """Unit masks from the saved top maps, ground truth of the unit's label on the same images."""
+    data, result, segs = planted
+    rows = rows_of(data)
+    tiles = layer_tiles(result, rows, examples=3, workers=2)
+    assert set(tiles) == {1, 2}
     assert result.top_indices[0].tolist() == [5, 4, 3]  # unit 1 fires hardest on the last images
+    sizes = [(16, 16)] * 3
+    unit1 = unpack_masks(tiles[1][0], sizes)
+    for rank in range(3):
+        expected = unit_masks(result.top_maps[0, rank : rank + 1], result.thresholds[0], (16, 16))[0]
+        assert np.array_equal(unit1[rank], expected)
+        assert expected.any()
+    assert result.label_names[result.label[0]] == "thing"
+    truth = unpack_masks(tiles[1][1], [(8, 8)] * 3)  # ground truth at the segmentation size
+    for rank, index in enumerate(result.top_indices[0]):
+        assert np.array_equal(truth[rank], segs[index] == 1)
+    # fewer examples: fewer masks
+    assert len(unpack_masks(layer_tiles(result, rows, examples=1)[1][0], [(16, 16)])) == 1
+
+
+def test_rows_read_without_torch_equal_the_datasets(planted, tmp_path):
+    data, _result, _ = planted
+    recorded = {"images": len(data), "first_row": 1, "last_row": len(data)}
+    assert read_rows(data.directory, recorded) == rows_of(data)
+    assert read_rows(data.directory, {"images": 2, "first_row": 3, "last_row": 4}) is None  # no such selection
+
+
+def test_store_images_once_copied_or_reencoded(planted, tmp_path):
+    data, _, _ = planted
+    rows = rows_of(data)
+    written = store_images(rows, [3, 1, 3, 1, 0], tmp_path / "images", workers=2)
+    files = sorted(p.name for p in (tmp_path / "images").iterdir())
+    assert files == [image_name(0), image_name(1), image_name(3)]
+    assert written == sum((tmp_path / "images" / f).stat().st_size for f in files)
+    for i in (0, 1, 3):
+        source, stored = rows.image_path(i), tmp_path / "images" / image_name(i)
+        small = source.stat().st_size <= COPY_BYTES_PER_PIXEL * 16 * 16
+        if source.read_bytes()[:3] == b"\xff\xd8\xff" and small:  # a small JPEG is copied byte for byte
+            assert stored.read_bytes() == source.read_bytes()
+        with Image.open(stored) as im:
+            assert im.format == "JPEG" and im.size == (16, 16)
+
+
+def test_large_images_are_reencoded_smaller(tmp_path):
+    """A big JPEG is re-encoded (smaller), an image over MAX_SIDE is scaled down to it."""
+    rng = np.random.default_rng(0)
+    noisy = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    w = BrodenWriter(tmp_path / "ds", ["object"], [LabelSpec(1, "thing")])
+    w.add_image("noisy", noisy, pixel_labels={"object": [np.zeros((32, 32), int)]})
+    w.add_image(
+        "big",
+        np.full((MAX_SIDE * 2, MAX_SIDE, 3), 90, np.uint8),
+        pixel_labels={"object": [np.zeros((MAX_SIDE, MAX_SIDE // 2), int)]},
+    )
+    w.close()
+    rows = rows_of(BrodenDataset(tmp_path / "ds"))
+    store_images(rows, [0, 1], tmp_path / "images")
+    source, stored = rows.image_path(0), tmp_path / "images" / image_name(0)
+    assert stored.stat().st_size < source.stat().st_size
+    with Image.open(tmp_path / "images" / image_name(1)) as im:
+        assert im.size == (MAX_SIDE // 2, MAX_SIDE)

@@ -64,11 +64,9 @@ def cmd_dissect(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..data import BrodenDataset
-    from ..report import write_report
+    from ..report import write_report  # reads the dataset itself, without torch (fast)
 
-    dataset = BrodenDataset(args.dataset) if args.dataset else None
-    index = write_report(args.run_dir, dataset=dataset, examples=args.examples, progress=not args.no_progress)
+    index = write_report(args.run_dir, dataset=args.dataset, examples=args.examples, progress=not args.no_progress)
     print(f"report: {index.resolve()}")
     return 0
 
@@ -224,7 +222,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="rebuild the HTML report of a finished run",
-        description="Rebuild the HTML report (pages, unit strips, charts) of a run directory "
+        description="Rebuild the HTML report (pages, top images and masks, charts) of a run directory "
         "from its saved results; the model is not needed.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `netdissect dissect`")

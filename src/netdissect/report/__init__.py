@@ -1,22 +1,36 @@
-"""The HTML report of a dissection run: a run page, a page per layer, unit strips and PNG charts.
+"""The HTML report of a dissection run: a run page, a page per layer, unit tiles and charts.
 
 ``<out>/index.html`` summarises the run and links to ``<out>/<layer>/index.html``, which shows
 every unit (its label, category, IoU, next-best labels and top images). The pages are
-self-contained: inline CSS and JavaScript, images referenced by relative paths, no network.
+self-contained: inline CSS and JavaScript, local files referenced by relative paths, no network.
+
+Files: each distinct top image of the run once in ``<out>/report-images/``; per layer
+``masks.js`` (every unit's masks as packed bits: the page draws dimming, outline and ground
+truth itself), ``index.html`` and ``bargraph.png``; ``<out>/summary.png``. Writing a report
+never imports torch (unless activation maps must be shrunk to their image), so rebuilding one
+costs a fraction of the dissection.
+
+Other pages: any ``<out>/<dir>/index.html`` (``<dir>`` not a layer) is linked from the run page,
+and any ``<out>/<layer>/<dir>/index.html`` from its layer page, under the title of the page's
+``<title>``. A tool that writes such a page afterwards calls :func:`write_run_page` (cheap) to
+link it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
+import json
 import os
+import re
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
-from ..data.broden import BrodenDataset
 from ..errors import DatasetError, OptionError, RunDirectoryError
-from ..results import SUMMARY_FILE, DissectionResult, atomic_write_bytes, layer_dirname
 from . import strips as _strips
-from .charts import save_bar_graph_png, save_category_fractions_png
+from .datarows import Rows, read_rows, rows_of
 from .pages import (
     bar_data,
     layer_context,
@@ -24,17 +38,23 @@ from .pages import (
     render_run_page,
     run_context,
 )
+from .runview import SUMMARY_FILE, RunView, atomic_write_bytes, layer_dirname
 
-__all__ = ["bar_data", "layer_context", "open_run_dataset", "run_context", "write_report"]
+if TYPE_CHECKING:
+    from ..data.broden import BrodenDataset
+    from ..results import DissectionResult
+
+__all__ = ["bar_data", "layer_context", "open_run_dataset", "run_context", "write_report", "write_run_page"]
 
 INDEX = "index.html"
-STRIPS_DIR = "strips"
+MASKS_JS = "masks.js"
+OLD_STRIPS_DIR = "strips"  # the per-unit JPEG strips of earlier versions, removed on rebuild
 BAR_GRAPH_PNG = "bargraph.png"
 SUMMARY_PNG = "summary.png"
 
 
 def open_run_dataset(
-    result: DissectionResult, dataset: BrodenDataset | str | os.PathLike | None = None
+    result: DissectionResult | RunView, dataset: BrodenDataset | str | os.PathLike | None = None
 ) -> BrodenDataset:
     """The concept dataset of a run, with the rows the run used (unit top images are row positions).
 
@@ -42,56 +62,121 @@ def open_run_dataset(
     other rows than the run (e.g. without the run's ``--split``) is reopened with the run's
     selection when one of the splits reproduces it.
     """
-    recorded = result.metadata.get("dataset") or {}
-    if not isinstance(recorded, dict):
-        recorded = {"path": str(recorded)}
+    from ..data.broden import BrodenDataset
+
+    recorded = _recorded(result)
     if dataset is None:
-        path = recorded.get("path")
-        if not path:
-            raise DatasetError("the run does not record its dataset's path: pass --dataset PATH")
-        if not (Path(path) / "index.csv").is_file():
-            raise DatasetError(f"dataset {path} of this run is missing: pass --dataset PATH to where it is now")
-        dataset = BrodenDataset(path, categories=recorded.get("categories"))
+        dataset = BrodenDataset(_recorded_path(recorded), categories=recorded.get("categories"))
     elif not isinstance(dataset, BrodenDataset):
         dataset = BrodenDataset(dataset, categories=recorded.get("categories"))
-    if _matches(dataset, recorded):
+    if _matches([r.row for r in dataset.meta.rows], recorded):
         return dataset
     for split in ("val", "train"):
         try:
             candidate = BrodenDataset(dataset.directory, split=split, size=recorded.get("images"))
         except DatasetError:
             continue
-        if _matches(candidate, recorded):
+        if _matches([r.row for r in candidate.meta.rows], recorded):
             return candidate
-    rows = dataset.meta.rows
-    raise DatasetError(
-        f"dataset {dataset.directory} does not match the run: the run used {recorded.get('images')} images "
-        f"(index.csv rows {recorded.get('first_row')}-{recorded.get('last_row')}), the dataset has {len(rows)} "
-        f"(rows {rows[0].row}-{rows[-1].row}); pass the run's dataset with --dataset"
-    )
+    raise _mismatch(dataset.directory, [r.row for r in dataset.meta.rows], recorded)
 
 
-def _matches(dataset: BrodenDataset, recorded: dict) -> bool:
-    """Whether ``dataset`` starts with the rows the run used (as far as the metadata tells)."""
-    rows = dataset.meta.rows
+def _recorded(result: Any) -> dict:
+    recorded = result.metadata.get("dataset") or {}
+    return recorded if isinstance(recorded, dict) else {"path": str(recorded)}
+
+
+def _recorded_path(recorded: Mapping) -> str:
+    path = recorded.get("path")
+    if not path:
+        raise DatasetError("the run does not record its dataset's path: pass --dataset PATH")
+    if not (Path(path) / "index.csv").is_file():
+        raise DatasetError(f"dataset {path} of this run is missing: pass --dataset PATH to where it is now")
+    return str(path)
+
+
+def _matches(rows: list[int], recorded: Mapping) -> bool:
+    """Whether data rows ``rows`` start with the rows the run used (as far as the metadata tells)."""
     n = int(recorded.get("images", len(rows)))
     if not 0 < n <= len(rows):
         return False
-    return rows[0].row == recorded.get("first_row", rows[0].row) and rows[n - 1].row == recorded.get(
-        "last_row", rows[n - 1].row
+    return rows[0] == recorded.get("first_row", rows[0]) and rows[n - 1] == recorded.get("last_row", rows[n - 1])
+
+
+def _mismatch(directory: Path, rows: list[int], recorded: Mapping) -> DatasetError:
+    return DatasetError(
+        f"dataset {directory} does not match the run: the run used {recorded.get('images')} images "
+        f"(index.csv rows {recorded.get('first_row')}-{recorded.get('last_row')}), the dataset has {len(rows)} "
+        f"(rows {rows[0] if rows else '-'}-{rows[-1] if rows else '-'}); pass the run's dataset with --dataset"
     )
 
 
-def _strip_sizes(directory: Path, files: dict[int, tuple[str, str]]) -> dict[int, tuple[int, int]]:
-    """Pixel sizes of the strips (read from the image headers only)."""
-    sizes = {}
-    for unit, (strip, _) in files.items():
+def _run_rows(run: RunView, dataset: BrodenDataset | str | os.PathLike | None) -> Rows:
+    """The run's dataset rows: from an open dataset (checked, reopened with the run's split when
+    needed), else parsed from the recorded or given directory without torch."""
+    recorded = _recorded(run)
+    if dataset is not None and not isinstance(dataset, (str, os.PathLike)):
+        return rows_of(open_run_dataset(run, dataset))
+    directory = Path(dataset) if dataset is not None else Path(_recorded_path(recorded))
+    if not (directory / "index.csv").is_file():
+        raise DatasetError(f"dataset directory {directory} has no index.csv")
+    rows = read_rows(directory, recorded)
+    if rows is None:
+        return rows_of(open_run_dataset(run, directory))  # raises the full explanation
+    return rows
+
+
+def _page_title(path: Path) -> str:
+    head = path.read_bytes()[:8192].decode("utf-8", "replace")
+    found = re.search(r"<title>(.*?)</title>", head, re.S | re.I)
+    return html.unescape(found.group(1)).strip() if found else path.parent.name
+
+
+def extra_pages(directory: Path, skip: set[str], prefix: str = "") -> list[dict[str, str]]:
+    """``{"title", "href"}`` of every ``<directory>/<dir>/index.html`` with ``<dir>`` not in ``skip``."""
+    pages = []
+    for sub in sorted(p for p in directory.iterdir() if p.is_dir() and p.name not in skip):
+        page = sub / INDEX
+        if page.is_file():
+            pages.append({"title": _page_title(page) or sub.name, "href": f"{prefix}{sub.name}/{INDEX}"})
+    return pages
+
+
+def _chart(path: Path, key_data: Any, draw: Callable[[str], Any]) -> None:
+    """Draw a PNG chart unless ``path`` already shows ``key_data`` (digest in its PNG text)."""
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    if path.is_file():
+        from PIL import Image
+
         try:
-            with Image.open(directory / strip) as im:
-                sizes[unit] = im.size
+            with Image.open(path) as im:
+                if getattr(im, "text", {}).get("netdissect-chart") == key:
+                    return
         except OSError:
-            continue
-    return sizes
+            pass
+    draw(key)
+
+
+def write_run_page(run_dir: str | os.PathLike, run: RunView | None = None) -> Path:
+    """Write (or rewrite) the run page ``<run_dir>/index.html`` and ``summary.png``, linking the
+    run's layer pages and any other ``<run_dir>/<dir>/index.html`` page; return its path."""
+    run_dir = Path(run_dir)
+    if run is None:
+        if not (run_dir / SUMMARY_FILE).is_file():
+            raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE})")
+        run = RunView.load(run_dir, maps=False)
+    skip = {layer_dirname(n) for n in run.layers} | {_strips.IMAGES_DIR}
+    context = run_context(run, extra_pages(run_dir, skip))
+    index = run_dir / INDEX
+    atomic_write_bytes(index, render_run_page(context).encode("utf-8"))
+
+    def draw(key: str) -> None:
+        from .charts import save_category_fractions_png
+
+        save_category_fractions_png(context, run_dir / SUMMARY_PNG, key=key)
+
+    _chart(run_dir / SUMMARY_PNG, context["fractions"], draw)
+    return index
 
 
 def write_report(
@@ -99,6 +184,7 @@ def write_report(
     dataset: BrodenDataset | str | os.PathLike | None = None,
     examples: int = 10,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Write the HTML report of a finished run directory; return the path of its ``index.html``.
 
@@ -108,19 +194,39 @@ def write_report(
             default: the path recorded in the run.
         examples: top images shown per unit (at most the run's ``top_images``).
         progress: show a progress bar over the layers.
+        workers: threads copying images and packing masks (default: the CPU count, at most 8).
 
-    Writes ``<layer>/strips/unit_NNNN.jpg`` and ``unit_NNNN_concept.jpg`` per unit,
-    ``<layer>/index.html``, ``<layer>/bargraph.png``, ``index.html`` and ``summary.png``.
+    Writes ``report-images/NNNNNN.jpg`` (each distinct top image once), per layer ``masks.js``,
+    ``index.html`` and ``bargraph.png``, then ``index.html`` and ``summary.png``. Reports of
+    earlier versions (per-unit ``strips/``) are replaced.
     """
     run_dir = Path(run_dir)
     if examples < 1:
         raise OptionError(f"--examples must be >= 1, got {examples}")
     if not (run_dir / SUMMARY_FILE).is_file():
         raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
-    result = DissectionResult.load(run_dir)
-    dataset = open_run_dataset(result, dataset)
-    names = list(result.layers)
-    model = str(result.metadata.get("model", ""))
+    run = RunView.load(run_dir)
+    for name, layer in run.layers.items():
+        if layer.top_maps is None:
+            raise RunDirectoryError(
+                f"layer {name} in {run_dir} has no top_maps.npz (made by an older version): dissect it again"
+            )
+    rows = _run_rows(run, dataset)
+    names = list(run.layers)
+    model = str(run.metadata.get("model", ""))
+    shown = {
+        name: {u + 1: [int(i) for i in layer.top_indices[u, :examples]] for u in range(layer.units)}
+        for name, layer in run.layers.items()
+    }
+    images = run_dir / _strips.IMAGES_DIR
+    shutil.rmtree(images, ignore_errors=True)
+    _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
+
+    wanted: dict[int, set[int]] = {}
+    for layer in run.layers.values():
+        for image, labels in _strips.tile_labels(layer, examples).items():
+            wanted.setdefault(image, set()).update(labels)
+    truth = _strips.truth_masks(rows, wanted, workers)
 
     bar = None
     if progress:
@@ -129,26 +235,32 @@ def write_report(
         bar = tqdm(total=len(names), desc="report", unit="layer")
     try:
         for name in names:
-            layer = result.layers[name]
+            layer = run.layers[name]
             if bar is not None:
                 bar.set_postfix_str(name)
             directory = run_dir / layer_dirname(name)
-            if layer.top_maps is None:
-                raise RunDirectoryError(
-                    f"layer {name} in {run_dir} has no top_maps.npz (made by an older version): dissect it again"
-                )
-            files = _strips.write_strips(layer, dataset, directory / STRIPS_DIR, examples)
-            sizes = _strip_sizes(directory / STRIPS_DIR, files)
-            context = layer_context(layer, files, sizes, layers=names, model=model)
+            masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
+            table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
+            data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
+            atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
+            context = layer_context(
+                layer, shown[name], layers=names, model=model, extra_pages=extra_pages(directory, set())
+            )
             atomic_write_bytes(directory / INDEX, render_layer_page(context).encode("utf-8"))
-            save_bar_graph_png(context["bars"], directory / BAR_GRAPH_PNG, title=f"{model} {name}".strip())
+            shutil.rmtree(directory / OLD_STRIPS_DIR, ignore_errors=True)
+            title = f"{model} {name}".strip()
+
+            def draw(
+                key: str, bars: Any = context["bars"], path: Path = directory / BAR_GRAPH_PNG, t: str = title
+            ) -> None:
+                from .charts import save_bar_graph_png
+
+                save_bar_graph_png(bars, path, title=t, key=key)
+
+            _chart(directory / BAR_GRAPH_PNG, [context["bars"], title], draw)
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    context = run_context(result)
-    index = run_dir / INDEX
-    atomic_write_bytes(index, render_run_page(context).encode("utf-8"))
-    save_category_fractions_png(context, run_dir / SUMMARY_PNG)
-    return index
+    return write_run_page(run_dir, run)

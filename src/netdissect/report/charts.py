@@ -15,8 +15,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..results import atomic_write_bytes
 from .pages import NO_CATEGORY_COLOUR, category_colours, place_in_rows
+from .runview import atomic_write_bytes
 
 DPI = 150
 
@@ -26,18 +26,26 @@ def _text(s: str) -> str:
     return str(s).replace("$", r"\$")
 
 
-def _save(figure: Figure, path: str | os.PathLike) -> Path:
+#: PNG text key holding a digest of what a report chart shows (the report redraws it only when that changes).
+CHART_KEY = "netdissect-chart"
+
+
+def _save(figure: Figure, path: str | os.PathLike, key: str | None = None) -> Path:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    metadata = {CHART_KEY: key} if key else None
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata=metadata)
     figure.clear()
     path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
-def save_bar_graph_png(bars: Sequence[tuple[str, str, int]], path: str | os.PathLike, title: str | None = None) -> Path:
-    """Write the bar graph of detectors per label (``(category, label, count)`` rows, in order) as a PNG."""
+def save_bar_graph_png(
+    bars: Sequence[tuple[str, str, int]], path: str | os.PathLike, title: str | None = None, key: str | None = None
+) -> Path:
+    """Write the bar graph of detectors per label (``(category, label, count)`` rows, in order) as a PNG
+    (``key``: a digest stored in the PNG's text, see :data:`CHART_KEY`)."""
     colours = category_colours(c for c, _, _ in bars)
     n = len(bars)
     width = min(60.0, max(4.0, 0.22 * n + 1.4))
@@ -85,7 +93,7 @@ def save_bar_graph_png(bars: Sequence[tuple[str, str, int]], path: str | os.Path
         ax.spines[side].set_visible(False)
     if title:
         ax.set_title(_text(title), pad=18 + 12 * (max(rows) if n else 0), fontsize=10)
-    return _save(figure, path)
+    return _save(figure, path, key)
 
 
 def save_stacked_bars_png(
@@ -97,6 +105,7 @@ def save_stacked_bars_png(
     bar_width: float = 1.0,
     rotate_above: int = 4,
     fontsize: float | None = None,
+    key: str | None = None,
 ) -> Path:
     """Stacked bars, one per name, one segment per category (in ``categories`` order), as a PNG."""
     colours = category_colours(categories)
@@ -125,10 +134,10 @@ def save_stacked_bars_png(
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(handles[::-1], labels[::-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-    return _save(figure, path)
+    return _save(figure, path, key)
 
 
-def save_category_fractions_png(data: Mapping, path: str | os.PathLike) -> Path:
+def save_category_fractions_png(data: Mapping, path: str | os.PathLike, key: str | None = None) -> Path:
     """Write the fraction of units detecting each category per layer (stacked bars) as a PNG.
 
     ``data`` is :func:`netdissect.report.pages.category_fractions`'s output or a run context
@@ -139,5 +148,5 @@ def save_category_fractions_png(data: Mapping, path: str | os.PathLike) -> Path:
     categories, rows = list(data["categories"]), list(data["layers"])
     values = {c: [100 * r["fractions"].get(c, 0.0) for r in rows] for c in categories}
     return save_stacked_bars_png(
-        categories, [r["layer"] for r in rows], values, "units detecting the category (%)", path
+        categories, [r["layer"] for r in rows], values, "units detecting the category (%)", path, key=key
     )

@@ -12,13 +12,21 @@ import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING, Union
 from urllib.parse import quote
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..results import DissectionResult, LayerResult, display_name, layer_dirname
+from .runview import LayerView, RunView, display_name, layer_dirname
+
+if TYPE_CHECKING:
+    from ..results import DissectionResult, LayerResult
+
+#: What the page functions read: a layer's results (``LayerResult`` or the torch-free ``LayerView``).
+AnyLayer = Union["LayerResult", LayerView]
+AnyRun = Union["DissectionResult", RunView]
 
 #: Order of the categories in charts and menus; categories a dataset lacks are skipped and
 #: categories not listed here follow in the dataset's order.
@@ -38,6 +46,8 @@ EXTRA_COLOURS: tuple[str, ...] = ("#76b7b2", "#ff9da7", "#9c755f", "#bab0ac", "#
 NO_CATEGORY_COLOUR = "#9aa0a6"
 
 NEXT_BEST = 3  # other labels shown per unit
+PAGE_SIZE = 240  # cards in a layer page's grid at first (more load as one scrolls)
+IMAGES_HREF = "report-images"  # the run's stored top images (see strips.IMAGES_DIR)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +75,7 @@ def category_colours(categories: Iterable[str]) -> dict[str, str]:
     return colours
 
 
-def bar_data(result: LayerResult) -> list[tuple[str, str, int]]:
+def bar_data(result: AnyLayer) -> list[tuple[str, str, int]]:
     """The bar graph of a layer: ``(category, label display name, detectors)`` per detected label.
 
     Grouped by category in :data:`CATEGORY_ORDER` (then other categories), most detectors
@@ -83,7 +93,7 @@ def bar_data(result: LayerResult) -> list[tuple[str, str, int]]:
     return [(c, name, n) for c, name, n, _ in rows]
 
 
-def category_fractions(result: DissectionResult) -> dict:
+def category_fractions(result: AnyRun) -> dict:
     """Per layer, the detectors per category and the units: what the summary chart draws.
 
     Returns ``{"categories": [...], "layers": [{"layer", "units", "counts": {cat: n},
@@ -348,7 +358,7 @@ def _href(*parts: str) -> str:
     return "/".join(quote(p) for p in parts)
 
 
-def _next_best(result: LayerResult, k: int = NEXT_BEST) -> list[list[tuple[str, str, float]]]:
+def _next_best(result: AnyLayer, k: int = NEXT_BEST) -> list[list[tuple[str, str, float]]]:
     """Per unit, the ``k`` labels with the highest IoU other than its own: (name, category, IoU)."""
     iou = np.array(result.iou, dtype=np.float64, copy=True)
     if iou.ndim != 2 or iou.shape[1] <= 1:
@@ -381,7 +391,7 @@ def _threshold_text(t: float) -> str:
 SIGNIFICANCE_LEVEL = 0.05
 
 
-def _significance(result: LayerResult, u: int) -> dict:
+def _significance(result: AnyLayer, u: int) -> dict:
     """A unit card's significance against the permutation null (text None without null samples)."""
     if result.p_value is None:
         return {"p_value": None, "significant": False, "significance_text": None, "significance_title": None}
@@ -408,23 +418,26 @@ def layer_header(summary: Mapping) -> str:
 
 
 def layer_context(
-    result: LayerResult,
-    strips: Mapping[int, tuple[str, str]],
-    strip_sizes: Mapping[int, tuple[int, int]] | None = None,
+    result: AnyLayer,
+    tiles: Mapping[int, Sequence[int]] | None = None,
     layers: Sequence[str] | None = None,
     model: str | None = None,
+    extra_pages: Sequence[Mapping[str, str]] = (),
 ) -> dict:
     """The template context of a layer page.
 
     Args:
-        result: the layer's results.
-        strips: ``{unit (1-based): (strip file, concept strip file)}`` in ``strips/`` (from
-            :func:`netdissect.report.strips.write_strips`); units missing here get no image.
-        strip_sizes: optional ``{unit: (width, height)}`` of the strips, so the browser reserves
-            their space before lazy-loading them.
+        result: the layer's results (:class:`~netdissect.results.LayerResult` or
+            :class:`~netdissect.report.runview.LayerView`).
+        tiles: ``{unit (1-based): dataset positions of the top images shown}``; the page draws
+            them from ``../report-images/`` and the layer's ``masks.js``. Units missing here get
+            no images.
         layers: all layers of the run, for the navigation between layer pages.
         model: the model's name, for the title.
+        extra_pages: more pages of this layer, ``{"title", "href"}`` (relative to the layer page).
     """
+    tiles = tiles or {}
+    records = list(getattr(result, "records", None) or [])
     summary = result.summary()
     categories = ordered_categories(result.categories)
     colours = category_colours(categories)
@@ -435,8 +448,10 @@ def layer_context(
         ci = int(result.category[u]) if len(result.categories) else -1
         category = result.categories[ci] if ci >= 0 else ""
         label = int(result.label[u])
-        strip, concept = strips.get(u + 1, (None, None))
-        size = (strip_sizes or {}).get(u + 1)
+        shown = [int(i) for i in tiles.get(u + 1, ())]
+        record = records[u] if u < len(records) and isinstance(records[u], Mapping) else {}
+        formula = record.get("formula")
+        formula_iou = record.get("formula_iou")
         units.append(
             {
                 "unit": u + 1,
@@ -447,10 +462,10 @@ def layer_context(
                 "score_text": _iou_text(float(result.score[u])),
                 "detector": bool(detectors[u]),
                 "threshold": float(result.thresholds[u]),
-                "strip": _href("strips", strip) if strip else None,
-                "concept_strip": _href("strips", concept) if concept else None,
-                "width": size[0] if size else None,
-                "height": size[1] if size else None,
+                "images": " ".join(str(i) for i in shown),
+                "tiles": len(shown),
+                "formula": str(formula) if formula else None,
+                "formula_iou_text": _iou_text(float(formula_iou)) if isinstance(formula_iou, (int, float)) else None,
                 "next_best": [
                     {"label": n, "category": c, "colour": colours.get(c, NO_CATEGORY_COLOUR), "iou_text": _iou_text(v)}
                     for n, c, v in next_best[u]
@@ -488,6 +503,10 @@ def layer_context(
             for name in layers
         ],
         "run_href": "../index.html",
+        "images_href": "../" + IMAGES_HREF + "/",
+        "page_size": PAGE_SIZE,
+        "columns": max(1, min(5, max((len(v) for v in tiles.values()), default=1))),
+        "extra_pages": [{"title": str(p["title"]), "href": str(p["href"])} for p in extra_pages],
     }
 
 
@@ -513,8 +532,9 @@ def _scalar(v) -> str:
     return str(v)
 
 
-def run_context(result: DissectionResult) -> dict:
-    """The template context of the run page (``<out>/index.html``)."""
+def run_context(result: AnyRun, extra_pages: Sequence[Mapping[str, str]] = ()) -> dict:
+    """The template context of the run page (``<out>/index.html``); ``extra_pages`` are more pages
+    of the run, ``{"title", "href"}`` relative to the run directory, linked from the page."""
     meta = dict(result.metadata)
     first = next(iter(result.layers.values()), None)
     for key in ("model", "dataset", "options", "versions"):
@@ -580,6 +600,7 @@ def run_context(result: DissectionResult) -> dict:
         "fractions": fractions,
         "fractions_chart": Markup(category_fractions_svg(fractions)),
         "summary_png": "summary.png",
+        "extra_pages": [{"title": str(p["title"]), "href": str(p["href"])} for p in extra_pages],
     }
 
 

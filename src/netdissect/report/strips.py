@@ -1,126 +1,283 @@
-"""Unit image strips: a unit's top images with its mask shown by dimming the rest and outlining it.
+"""Unit tiles: each top image stored once per run, each unit's masks packed as bits for the page.
 
-Masks come from the unit's activation maps on its top images, kept by the dissection
-(``top_maps.npz``), upsampled to the image size (DESIGN §1.2) and thresholded: making strips
-never runs the model or reads the rest of the dataset.
+The page draws the tiles (image, dimming outside the unit's mask, outline; or the ground truth
+tinted) in the browser, so Python only
+
+* stores each distinct top image of the run once in ``report-images/`` (a small JPEG, at most
+  :data:`COPY_BYTES_PER_PIXEL` bytes per pixel and :data:`MAX_SIDE` pixels, is copied byte for
+  byte; other images are re-encoded as JPEG at quality :data:`JPEG_QUALITY`),
+* computes every unit mask of a layer in batched numpy passes: the unit's saved activation maps
+  on its top images (``top_maps.npz``) upsampled to the image size exactly as the dissection
+  does (:func:`netdissect.masks.upsample`, bit-identical float32 operations) and thresholded,
+* computes the ground truth of each unit's label on those images (at the segmentation size),
+* and packs the masks of a unit as 1-bit rows (``numpy.packbits``), zlib-compressed, base64.
+
+Nothing here imports torch unless maps must be shrunk (maps larger than their image).
 """
 
 from __future__ import annotations
 
-import io
+import base64
 import os
+import shutil
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
-from ..data.broden import BrodenDataset
-from ..masks import upsample
-from ..results import LayerResult, atomic_write_bytes
+from .datarows import Rows
 
-GAP = 4  # pixels between tiles
-DIM = 0.3  # brightness kept outside the mask
-OUTLINE = (255, 215, 0)  # mask border colour
-CONCEPT = (0, 200, 255)  # tint of a ground-truth concept
-
-
-def unit_masks(maps: np.ndarray, threshold: float, size: tuple[int, int]) -> np.ndarray:
-    """Boolean masks ``(m, H, W)``: maps ``(m, h, w)`` upsampled to ``size`` and kept above ``threshold``."""
-    up = upsample(torch.as_tensor(np.asarray(maps, dtype=np.float32)), size)
-    return (up > float(threshold)).numpy()
+IMAGES_DIR = "report-images"
+MAX_SIDE = 512  # larger images are stored downscaled (the page scales masks to the image shown)
+JPEG_QUALITY = 75  # re-encoded images: about 10 KB at 224 px
+COPY_BYTES_PER_PIXEL = 0.25  # a JPEG at most this large (and MAX_SIDE) is copied as it is
+_SLACK = 2.0**-20  # as netdissect.masks: values this far below a threshold cannot round above it
+CHUNK_VALUES = 1 << 24  # upsampled values evaluated at once (memory bound)
 
 
-def mask_border(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ``mask`` with a 4-neighbour outside it (the image edge does not count as outside)."""
-    padded = np.pad(mask, 1, mode="edge")
-    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return mask & ~inner
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
 
 
-def highlight(image: np.ndarray, mask: np.ndarray, dim: float = DIM, outline=OUTLINE) -> np.ndarray:
-    """The image with everything outside ``mask`` dimmed and the mask's border drawn."""
-    out = image.astype(np.float32)
-    out[~mask] *= dim
-    out = out.round().astype(np.uint8)
-    out[mask_border(mask)] = outline
-    return out
+# ---------------------------------------------------------------------------------------------
+# masks
 
 
-def tint(image: np.ndarray, mask: np.ndarray, colour=CONCEPT, strength: float = 0.55) -> np.ndarray:
-    """The image with ``mask`` tinted (ground-truth concept overlay)."""
-    out = image.astype(np.float32)
-    out[mask] = out[mask] * (1 - strength) + np.asarray(colour, np.float32) * strength
-    out = out.round().astype(np.uint8)
-    out[mask_border(mask)] = colour
-    return out
+@lru_cache(maxsize=64)
+def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
+    """Bilinear resizing with half-pixel centres along one axis, in float32 as
+    :func:`netdissect.masks.upsample` computes it, grouped into cells as ``masks._Axis``.
 
-
-def join_tiles(tiles: list[np.ndarray], gap: int = GAP) -> np.ndarray:
-    """Tiles of equal height side by side, separated by white gaps."""
-    height = max(t.shape[0] for t in tiles)
-    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)
-    strip = np.full((height, width, 3), 255, dtype=np.uint8)
-    x = 0
-    for t in tiles:
-        strip[: t.shape[0], x : x + t.shape[1]] = t
-        x += t.shape[1] + gap
-    return strip
-
-
-def concept_mask(seg: np.ndarray, scalars: np.ndarray, label: int) -> np.ndarray:
-    """Where label number ``label`` is annotated: ``seg`` (layers, sh, sw), image-level ``scalars``."""
-    if label in scalars:
-        return np.ones(seg.shape[1:], dtype=bool)
-    return (seg == label).any(axis=0)
-
-
-def write_strips(
-    result: LayerResult, dataset: BrodenDataset, directory: str | os.PathLike, examples: int = 10
-) -> dict[int, tuple[str, str]]:
-    """Write, per unit, ``unit_0001.jpg`` (its mask on its top images) and ``unit_0001_concept.jpg``
-    (the same images with its label's ground truth) into ``directory``.
-
-    Returns ``{unit (1-based): (strip file name, concept strip file name)}``.
+    Returns ``(cell_lo, cell_hi, positions, w_lo, w_hi)``: cell ``c`` (0 .. n_in) holds the output
+    positions ``positions[c]`` (padded with ``n_out``) between its source positions ``cell_lo[c]``
+    and ``cell_hi[c]``, with those positions' weights ``w_lo[c]``, ``w_hi[c]`` (NaN for padding).
     """
+    out = np.arange(n_out, dtype=np.float32)
+    scale = np.float32(n_in / n_out)
+    raw = scale * (out + np.float32(0.5)) - np.float32(0.5)
+    src = np.maximum(raw, np.float32(0.0))
+    lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    lam = np.clip(src - lo.astype(np.float32), np.float32(0.0), np.float32(1.0))
+    nxt = np.minimum(np.arange(n_in) + 1, n_in - 1)
+    w_lo = np.append(np.float32(1.0) - lam, np.float32(np.nan))
+    w_hi = np.append(lam, np.float32(np.nan))
+    cell = np.where(raw < 0, 0, lo + 1)
+    counts = np.bincount(cell, minlength=n_in + 1)
+    positions = np.full((n_in + 1, int(counts.max())), n_out, dtype=np.int64)
+    start = np.cumsum(counts) - counts
+    positions[cell, np.arange(n_out) - start[cell]] = np.arange(n_out)
+    positions[0] = np.roll(positions[0], positions.shape[1] - counts[0])  # first cell right-aligned
+    cell_lo = np.maximum(np.arange(n_in + 1) - 1, 0)
+    return cell_lo, nxt[cell_lo], positions, w_lo[positions], w_hi[positions]
+
+
+def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int, int]) -> np.ndarray:
+    """Boolean masks ``(P, H, W)``: maps ``(P, h, w)`` upsampled to ``size`` and kept above their threshold.
+
+    The same values as ``netdissect.masks.upsample(maps, size) > thresholds``: enlarging
+    evaluates the same float32 formula, only in the cells of the source grid where a corner
+    can exceed the threshold (as ``masks.masked_pixels``); shrinking calls ``masks.upsample``.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    P, h, w = maps.shape
+    sh, sw = size
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (P,))
+    if (h, w) == (sh, sw):
+        return maps > thr[:, None, None]
+    if h > sh or w > sw:
+        import torch
+
+        from ..masks import upsample
+
+        limits = torch.from_numpy(np.array(thr))[:, None, None]
+        return (upsample(torch.from_numpy(np.array(maps)), size) > limits).numpy()
+    ylo, yhi, ypos, wy_lo, wy_hi = _axis(h, sh)
+    xlo, xhi, xpos, wx_lo, wx_hi = _axis(w, sw)
+    wy, wx = ypos.shape[1], xpos.shape[1]
+    floor = thr - np.abs(thr) * np.float32(_SLACK)
+    corners = np.maximum(
+        np.maximum(maps[:, ylo][:, :, xlo], maps[:, ylo][:, :, xhi]),
+        np.maximum(maps[:, yhi][:, :, xlo], maps[:, yhi][:, :, xhi]),
+    )  # (P, h + 1, w + 1): the largest corner of each cell
+    p, cy, cx = np.nonzero(corners > floor[:, None, None])  # hot cells, by map
+    # cells are written as whole (padded) blocks into a cell-major array, then gathered into place
+    rows, cols = _block_index(ypos, sh), _block_index(xpos, sw)
+    out = np.zeros((P, sh, sw), dtype=bool)
+    per_chunk = max(1, CHUNK_VALUES // ((h + 1) * wy * (w + 1) * wx))
+    for first in range(0, P, per_chunk):
+        last = min(P, first + per_chunk)
+        a, b = np.searchsorted(p, [first, last])
+        if a == b:
+            continue
+        blocks = np.zeros((last - first, h + 1, wy, w + 1, wx), dtype=bool)
+        pp, yy, xx = p[a:b], cy[a:b], cx[a:b]
+        v00, v01 = maps[pp, ylo[yy], xlo[xx]][:, None], maps[pp, ylo[yy], xhi[xx]][:, None]
+        v10, v11 = maps[pp, yhi[yy], xlo[xx]][:, None], maps[pp, yhi[yy], xhi[xx]][:, None]
+        top = v00 * wx_lo[xx] + v01 * wx_hi[xx]  # (n, wx): the same float32 operations as masks.upsample
+        bottom = v10 * wx_lo[xx] + v11 * wx_hi[xx]
+        value = top[:, None, :] * wy_lo[yy][:, :, None] + bottom[:, None, :] * wy_hi[yy][:, :, None]
+        blocks[pp - first, yy, :, xx, :] = value > thr[pp, None, None]  # NaN (padding) is never kept
+        flat = blocks.reshape(last - first, (h + 1) * wy, (w + 1) * wx)
+        if isinstance(rows, slice) and isinstance(cols, slice):  # whole cells: a plain crop
+            out[first:last] = flat[:, rows, cols]
+        else:
+            out[first:last] = flat[:, rows][:, :, cols]
+    return out
+
+
+def _block_index(positions: np.ndarray, n_out: int) -> np.ndarray | slice:
+    """For each output position, its index in the cell-major padded layout (cell * width + slot);
+    a slice when that is a plain shift (every inner cell full: integer scale factors)."""
+    index = np.zeros(n_out, dtype=np.int64)
+    cell, slot = np.nonzero(positions < n_out)
+    index[positions[cell, slot]] = cell * positions.shape[1] + slot
+    if np.array_equal(index, index[0] + np.arange(n_out)):
+        return slice(int(index[0]), int(index[0]) + n_out)
+    return index
+
+
+def pack_masks(masks: Iterable[np.ndarray]) -> str:
+    """Masks as the page reads them: each mask's rows as bits (``packbits``, a mask starts on a
+    byte), concatenated, zlib-compressed, base64."""
+    return _encode(b"".join(np.packbits(np.asarray(m, dtype=bool).ravel()).tobytes() for m in masks))
+
+
+def unpack_masks(text: str, sizes: Iterable[tuple[int, int]]) -> list[np.ndarray]:
+    """The inverse of :func:`pack_masks` given each mask's ``(height, width)``."""
+    data = np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8)
+    out, offset = [], 0
+    for h, w in sizes:
+        n = (h * w + 7) // 8
+        out.append(np.unpackbits(data[offset : offset + n])[: h * w].reshape(h, w).astype(bool))
+        offset += n
+    return out
+
+
+def truth_masks(
+    rows: Rows, wanted: Mapping[int, Iterable[int]], workers: int | None = None
+) -> dict[tuple[int, int], np.ndarray]:
+    """``{(position, label): packed bits}`` of where each label of ``wanted[position]`` is
+    annotated on that image (segmentation size); each image's label PNGs are decoded once."""
+
+    def one(index: int) -> list[tuple[tuple[int, int], np.ndarray]]:
+        decoded: dict[int, np.ndarray] = {}
+        return [
+            ((index, label), np.packbits(rows.concept_mask(index, label, decoded).ravel())) for label in wanted[index]
+        ]
+
+    out: dict[tuple[int, int], np.ndarray] = {}
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        for part in pool.map(one, list(wanted)):
+            out.update(part)
+    return out
+
+
+def layer_tiles(
+    result: Any,
+    rows: Rows,
+    examples: int,
+    truth: Mapping[tuple[int, int], np.ndarray] | None = None,
+    workers: int | None = None,
+) -> dict[int, tuple[str, str]]:
+    """Per unit (1-based): ``(packed unit masks, packed ground-truth masks)`` on its first
+    ``examples`` top images (see :func:`pack_masks`; unit masks at the image size, ground truth
+    of the unit's label at the segmentation size, from ``truth`` (:func:`truth_masks`) when given)."""
     if result.top_maps is None:
-        raise ValueError(f"layer {result.layer!r} has no top_maps: dissect it again to make strips")
+        raise ValueError(f"layer {result.layer!r} has no top_maps: dissect it again to make tiles")
+    m = min(examples, result.top_indices.shape[1])
+    units = result.units
+    index = np.asarray(result.top_indices[:, :m], dtype=np.int64)
+    labels = np.asarray(result.label, dtype=np.int64)
+    if truth is None:
+        truth = truth_masks(rows, tile_labels(result, examples), workers)
+    sizes = np.array([(rows.rows[i].ih, rows.rows[i].iw) for i in range(len(rows.rows))], dtype=np.int64)
+    tile_size = sizes[index]  # (U, m, 2)
+    parts: list[list[Any]] = [[None] * m for _ in range(units)]
+
+    def masks_for(group: tuple[np.ndarray, np.ndarray, tuple[int, int]]) -> None:
+        uu, rr, size = group
+        packed = np.packbits(
+            unit_masks(result.top_maps[uu, rr], result.thresholds[uu], size).reshape(len(uu), -1), axis=1
+        )
+        for k in range(len(uu)):
+            parts[uu[k]][rr[k]] = packed[k]
+
+    groups = []
+    for size in sorted({tuple(s) for s in tile_size.reshape(-1, 2).tolist()}):
+        uu, rr = np.nonzero((tile_size == np.array(size)).all(axis=2))
+        step = max(1, CHUNK_VALUES // (16 * size[0] * size[1]))  # a few hundred maps per task
+        for s in range(0, len(uu), step):
+            groups.append((uu[s : s + step], rr[s : s + step], size))
+
+    def pack(u: int) -> tuple[str, str]:
+        mine = b"".join(p.tobytes() for p in parts[u])
+        theirs = b"".join(truth[(int(i), int(labels[u]))].tobytes() for i in index[u])
+        return _encode(mine), _encode(theirs)
+
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        list(pool.map(masks_for, groups))
+        packed = list(pool.map(pack, range(units)))
+    return {u + 1: packed[u] for u in range(units)}
+
+
+def tile_labels(result: Any, examples: int) -> dict[int, set[int]]:
+    """``{position: labels}``: the labels whose ground truth a layer's tiles show on each image."""
+    wanted: dict[int, set[int]] = defaultdict(set)
+    for u in range(result.units):
+        for i in result.top_indices[u, :examples]:
+            wanted[int(i)].add(int(result.label[u]))
+    return wanted
+
+
+def _encode(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data, 6)).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def image_name(index: int) -> str:
+    """The stored file of dataset position ``index`` under ``report-images/``."""
+    return f"{index:06d}.jpg"
+
+
+def _store_one(rows: Rows, index: int, directory: Path) -> int:
+    source = rows.image_path(index)
+    target = directory / image_name(index)
+    row = rows.rows[index]
+    with open(source, "rb") as f:
+        jpeg = f.read(3) == b"\xff\xd8\xff"
+    small = source.stat().st_size <= COPY_BYTES_PER_PIXEL * row.ih * row.iw
+    if jpeg and small and max(row.ih, row.iw) <= MAX_SIDE:
+        shutil.copyfile(source, target)
+    else:
+        with Image.open(source) as im:
+            im = im.convert("RGB")
+            im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
+            im.save(target, format="JPEG", quality=JPEG_QUALITY)
+    return target.stat().st_size
+
+
+def store_images(rows: Rows, indices: Iterable[int], directory: str | os.PathLike, workers: int | None = None) -> int:
+    """Write each dataset position of ``indices`` once into ``directory``; return the bytes written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    images: dict[int, np.ndarray] = {}
-    labels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    annotations = dataset.with_options(load_images=False, load_segmentations=True)
+    todo = sorted(set(int(i) for i in indices))
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        return sum(pool.map(lambda i: _store_one(rows, i, directory), todo))
 
-    def image(index: int) -> np.ndarray:
-        if index not in images:
-            with Image.open(dataset.directory / "images" / dataset.meta.rows[index].image) as im:
-                images[index] = np.asarray(im.convert("RGB"))
-        return images[index]
 
-    def annotation(index: int) -> tuple[np.ndarray, np.ndarray]:
-        if index not in labels:
-            item = annotations[index]
-            labels[index] = (item["seg"].numpy(), item["scalars"].numpy())
-        return labels[index]
-
-    files = {}
-    m = min(examples, result.top_indices.shape[1])
-    for u in range(result.units):
-        indices = [int(i) for i in result.top_indices[u, :m]]
-        tiles, concept_tiles = [], []
-        label = int(result.label[u])
-        for rank, index in enumerate(indices):
-            picture = image(index)
-            size = picture.shape[:2]
-            mask = unit_masks(result.top_maps[u, rank : rank + 1], result.thresholds[u], size)[0]
-            tiles.append(highlight(picture, mask))
-            truth = concept_mask(*annotation(index), label)
-            truth = np.asarray(Image.fromarray(truth).resize(size[::-1], Image.NEAREST))
-            concept_tiles.append(tint(picture, truth))
-        name = f"unit_{u + 1:04d}"
-        for suffix, parts in (("", tiles), ("_concept", concept_tiles)):
-            buffer = io.BytesIO()
-            Image.fromarray(join_tiles(parts)).save(buffer, format="JPEG", quality=85)
-            atomic_write_bytes(directory / f"{name}{suffix}.jpg", buffer.getvalue())
-        files[u + 1] = (f"{name}.jpg", f"{name}_concept.jpg")
-    return files
+def image_table(rows: Rows, indices: Iterable[int]) -> Mapping[str, list[int]]:
+    """``{position: [ih, iw, sh, sw]}`` of the shown images (the page's mask geometry)."""
+    out = {}
+    for i in sorted(set(int(i) for i in indices)):
+        r = rows.rows[i]
+        out[str(i)] = [r.ih, r.iw, r.sh, r.sw]
+    return out

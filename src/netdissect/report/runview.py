@@ -1,0 +1,147 @@
+"""A run directory read for the report without torch: what the pages show, from the saved files.
+
+:class:`netdissect.results.LayerResult` recomputes IoU and best labels with torch (its
+``__post_init__``), and importing torch alone costs seconds, more than rebuilding a small
+report. :class:`LayerView` reads the same files (``units.json``, ``iou.npz``, ``top_maps.npz``)
+with numpy and exposes the attributes the report uses, with the same values: the IoU matrix is
+the one the dissection saved, best labels follow :func:`netdissect.tally.best_labels` (ties to
+the smaller label number) and the summary is the one in ``units.json``. Extra per-unit fields
+of ``units.json`` (e.g. ``formula``, ``formula_iou``) are kept in :attr:`LayerView.records`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ARRAYS_FILE, UNITS_FILE, MAPS_FILE, SUMMARY_FILE = "iou.npz", "units.json", "top_maps.npz", "summary.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (as ``netdissect.results``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def display_name(name: str) -> str:
+    """A label name as people read it (as :func:`netdissect.results.display_name`)."""
+    return name[:-2] if name.endswith(("-s", "-c")) else name
+
+
+def layer_dirname(layer: str) -> str:
+    """The directory name of a layer's results (as :func:`netdissect.results.layer_dirname`)."""
+    return layer.replace("/", "-").replace(os.sep, "-")
+
+
+def best_labels(iou: np.ndarray, label_category: np.ndarray, categories: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit and category, the best label number and its IoU (numpy twin of ``tally.best_labels``).
+
+    A category without labels gets label 0 and IoU 0; ties go to the smaller label number.
+    """
+    units = iou.shape[0]
+    labels = np.zeros((units, categories), dtype=np.int64)
+    scores = np.zeros((units, categories), dtype=iou.dtype)
+    for c in range(categories):
+        members = np.flatnonzero(label_category == c)
+        if len(members):
+            pos = iou[:, members].argmax(axis=1)  # first maximum: the smaller label number
+            labels[:, c] = members[pos]
+            scores[:, c] = iou[np.arange(units), members[pos]]
+    return labels, scores
+
+
+@dataclass
+class LayerView:
+    """One layer's results as the report reads them (the attributes of ``LayerResult`` it uses)."""
+
+    layer: str
+    categories: list[str]
+    label_names: list[str]
+    label_category: np.ndarray
+    thresholds: np.ndarray
+    iou: np.ndarray
+    top_indices: np.ndarray
+    top_values: np.ndarray
+    top_maps: np.ndarray | None
+    iou_threshold: float
+    saved_summary: dict
+    metadata: dict = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+    null_score: np.ndarray | None = None
+    null_mean: np.ndarray | None = None
+    null_std: np.ndarray | None = None
+    z_score: np.ndarray | None = None
+    p_value: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        labels, scores = best_labels(self.iou, self.label_category, len(self.categories))
+        self.category_label, self.category_iou = labels, scores
+        self.category = scores.argmax(axis=1) if len(self.categories) else np.zeros(self.units, int)
+        rows = np.arange(self.units)
+        self.label = labels[rows, self.category]
+        self.score = scores[rows, self.category]
+
+    @property
+    def units(self) -> int:
+        return len(self.thresholds)
+
+    @property
+    def null_samples(self) -> int:
+        return 0 if self.null_score is None else int(self.null_score.shape[0])
+
+    @property
+    def detectors(self) -> np.ndarray:
+        return self.score >= self.iou_threshold
+
+    def summary(self) -> dict:
+        return self.saved_summary
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, maps: bool = True) -> LayerView:
+        """Read a layer directory (``maps=False`` skips ``top_maps.npz``)."""
+        directory = Path(directory)
+        meta = json.loads((directory / UNITS_FILE).read_text())
+        top_maps = None
+        if maps and (directory / MAPS_FILE).exists():
+            with np.load(directory / MAPS_FILE) as z:
+                top_maps = z["top_maps"]
+        with np.load(directory / ARRAYS_FILE) as z:
+            null = {k: z[k] for k in ("null_score", "null_mean", "null_std", "z_score", "p_value") if k in z.files}
+            return cls(
+                layer=meta["layer"],
+                categories=[str(c) for c in z["categories"]],
+                label_names=[str(n) for n in z["label_names"]],
+                label_category=z["label_category"],
+                thresholds=z["thresholds"],
+                iou=z["iou"],
+                top_indices=z["top_indices"],
+                top_values=z["top_values"],
+                top_maps=top_maps,
+                iou_threshold=float(meta["summary"]["iou_threshold"]),
+                saved_summary=meta["summary"],
+                metadata=meta.get("metadata", {}),
+                records=meta.get("units", []),
+                **null,
+            )
+
+
+@dataclass
+class RunView:
+    """A finished run directory: its layers (in dissection order) and run metadata."""
+
+    layers: dict[str, LayerView]
+    metadata: dict
+    directory: Path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, maps: bool = True) -> RunView:
+        directory = Path(directory)
+        summary = json.loads((directory / SUMMARY_FILE).read_text())
+        layers = {name: LayerView.load(directory / layer_dirname(name), maps) for name in summary["layers"]}
+        return cls(layers, summary.get("metadata", {}), directory)
