@@ -20,6 +20,8 @@ from ._version import __version__
 
 #: Public name -> module that defines it.
 _EXPORTS = {
+    "AblationResult": "ablation",
+    "ablate": "ablation",
     "BrodenDataset": "data.broden",
     "BrodenMeta": "data.broden",
     "DissectConfig": "config",
@@ -34,6 +36,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AblationResult",
     "BrodenDataset",
     "BrodenMeta",
     "DissectConfig",
@@ -44,11 +47,13 @@ __all__ = [
     "NetDissectError",
     "Preprocess",
     "__version__",
+    "ablate",
     "dissect",
     "load_model",
 ]
 
 if TYPE_CHECKING:
+    from .ablation import AblationResult, ablate
     from .config import DissectConfig
     from .data.broden import BrodenDataset, BrodenMeta
     from .engine import dissect
