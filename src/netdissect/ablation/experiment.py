@@ -129,6 +129,7 @@ def ablate(
         "preprocess": repr(loaded.preprocess),
     }
     runner = _Experiment(module, loaded, images, data, dev, options, workers, ablation_batch, progress, split)
+    runner.class_names = class_names
     directory = Path(out) if out is not None else None
     with _run_directory(directory, key_parts, overwrite):
         checkpointer = Checkpointer(
@@ -208,6 +209,7 @@ class _Experiment:
         self.outputs = torch.tensor(images.class_outputs, dtype=torch.long)
         self.num_classes = len(images.class_names)
         self.timings: dict[str, float] = {}
+        self.class_names: list[str] | None = None
 
     def batches(self, start: int, stage: str) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(batch number, images on the device, class positions) from batch ``start`` on."""
@@ -251,6 +253,8 @@ class _Experiment:
         except Exception as exc:
             raise ModelError(f"the model failed on input of shape {tuple(x.shape)}: {first_line(exc)}") from exc
         self.width = out.shape[1]
+        if self.class_names is not None and len(self.class_names) != width_out:
+            raise OptionError(f"{len(self.class_names)} class names are given, the model has {width_out} outputs")
         if max(self.images.class_outputs) >= width_out:
             raise OptionError(
                 f"class index {max(self.images.class_outputs)} is beyond the model's {width_out} outputs"

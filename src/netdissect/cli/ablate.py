@@ -60,6 +60,35 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Images of the demo dataset the demo's ablation uses (its first rows).
+DEMO_ABLATION_IMAGES = 200
+
+
+def demo_ablation(model, data_dir: Path, args: argparse.Namespace) -> None:
+    """The demo's unit ablation: conv4 of the demo model on the dataset's scene labels, joined with
+    the demo run and linked from it (``<out>/ablation/index.html``)."""
+    from ..ablation import ablate
+
+    out = Path(args.out) / "ablation"
+    print(f"ablating the {DEMO_ABLATION_IMAGES} first images' scenes, layer conv4 ...", flush=True)
+    result = ablate(
+        model,
+        data_dir,
+        "conv4",
+        out=out,
+        dissection=args.out,
+        size=DEMO_ABLATION_IMAGES,
+        batch_size=args.batch_size,
+        device=args.device,
+        overwrite=True,
+        progress=not args.no_progress,
+        report=not args.no_report,
+    )
+    for name in result.class_names:
+        print(f"  {name}: top units {', '.join(str(u) for u, _ in result.top_units(name, 5))}")
+    print(f"ablation: {out.resolve()}" + ("" if args.no_report else f" (page: {(out / 'index.html').resolve()})"))
+
+
 def _pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.1f}%"
 
