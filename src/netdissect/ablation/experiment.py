@@ -32,7 +32,7 @@ from ..results import atomic_write_json
 from ..rundir import run_lock
 from . import compute
 from .images import ImageDataset, LabelledImages, collate_images, labelled_images, model_class_names, read_class_file
-from .result import AblationResult, rank_units
+from .result import JSON_FILE, AblationResult, rank_units
 from .split import split_model
 
 RUN_FILE = "ablation-run.json"
@@ -174,7 +174,7 @@ def _run_directory(directory: Path | None, key_parts: dict, overwrite: bool) -> 
         key = json.loads(json.dumps(key_parts, default=str))
         path = directory / RUN_FILE
         if path.exists() and json.loads(path.read_text()).get("key") != key:
-            if not overwrite:
+            if not overwrite and (directory / JSON_FILE).exists():
                 raise RunDirectoryError(
                     f"{directory} holds a different ablation (other model, images or options); "
                     "choose another --out or pass --overwrite"
