@@ -4,37 +4,14 @@ the run, bad class folders, a different configuration in --out, and `netdissect 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from ablation_helpers import write_folders
-from netdissect import AblationResult, dissect
+from netdissect import AblationResult
 from netdissect.ablation.compute import pearson
 from netdissect.cli import main
-from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.models import load_model
 from netdissect.results import LayerResult, display_name
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """A synthetic dataset, a dissection of the demo model's conv4 with its report, and an ablation."""
-    from netdissect.report import write_report
-
-    root = tmp_path_factory.mktemp("ablation-join")
-    data = make_synthetic_dataset(root / "data", n=40, size=64, seed=3)
-    run = root / "run"
-    dissect(load_model("demo"), data, ["conv4"], run, workers=0, progress=False, device="cpu", quantile=0.02)
-    write_report(run, progress=False)
-    out = root / "ablation"
-    code = main(
-        ["ablate", "--model", "demo", "--layer", "conv4", "--images", str(data), "--out", str(out)]
-        + ["--dissection", str(run), "--top-k", "5", "--no-progress", "--device", "cpu"]
-    )
-    assert code == 0
-    return data, run, out
 
 
 def test_join_puts_each_units_label_beside_its_importance(demo_run, capsys):
