@@ -161,10 +161,16 @@ def main() -> int:
         }
     )
     report["target_met"] = report["ratios"]["baseline_vs_ours_fx"] >= TARGET_RATIO
-    print(f"ablation of {report['units']} units of {LAYER}, {args.n} images, {report['classes']} classes (best of {args.reps})")
+    print(
+        f"ablation of {report['units']} units of {LAYER}, {args.n} images, {report['classes']} classes (best of {args.reps})"
+    )
     print(f"{'method':<44} {'seconds':>8} {'ratio':>7}")
     print(f"{'naive: one full forward pass per unit':<44} {best['baseline']:>8.2f} {1:>7.2f}")
-    for key, name in (("ours_fx", "ours (torch.fx split)"), ("ours_hook", "ours (hook fallback)"), ("estimate", "first-order estimate")):
+    for key, name in (
+        ("ours_fx", "ours (torch.fx split)"),
+        ("ours_hook", "ours (hook fallback)"),
+        ("estimate", "first-order estimate"),
+    ):
         print(f"{name:<44} {best[key]:>8.2f} {best['baseline'] / best[key]:>7.2f}")
     print(f"results identical: {'yes' if identical else 'NO'} (accuracies exact; prob. drop max diff {prob_diff:.1e})")
     s = report["estimate_spearman"]

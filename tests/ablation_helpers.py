@@ -9,8 +9,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import RAW
-
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 EVIL = "<script>alert(1)</script>"
 PLANTED_CLASSES = ["red", "green", "blue", "background"]

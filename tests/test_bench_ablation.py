@@ -11,7 +11,9 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ablation.py"
 
 def test_bench_ablation_quick(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "results identical: yes" in proc.stdout
     report = json.loads(out.read_text())

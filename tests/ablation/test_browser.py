@@ -39,7 +39,8 @@ def test_ablation_page_shows_classes_curves_scatter_and_strips(page, demo_run):
     assert sections == ["kitchen", "bedroom", "beach", "street", "forest"]
     # four group curves per class, each with five points (k = 1..5)
     counts = page.eval_on_selector_all(
-        ".class-section svg.curves", "svgs => svgs.map(s => [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').trim().split(' ').length))"
+        ".class-section svg.curves",
+        "svgs => svgs.map(s => [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').trim().split(' ').length))",
     )
     assert counts == [[5, 5, 5, 5]] * 5
     assert page.eval_on_selector_all("#scatter-svg circle.dot", "d => d.length") == 128

@@ -75,7 +75,14 @@ def test_equals_brute_force(tmp_path, split, make, layer, outputs):
     module = make().eval()
     images = labelled_images(root)
     result = ablate(
-        LoadedModel(module, RAW, "m"), images, layer, top_k=3, batch_size=4, ablation_batch=9, progress=False, split=split
+        LoadedModel(module, RAW, "m"),
+        images,
+        layer,
+        top_k=3,
+        batch_size=4,
+        ablation_batch=9,
+        progress=False,
+        split=split,
     )
     assert result.metadata["split"] == ("hook" if split == "hook" else "fx")
     acc, prob = brute_force(module, images, layer)
@@ -108,7 +115,10 @@ def test_group_curves_equal_brute_force(tmp_path):
     for c in range(3):
         top = [u - 1 for u, _ in r.top_units(str(c), 3)]
         for k in range(1, 4):
-            for kept, curve, others in ((False, r.group_removed, r.group_removed_others), (True, r.group_kept, r.group_kept_others)):
+            for kept, curve, others in (
+                (False, r.group_removed, r.group_removed_others),
+                (True, r.group_kept, r.group_kept_others),
+            ):
                 removed = [u for u in range(6) if u not in top[:k]] if kept else top[:k]
 
                 def hook(m, i, o, removed=removed):

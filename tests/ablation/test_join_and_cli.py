@@ -4,6 +4,7 @@ the run, bad class folders, a different configuration in --out, and `netdissect 
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 
@@ -15,7 +16,7 @@ from netdissect.results import LayerResult, display_name
 
 
 def test_join_puts_each_units_label_beside_its_importance(demo_run, capsys):
-    data, run, out = demo_run
+    _data, run, out = demo_run
     result = AblationResult.load(out)
     layer = LayerResult.load(run / "conv4")
     joined = result.metadata["dissection"]
@@ -44,7 +45,7 @@ def test_the_run_links_the_page_and_plots_exist(demo_run):
 
 
 def test_cli_prints_the_classes_and_the_correlation(tmp_path, demo_run, capsys):
-    data, run, _ = demo_run
+    data, _run, _ = demo_run
     out = tmp_path / "a"
     args = ["ablate", "--model", "demo", "--layer", "conv4", "--images", str(data), "--out", str(out)]
     args += ["--units", "1-8", "--no-progress", "--device", "cpu", "--top-k", "3", "--no-report"]
@@ -61,7 +62,9 @@ def test_cli_prints_the_classes_and_the_correlation(tmp_path, demo_run, capsys):
 
 def test_bad_class_folder_names_it_and_close_matches(tmp_path, capsys):
     images = write_folders(tmp_path / "images", {"kitchn": 1, "beach": 1}, size=16)
-    code = main(["ablate", "--model", "demo", "--layer", "conv4", "--images", str(images), "--out", str(tmp_path / "o")])
+    code = main(
+        ["ablate", "--model", "demo", "--layer", "conv4", "--images", str(images), "--out", str(tmp_path / "o")]
+    )
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -61,7 +62,13 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     assert not (out / "checkpoints" / "ablation.ckpt").exists()
     # the uninterrupted reference, in this process
     reference = ablate(
-        LoadedModel(SmallCNN().eval(), Preprocess(), "ref"), images, "conv1", top_k=3, batch_size=2, split="hook", progress=False
+        LoadedModel(SmallCNN().eval(), Preprocess(), "ref"),
+        images,
+        "conv1",
+        top_k=3,
+        batch_size=2,
+        split="hook",
+        progress=False,
     )
     with np.load(out / NPZ_FILE) as z:
         for key, value in reference.arrays().items():
@@ -87,10 +94,8 @@ def test_a_run_interrupted_in_process_resumes(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(compute, "score_configs", interrupted)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         ablate(model, images, "conv2", tmp_path / "out", method="mean", **options)
-    except KeyboardInterrupt:
-        pass
     state = checkpoint_state(tmp_path / "out" / "checkpoints" / "ablation.ckpt")
     assert state["stage"] == "group" and state["batch"] == 1 and set(state["done"]) == {"mean", "single"}
     monkeypatch.setattr(compute, "score_configs", real)

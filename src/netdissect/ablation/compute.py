@@ -178,5 +178,5 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="stable")
     ranks = np.empty(len(x), dtype=np.float64)
     ranks[order] = np.arange(len(x), dtype=np.float64)
-    values, inverse = np.unique(x, return_inverse=True)
+    _values, inverse = np.unique(x, return_inverse=True)
     return np.bincount(inverse, weights=ranks)[inverse] / np.bincount(inverse)[inverse]

@@ -27,8 +27,8 @@ from ..errors import ModelError, OptionError, RunDirectoryError
 from ..hooks import first_line
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
-from ..resume import Checkpointer, checkpoint_key
 from ..results import atomic_write_json
+from ..resume import Checkpointer, checkpoint_key
 from ..rundir import run_lock
 from . import compute
 from .images import ImageDataset, LabelledImages, collate_images, labelled_images, model_class_names, read_class_file
@@ -256,9 +256,7 @@ class _Experiment:
         if self.class_names is not None and len(self.class_names) != width_out:
             raise OptionError(f"{len(self.class_names)} class names are given, the model has {width_out} outputs")
         if max(self.images.class_outputs) >= width_out:
-            raise OptionError(
-                f"class index {max(self.images.class_outputs)} is beyond the model's {width_out} outputs"
-            )
+            raise OptionError(f"class index {max(self.images.class_outputs)} is beyond the model's {width_out} outputs")
         self.unit_numbers = compute.parse_units(self.options["units"], self.width)
 
     def run(self, checkpointer: Checkpointer) -> AblationResult:
@@ -287,7 +285,9 @@ class _Experiment:
                 single = done["single"]
                 importance, prob_drop = self._importance(single, counts)
                 k = min(self.options["top_k"], U)
-                rankings = [[self.unit_numbers[r] for r in rank_units(importance[:, c], prob_drop[:, c])] for c in range(C)]
+                rankings = [
+                    [self.unit_numbers[r] for r in rank_units(importance[:, c], prob_drop[:, c])] for c in range(C)
+                ]
                 keep = compute.group_configs(rankings, k, self.width)
             if stage != "mean":
                 correct = acc.get("correct", torch.zeros(keep.shape[0], C, dtype=torch.float64))
@@ -301,9 +301,7 @@ class _Experiment:
                     acc = {"sums": sums, "n": n}
                 else:
                     args = (self.split, split_state, out, fill)
-                    c, p = compute.score_configs(
-                        *args, keep, self.outputs[classes], classes, C, self.ablation_batch
-                    )
+                    c, p = compute.score_configs(*args, keep, self.outputs[classes], classes, C, self.ablation_batch)
                     correct, prob = correct + c, prob + p
                     acc = {"correct": correct, "prob": prob}
                     if stage == "single" and self.options["estimate"]:

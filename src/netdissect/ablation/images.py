@@ -139,8 +139,7 @@ def _image_folder(root: Path, size: int | None) -> dict[str, list[Path]]:
     if not folders:
         raise DatasetError(f"{root} has no class folders (expected one folder of images per class)")
     groups = {
-        f.name: sorted(p for p in f.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        for f in folders
+        f.name: sorted(p for p in f.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS) for f in folders
     }
     if size is None:
         return groups

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, RunDirectoryError
-from ..results import SUMMARY_FILE, DissectionResult, LayerResult, display_name, layer_dirname
+from ..results import SUMMARY_FILE, DissectionResult, LayerResult, display_name
 from .compute import pearson, spearman
 from .result import AblationResult
 

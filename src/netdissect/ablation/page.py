@@ -233,7 +233,9 @@ def save_plots(result: AblationResult, out: Path) -> list[Path]:
         ax.scatter(iou, hits, s=12, alpha=0.6, color="#4e79a7")
         r = joined.get("pearson_iou_vs_classes")
         ax.set(xlabel="IoU of the unit's label", ylabel=f"classes with the unit in their top {joined['k']}")
-        ax.set_title(f"interpretability vs importance (r = {r:.2f})" if r is not None else "interpretability vs importance")
+        ax.set_title(
+            f"interpretability vs importance (r = {r:.2f})" if r is not None else "interpretability vs importance"
+        )
         written.append(_save(figure, out / SCATTER_PNG))
     return written
 

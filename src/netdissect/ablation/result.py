@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ class AblationResult:
                 hits[self.ranking(c)[:k]] += 1
         return hits
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self) -> dict[str, Any]:
         """The arrays of ``ablation.npz``."""
         return {
             "class_names": np.array(self.class_names),

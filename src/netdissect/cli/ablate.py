@@ -39,14 +39,18 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         size=args.size,
     )
     meta = result.metadata
-    print(f"layer {args.layer}: {len(result.units)} units, {int(np.sum(result.class_counts))} images, split: {meta['split']}")
+    print(
+        f"layer {args.layer}: {len(result.units)} units, {int(np.sum(result.class_counts))} images, split: {meta['split']}"
+    )
     if meta.get("split_fallback_reason"):
         print(f"  (torch.fx split not used: {meta['split_fallback_reason']})")
     print(f"{'class':<24} {'images':>6} {'accuracy':>8} {'top-1 removed':>13}  top units (importance)")
     for c, name in enumerate(result.class_names):
         top = ", ".join(f"{u} ({v:.2f})" for u, v in result.top_units(name, 5))
         removed = result.group_removed[c, 0] if result.top_k else float("nan")
-        print(f"{name:<24} {int(result.class_counts[c]):>6} {_pct(result.base_accuracy[c]):>8} {_pct(removed):>13}  {top}")
+        print(
+            f"{name:<24} {int(result.class_counts[c]):>6} {_pct(result.base_accuracy[c]):>8} {_pct(removed):>13}  {top}"
+        )
     if meta.get("classes_without_images"):
         print(f"classes without images: {', '.join(meta['classes_without_images'])}")
     joined = meta.get("dissection")
@@ -124,7 +128,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="set a removed unit to 0 or to its mean over the images and positions (default: %(default)s)",
     )
     p.add_argument(
-        "--top-k", type=int, default=20, help="largest group of a class's top units removed or kept (default: %(default)s)"
+        "--top-k",
+        type=int,
+        default=20,
+        help="largest group of a class's top units removed or kept (default: %(default)s)",
     )
     p.add_argument(
         "--estimate",
