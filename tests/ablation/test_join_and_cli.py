@@ -58,6 +58,10 @@ def test_cli_prints_the_classes_and_the_correlation(tmp_path, demo_run, capsys):
     assert main([*args[:-1], "--method", "mean"]) == 1
     assert "holds a different ablation" in capsys.readouterr().err
     assert main([*args[:-1], "--method", "mean", "--overwrite"]) == 0
+    assert main([*args[:-1], "--estimate", "--overwrite"]) == 0
+    estimated = AblationResult.load(out)
+    assert estimated.metadata["estimate"] and np.isnan(estimated.accuracy).all()
+    assert np.isfinite(estimated.importance).all() and (out / "index.html").exists()
 
 
 def test_bad_class_folder_names_it_and_close_matches(tmp_path, capsys):
