@@ -63,3 +63,16 @@ def test_a_layer_called_twice_falls_back_to_hooks(tmp_path):
     assert result.metadata["split"] == "hook"
     assert "called 4 times" in result.metadata["split_fallback_reason"]
     assert result.units.tolist() == [1, 2, 3, 4] and np.isfinite(result.importance).all()
+
+
+def test_torchvision_weights_name_their_categories():
+    from torch import nn
+
+    from netdissect.ablation.images import model_class_names
+    from netdissect.models.base import LoadedModel
+    from netdissect.models.preprocess import Preprocess
+
+    named = LoadedModel(nn.Identity(), Preprocess(), "torchvision:resnet18", "IMAGENET1K_V1")
+    names = model_class_names(named)
+    assert len(names) == 1000 and names[0] == "tench"
+    assert model_class_names(LoadedModel(nn.Identity(), Preprocess(), "torchvision:resnet18")) is None
