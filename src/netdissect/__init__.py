@@ -20,6 +20,8 @@ from ._version import __version__
 
 #: Public name -> module that defines it.
 _EXPORTS = {
+    "AblationResult": "ablation",
+    "ablate": "ablation",
     "BrodenDataset": "data.broden",
     "BrodenMeta": "data.broden",
     "DissectConfig": "config",
@@ -39,6 +41,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AblationResult",
     "BrodenDataset",
     "BrodenMeta",
     "DissectConfig",
@@ -50,6 +53,7 @@ __all__ = [
     "Preprocess",
     "Segmenter",
     "__version__",
+    "ablate",
     "annotate_images",
     "dissect",
     "dissect_generator",
@@ -59,6 +63,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .ablation import AblationResult, ablate
     from .config import DissectConfig
     from .data.annotate import annotate_images
     from .data.broden import BrodenDataset, BrodenMeta

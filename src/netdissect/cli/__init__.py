@@ -14,7 +14,7 @@ import sys
 from .._version import __version__
 
 #: Subcommand modules, in the order their commands appear in ``--help``.
-COMMAND_MODULES = ("run", "compare", "results", "data", "segment")
+COMMAND_MODULES = ("run", "compare", "ablate", "results", "data", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,6 +148,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()} (summary.json, <layer>/tally.csv, units.json, iou.npz)")
     _report(args, args.out, dataset)
+    if not args.no_ablation:
+        from .ablate import demo_ablation
+
+        demo_ablation(model, data_dir, args)
     return 0
 
 
@@ -253,4 +257,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_prepared_option(p)
     _add_run_options(p)
     _add_report_options(p)
+    p.add_argument("--no-ablation", action="store_true", help="skip the unit ablation of conv4 on the scene labels")
     p.set_defaults(func=cmd_demo)

@@ -1,0 +1,285 @@
+"""The ablation page (``index.html``, offline, in the dissection report's style), its PNG plots,
+and the link from a dissection run (``<run>/extra_pages.json``).
+
+Context building and SVG drawing are pure functions; :func:`write_ablation_page` does the I/O.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from ..results import atomic_write_bytes, atomic_write_json, layer_dirname
+from .result import JSON_FILE, NPZ_FILE, AblationResult
+
+INDEX = "index.html"
+GROUP_PNG, SCATTER_PNG = "group_curves.png", "scatter.png"
+EXTRA_PAGES = "extra_pages.json"
+CARDS = 8  # top units shown per class
+#: Series of the group-ablation charts: (key, legend, colour, dashed).
+SERIES = (
+    ("removed", "this class, top k removed", "#e15759", False),
+    ("removed_others", "other classes, top k removed", "#e15759", True),
+    ("kept", "this class, only top k kept", "#4e79a7", False),
+    ("kept_others", "other classes, only top k kept", "#4e79a7", True),
+)
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _pct(x: float) -> str:
+    return "–" if not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def curves_svg(curves: dict[str, np.ndarray], width: int = 360, height: int = 200) -> str:
+    """A line chart of accuracy (0-1) against k = 1..K for the :data:`SERIES` in ``curves``."""
+    left, right, top, bottom = 40, 10, 10, 30
+    k = max(len(v) for v in curves.values())
+    pw, ph = width - left - right, height - top - bottom
+
+    def x(i: int) -> float:
+        return left + (pw * (i - 1) / (k - 1) if k > 1 else pw / 2)
+
+    def y(v: float) -> float:
+        return top + ph * (1 - v)
+
+    parts = [f'<svg class="curves" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
+    for t in (0, 0.5, 1):
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#dde1e6"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" font-size="11">{int(t * 100)}%</text>')
+    for i in sorted({1, k, (k + 1) // 2}):
+        parts.append(f'<text x="{x(i):.1f}" y="{height - 12}" text-anchor="middle" font-size="11">{i}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 1}" text-anchor="middle" font-size="11">k units</text>')
+    for key, name, colour, dashed in SERIES:
+        values = curves.get(key)
+        if values is None:
+            continue
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values, 1) if np.isfinite(v))
+        dash = ' stroke-dasharray="5 4"' if dashed else ""
+        parts.append(
+            f'<polyline class="series" data-series="{_e(key)}" points="{points}" fill="none" stroke="{colour}" '
+            f'stroke-width="2"{dash}><title>{_e(name)}</title></polyline>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter_svg(iou: np.ndarray, hits: np.ndarray, labels: list[str], units: np.ndarray) -> str:
+    """IoU (x) against the number of classes a unit is among the top-k for (y), one dot per unit."""
+    width, height, left, right, top, bottom = 560, 320, 46, 14, 12, 36
+    pw, ph = width - left - right, height - top - bottom
+    xmax = max(float(np.max(iou, initial=0.0)), 1e-6) * 1.05
+    ymax = max(int(np.max(hits, initial=0)), 1)
+    parts = [f'<svg id="scatter-svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
+    parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#9aa0a6"/>')
+    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#9aa0a6"/>')
+    for j in range(ymax + 1):
+        yy = top + ph * (1 - j / ymax)
+        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11">{j}</text>')
+    for t in np.linspace(0, xmax, 5):
+        xx = left + pw * t / xmax
+        parts.append(f'<text x="{xx:.1f}" y="{top + ph + 16}" text-anchor="middle" font-size="11">{t:.2f}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 2}" text-anchor="middle" font-size="12">IoU</text>')
+    rng = np.random.default_rng(0)  # vertical jitter so equal counts stay visible
+    for v, h, name, u in zip(iou, hits, labels, units):
+        xx = left + pw * float(v) / xmax
+        yy = top + ph * (1 - (float(h) + rng.uniform(-0.15, 0.15)) / ymax)
+        parts.append(
+            f'<circle class="dot" cx="{xx:.1f}" cy="{yy:.1f}" r="3.5" fill="#4e79a7" fill-opacity=".65">'
+            f"<title>unit {int(u)}: {_e(name)} (IoU {float(v):.3f}, {int(h)} classes)</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _strip_links(result: AblationResult, run: Path | None, out: Path) -> dict[int, str]:
+    """Relative links from ``out`` to the run report's unit strips that exist."""
+    if run is None:
+        return {}
+    directory = run / layer_dirname(str(result.metadata.get("layer", ""))) / "strips"
+    links = {}
+    for u in result.units:
+        path = directory / f"unit_{int(u):04d}.jpg"
+        if path.is_file():
+            links[int(u)] = Path(os.path.relpath(path, out)).as_posix()
+    return links
+
+
+def page_context(result: AblationResult, out: Path, run: Path | None = None) -> dict:
+    """Everything the template shows."""
+    joined = result.metadata.get("dissection") or {}
+    by_unit = {d["unit"]: d for d in joined.get("units", [])}
+    strips = _strip_links(result, run, out)
+    estimate = bool(result.metadata.get("estimate"))
+    classes = []
+    for c, name in enumerate(result.class_names):
+        cards = []
+        for r in result.ranking(c)[:CARDS] if len(result.units) else []:
+            u = int(result.units[r])
+            info = by_unit.get(u, {})
+            cards.append(
+                {
+                    "unit": u,
+                    "importance": float(result.importance[r, c]),
+                    "prob_drop": float(result.prob_drop[r, c]),
+                    "label": info.get("label", ""),
+                    "iou": info.get("iou"),
+                    "strip": strips.get(u, ""),
+                }
+            )
+        curves = {
+            "removed": result.group_removed[c],
+            "removed_others": result.group_removed_others[c],
+            "kept": result.group_kept[c],
+            "kept_others": result.group_kept_others[c],
+        }
+        classes.append(
+            {
+                "index": c,
+                "name": name,
+                "images": int(result.class_counts[c]),
+                "base": _pct(result.base_accuracy[c]),
+                "removed1": _pct(result.group_removed[c, 0]) if result.top_k else "–",
+                "removedk": _pct(result.group_removed[c, -1]) if result.top_k else "–",
+                "othersk": _pct(result.group_removed_others[c, -1]) if result.top_k else "–",
+                "keptk": _pct(result.group_kept[c, -1]) if result.top_k else "–",
+                "cards": cards,
+                "chart": Markup(curves_svg(curves)) if result.top_k and result.class_counts[c] else "",
+            }
+        )
+    scatter = None
+    if joined:
+        units = [d["unit"] for d in joined["units"]]
+        iou = np.array([d["iou"] for d in joined["units"]])
+        hits = np.array([d["top_k_classes"] for d in joined["units"]])
+        scatter = {
+            "svg": Markup(scatter_svg(iou, hits, [d["label"] for d in joined["units"]], np.array(units))),
+            "pearson": joined.get("pearson_iou_vs_classes"),
+            "spearman": joined.get("spearman_iou_vs_classes"),
+            "k": joined["k"],
+        }
+    meta = result.metadata
+    return {
+        "model": str(meta.get("model", "")),
+        "layer": str(meta.get("layer", "")),
+        "method": "first-order estimate" if estimate else f"{meta.get('method', 'zero')} ablation",
+        "estimate": estimate,
+        "fill": "its mean" if meta.get("method") == "mean" else "0",
+        "images": int(np.sum(result.class_counts)),
+        "units": len(result.units),
+        "top_k": result.top_k,
+        "split": meta.get("split", ""),
+        "empty": meta.get("classes_without_images", []),
+        "classes": classes,
+        "scatter": scatter,
+        "run_href": Path(os.path.relpath(run / INDEX, out)).as_posix() if run and (run / INDEX).is_file() else "",
+        "files": {"json": JSON_FILE, "npz": NPZ_FILE, "group_png": GROUP_PNG, "scatter_png": SCATTER_PNG},
+    }
+
+
+def render_page(context: dict) -> str:
+    """The HTML of the ablation page."""
+    env = Environment(
+        loader=PackageLoader("netdissect.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("ablation.html").render(**context)
+
+
+def save_plots(result: AblationResult, out: Path) -> list[Path]:
+    """``group_curves.png`` (mean over classes, each class faint) and, with a dissection, ``scatter.png``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    written = []
+    if result.top_k and len(result.class_names):
+        figure = Figure(figsize=(6, 4))
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+        ks = np.arange(1, result.top_k + 1)
+        valid = result.class_counts > 0
+        arrays = {
+            "removed": result.group_removed,
+            "removed_others": result.group_removed_others,
+            "kept": result.group_kept,
+            "kept_others": result.group_kept_others,
+        }
+        for key, name, colour, dashed in SERIES:
+            values = arrays[key][valid]
+            for row in values if len(values) <= 20 else []:
+                ax.plot(ks, row, color=colour, alpha=0.15, linestyle="--" if dashed else "-")
+            ax.plot(ks, np.nanmean(values, axis=0), color=colour, linestyle="--" if dashed else "-", label=name)
+        ax.set(xlabel="k (each class's most important units)", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=8)
+        written.append(_save(figure, out / GROUP_PNG))
+    joined = result.metadata.get("dissection")
+    if joined:
+        figure = Figure(figsize=(6, 4))
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+        iou = [d["iou"] for d in joined["units"]]
+        hits = [d["top_k_classes"] for d in joined["units"]]
+        ax.scatter(iou, hits, s=12, alpha=0.6, color="#4e79a7")
+        r = joined.get("pearson_iou_vs_classes")
+        ax.set(xlabel="IoU of the unit's label", ylabel=f"classes with the unit in their top {joined['k']}")
+        ax.set_title(
+            f"interpretability vs importance (r = {r:.2f})" if r is not None else "interpretability vs importance"
+        )
+        written.append(_save(figure, out / SCATTER_PNG))
+    return written
+
+
+def _save(figure, path: Path) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def link_from_run(run: Path, out: Path, title: str) -> Path:
+    """Add (or update) ``{"title", "path"}`` for ``out/index.html`` in ``<run>/extra_pages.json``."""
+    path = run / EXTRA_PAGES
+    try:
+        pages = json.loads(path.read_text()) if path.is_file() else []
+    except json.JSONDecodeError:
+        pages = []
+    if not isinstance(pages, list):
+        pages = []
+    href = Path(os.path.relpath(out / INDEX, run)).as_posix()
+    pages = [p for p in pages if not (isinstance(p, dict) and p.get("path") == href)]
+    pages.append({"title": title, "path": href})
+    atomic_write_json(path, pages)
+    return path
+
+
+def write_ablation_page(
+    result: AblationResult, out: str | os.PathLike, dissection: str | os.PathLike | None = None
+) -> Path:
+    """Write ``index.html`` and the PNG plots into ``out``; with a dissection run, link the page from it."""
+    out = Path(out)
+    run = Path(dissection) if dissection is not None else None
+    context = page_context(result, out, run)
+    atomic_write_bytes(out / INDEX, render_page(context).encode("utf-8"))
+    save_plots(result, out)
+    if run is not None:
+        link_from_run(run, out, f"Unit ablation · {context['layer']}")
+    return out / INDEX
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove an ablation's result files from ``out`` (before an overwrite)."""
+    for name in (NPZ_FILE, JSON_FILE, INDEX, GROUP_PNG, SCATTER_PNG):
+        (out / name).unlink(missing_ok=True)
