@@ -25,6 +25,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -189,7 +190,7 @@ def dissect_generator(
     seg_size: int | None = None,
     ablate_top: int = 20,
     config: DissectConfig | None = None,
-    **options,
+    **options: Any,
 ) -> DissectionResult:
     """Dissect ``layers`` of a generator on its own samples labelled by a segmenter; test detectors causally.
 
@@ -200,11 +201,15 @@ def dissect_generator(
         segmenter: a :class:`~netdissect.segmenter.Segmenter` or a segmenter SPEC.
         layers: the generator's layers to dissect (dotted module names).
         out: the run directory (``dissect``'s files, plus ``samples/`` and per layer ``causal.json``).
-        z_dim, samples, seed: the latents: ``samples`` draws of N(0, I) in ``z_dim`` dimensions from ``seed``.
-        classes, min_confidence, seg_size: the segmenter's class names and labelling, the
-            segmentation size (see :func:`~netdissect.data.annotate.annotate_images`).
+        z_dim: dimension of the latents.
+        samples: number of latents drawn from N(0, I).
+        seed: seed of the latents (the same seed, the same samples).
+        classes: the segmenter's class names (see :func:`~netdissect.data.annotate.annotate_images`).
+        min_confidence: pixels whose winning class has a lower probability are unlabelled.
+        seg_size: the segmentation size.
         ablate_top: units zeroed per concept (its best detectors by IoU); 0 skips the intervention.
-        config, options: the dissection's options (:class:`~netdissect.DissectConfig`).
+        config: the dissection's options (:class:`~netdissect.DissectConfig`).
+        **options: :class:`~netdissect.DissectConfig` fields overriding ``config``.
 
     Returns:
         The :class:`~netdissect.results.DissectionResult` of ``dissect``.

@@ -97,7 +97,9 @@ def load_segmenter(
             class names ``classes`` replaces).
         classes: class names (background first), or the path of a file with one per line;
             default: the source's (torchvision weights' categories, or the module's ``classes``).
-        weights, trust_pickle, model_args: as for :func:`netdissect.load_model`.
+        weights: as for :func:`netdissect.load_model`.
+        trust_pickle: as for :func:`netdissect.load_model`.
+        model_args: as for :func:`netdissect.load_model`.
     """
     model_args = dict(model_args or {})
     if isinstance(spec, Segmenter):

@@ -300,7 +300,10 @@ def annotate_images(
         size: resize images to ``size`` x ``size`` (default: keep their size).
         seg_size: segmentation side (default: half the image's height and width).
         pattern: glob of the files to take (``"*.jpg"``), relative to any folder under ``images``.
-        device, batch_size, workers, progress: where and how the segmenter runs.
+        device: where the segmenter runs (default: CUDA when available).
+        batch_size: images per segmenter batch.
+        workers: image-decoding worker processes.
+        progress: show a progress bar.
     """
     if not 0 <= min_confidence <= 1:
         raise OptionError(f"--min-confidence must lie in [0, 1], got {min_confidence}")
