@@ -144,7 +144,7 @@ def _dissect(
     done = done or {}
     all_layers = all_layers or layers
     todo = [name for name in layers if name not in done]
-    write = run_dir is not None and shard.is_main
+    out_dir = run_dir if shard.is_main else None  # where results are written (rank 0 only)
 
     results = dict(done)
     if todo:
@@ -189,31 +189,31 @@ def _dissect(
             if name in runner.null:
                 null_score = runner.null_scores(name, counts[name]).cpu().numpy()
                 layer_meta["null"] = {"samples": config.null_samples, "unshuffled_images": runner.null_unshuffled}
-            result = LayerResult(
+            layer_result = LayerResult(
                 layer=name,
                 categories=list(meta.categories),
                 label_names=list(meta.label_names),
                 label_category=meta.label_category.copy(),
-                thresholds=stats[name].thresholds.cpu().numpy(),
+                thresholds=stats[name].unit_thresholds().cpu().numpy(),
                 inter=counts[name].inter.cpu().numpy(),
                 act=counts[name].act.cpu().numpy(),
                 truth=counts[name].truth.cpu().numpy(),
                 top_indices=stats[name].top.indices.cpu().numpy(),
                 top_values=stats[name].top.values.cpu().numpy(),
-                top_maps=stats[name].top_maps.cpu().numpy(),
+                top_maps=stats[name].empty_top_maps(device).cpu().numpy(),  # allocated by pass 2
                 iou_threshold=config.iou_threshold,
                 metadata=layer_meta,
                 null_score=null_score,
                 formulas=formulas.get(name),
             )
-            if write:
-                result.save(run_dir / layer_dirname(name))
-            results[name] = result
+            if out_dir is not None:
+                layer_result.save(out_dir / layer_dirname(name))
+            results[name] = layer_result
         shard.gather(None)  # rank 0 has written every layer before any rank drops its checkpoint
         checkpointer.clear()
         shard.gather(None)  # ... and every rank has dropped it before rank 0 moves a staged run
     ordered = {name: results[name] for name in all_layers if name in results}
     result = DissectionResult(ordered, metadata, run_dir)
-    if write:
-        result.write_summary(run_dir)
+    if out_dir is not None:
+        result.write_summary(out_dir)
     return result

@@ -1,4 +1,4 @@
-"""Unit masks: activation maps upsampled to the segmentation size and thresholded (DESIGN §1.2).
+"""Unit masks: activation maps upsampled to the segmentation size and thresholded (``docs/method.md``).
 
 Upsampling is bilinear with half-pixel centres (``align_corners=False`` semantics). When a map
 is enlarged, :func:`masked_pixels` evaluates the interpolation only in the cells of the source
@@ -152,11 +152,11 @@ def masked_pixels(
     if h > sh or w > sw:
         # shrinking: dense antialiased resize of the maps that exceed their threshold somewhere
         index = (maps.amax(dim=(1, 2)) > thresholds).nonzero().squeeze(1)
-        found = []
+        found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         for chunk in index.split(max(1, chunk_pixels // (sh * sw))):
             p, y, x = (upsample(maps[chunk], size) > thresholds[chunk, None, None]).nonzero(as_tuple=True)
             found.append((chunk[p], y, x))
-        return tuple(torch.cat(parts) for parts in zip(*found)) if found else _empty(maps.device)
+        return _concat(found, maps.device)
     ay, ax = _axis(h, sh, str(maps.device)), _axis(w, sw, str(maps.device))
     cells = _hot_cells(maps, thresholds - thresholds.abs() * _SLACK)
     flat = maps.reshape(-1)
@@ -179,9 +179,15 @@ def masked_pixels(
         )
         n, r, c = (value > thresholds[p][:, None, None]).nonzero(as_tuple=True)
         found.append((p[n], ay.cells[row_cell[n], r], ax.cells[col_cell[n], c]))
-    return tuple(torch.cat(parts) for parts in zip(*found)) if found else _empty(maps.device)
+    return _concat(found, maps.device)
 
 
-def _empty(device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    e = torch.zeros(0, dtype=torch.int64, device=device)
-    return e, e, e
+def _concat(
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``(map index, y, x)`` parts of ``found`` joined (three empty int64 tensors if none)."""
+    if not found:
+        e = torch.zeros(0, dtype=torch.int64, device=device)
+        return e, e, e
+    index, y, x = zip(*found)
+    return torch.cat(index), torch.cat(y), torch.cat(x)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -42,8 +42,20 @@ class LayerStats:
     top: TopImages
     method: str
     map_shape: tuple[int, int, int]  # (units, h, w) of the layer's maps
-    thresholds: torch.Tensor = field(default=None)
-    top_maps: torch.Tensor = field(default=None)  # (U, m, h, w) the maps of each unit's top images
+    thresholds: torch.Tensor | None = None  # (U,) set at the end of pass 1
+    top_maps: torch.Tensor | None = None  # (U, m, h, w) the maps of each unit's top images
+
+    def pass1_quantile(self) -> TopKQuantile | QuantileSketch:
+        """Pass 1's quantile statistics (dropped once the thresholds are known)."""
+        if self.quantile is None:
+            raise RuntimeError("pass 1's quantile statistics were dropped with the thresholds")
+        return self.quantile
+
+    def unit_thresholds(self) -> torch.Tensor:
+        """The per-unit thresholds (known once pass 1 has finished)."""
+        if self.thresholds is None:
+            raise RuntimeError("the thresholds are known only once pass 1 has finished")
+        return self.thresholds
 
     def keep_top_maps(self, acts: torch.Tensor, index: torch.Tensor) -> None:
         """Copy, from a batch ``(B, U, h, w)`` with dataset ``index`` (B,), each unit's top-image maps."""
@@ -59,14 +71,21 @@ class LayerStats:
 
     def merge(self, other: LayerStats) -> None:
         """Fold in pass-1 statistics of another part of the data."""
-        self.quantile.merge(other.quantile)
+        mine, theirs = self.pass1_quantile(), other.pass1_quantile()
+        # one branch per type: each narrows both operands (SIM114's merged condition would not)
+        if isinstance(mine, TopKQuantile) and isinstance(theirs, TopKQuantile):  # noqa: SIM114
+            mine.merge(theirs)
+        elif isinstance(mine, QuantileSketch) and isinstance(theirs, QuantileSketch):
+            mine.merge(theirs)
+        else:
+            raise RuntimeError(f"cannot merge {self.method} with {other.method} threshold statistics")
         self.top.merge(other.top)
 
     def state_dict(self, quantile: bool = True) -> dict:
         """Tensors and numbers only (checkpoints load them with ``weights_only``)."""
         state = {"method": self.method, "map_shape": list(self.map_shape), "top": self.top.state_dict()}
         if quantile:
-            state["quantile"] = self.quantile.state_dict()
+            state["quantile"] = self.pass1_quantile().state_dict()
         for name in ("thresholds", "top_maps"):
             if getattr(self, name) is not None:
                 state[name] = getattr(self, name).cpu()
@@ -75,7 +94,7 @@ class LayerStats:
     @classmethod
     def from_state(cls, state: dict, top_images: int, device: torch.device) -> LayerStats:
         units = state["map_shape"][0]
-        quantile = None
+        quantile: TopKQuantile | QuantileSketch | None = None
         if "quantile" in state:
             q = state["quantile"]
             quantile = (
@@ -167,7 +186,7 @@ class Runner:
         half = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         with torch.autocast(self.device.type, dtype=half, enabled=self.config.amp):
             outputs = capture(images)
-        hw, batch = tuple(images.shape[-2:]), images.shape[0]
+        hw, batch = (images.shape[-2], images.shape[-1]), images.shape[0]
         tokens, channels_last = self.config.tokens, self.config.channels_last
         acts = {
             name: as_feature_map(name, outputs[name], tokens, channels_last, hw, batch).float() for name in self.layers
@@ -212,10 +231,11 @@ class Runner:
                     stats = self._start(acts, len(data))
                 for name, a in acts.items():
                     maxima = self._maxima(name, a)
-                    if isinstance(stats[name].quantile, TopKQuantile):
-                        stats[name].quantile.add_maps(a, maxima)
+                    quantile = stats[name].pass1_quantile()
+                    if isinstance(quantile, TopKQuantile):
+                        quantile.add_maps(a, maxima)
                     else:
-                        stats[name].quantile.add(a.transpose(0, 1).reshape(a.shape[1], -1))
+                        quantile.add(a.transpose(0, 1).reshape(a.shape[1], -1))
                     stats[name].top.add(maxima, batch["index"])
                 if self.cache is not None:
                     self.cache.append({name: a.cpu() for name, a in acts.items()})
@@ -224,7 +244,7 @@ class Runner:
                     self.checkpointer.save({"pass": 1, "next_batch": number + 1, "stats": state})
         stats = self._merge(stats)
         for s in stats.values():
-            s.thresholds = s.quantile.quantile(self.level)
+            s.thresholds = s.pass1_quantile().quantile(self.level)
             s.quantile = None  # pass 2 needs only the thresholds
         if self.checkpointer.path is not None:
             state = {name: s.state_dict(quantile=False) for name, s in stats.items()}
@@ -248,6 +268,7 @@ class Runner:
         stats = {}
         for name, a in acts.items():
             units, h, w = a.shape[1:]
+            quantile: TopKQuantile | QuantileSketch
             k = topk_needed(n_images * h * w, self.level)
             if TopKQuantile.memory_bytes(units, k) <= self.config.threshold_memory:
                 quantile, method = TopKQuantile(units, k, self.device), "exact"
@@ -305,7 +326,7 @@ class Runner:
                     stats[name].keep_top_maps(a, index)
                     i, c, ni, nc = count_masks_null(
                         a,
-                        stats[name].thresholds,
+                        stats[name].unit_thresholds(),
                         seg,
                         batch["scalars"],
                         batch["present"],
@@ -320,7 +341,7 @@ class Runner:
                         null[name][0].add_(ni if ni is not None else i)  # a batch of one image keeps
                         null[name][1].add_(nc if nc is not None else c)  # its own annotations
                     if self.formulas is not None:
-                        self.formulas.add(name, a, stats[name].thresholds)
+                        self.formulas.add(name, a, stats[name].unit_thresholds())
                 if self.checkpointer.due():
                     self.checkpointer.save(self._pass2_state(number + 1, stats, inter, act, null, truth, unshuffled))
         if self.formulas is not None and self.checkpointer.path is not None and start < self.end:
@@ -358,7 +379,7 @@ class Runner:
         label_category = torch.from_numpy(self.dataset.meta.label_category)
         return null_scores(*self.null[name], counts.truth, label_category)
 
-    def _pass2_batches(self, start: int) -> Iterator[tuple[int, dict, dict[str, torch.Tensor]]]:
+    def _pass2_batches(self, start: int) -> Generator[tuple[int, dict, dict[str, torch.Tensor]], None, None]:
         if self.cache is not None:
             data = self.dataset.with_options(load_images=False, load_segmentations=True)
             with self._batches(data, start, "pass 2/2 counts (cached)") as batches:

@@ -1,4 +1,4 @@
-"""Dissection results and their files (DESIGN §4): tally.csv, units.json, iou.npz, summary.json.
+"""Dissection results and their files (``docs/design/run-directory.md``): tally.csv, units.json, iou.npz, summary.json.
 
 Every file is written atomically (a temporary file renamed into place), so an interrupted
 run never leaves a truncated result that looks finished.
@@ -167,6 +167,7 @@ class LayerResult:
     def unit_records(self) -> list[dict]:
         """Per unit (1-based): threshold, label, category, score, detector flag, per-category bests, top images."""
         records = []
+        null = self._null_arrays()
         for u in range(self.units):
             records.append(
                 {
@@ -187,13 +188,13 @@ class LayerResult:
                     "top_maxima": [float(v) for v in self.top_values[u]],
                 }
             )
-            if self.null_score is not None:
+            if null:
                 records[-1].update(
                     {
-                        "p_value": float(self.p_value[u]),
-                        "z_score": _finite_or_none(self.z_score[u]),
-                        "null_mean": float(self.null_mean[u]),
-                        "null_std": float(self.null_std[u]),
+                        "p_value": float(null["p_value"][u]),
+                        "z_score": _finite_or_none(null["z_score"][u]),
+                        "null_mean": float(null["null_mean"][u]),
+                        "null_std": float(null["null_std"][u]),
                     }
                 )
         if self.formulas is not None:
@@ -215,6 +216,24 @@ class LayerResult:
                     }
                 )
         return records
+
+    def _null_arrays(self) -> dict[str, np.ndarray]:
+        """``null_score`` and the significance arrays by iou.npz name (empty without null samples)."""
+        if (
+            self.null_score is None
+            or self.null_mean is None
+            or self.null_std is None
+            or self.z_score is None
+            or self.p_value is None
+        ):
+            return {}
+        return {
+            "null_score": self.null_score,
+            "null_mean": self.null_mean,
+            "null_std": self.null_std,
+            "z_score": self.z_score,
+            "p_value": self.p_value,
+        }
 
     def formula_rows(self) -> list[list]:
         """formulas.csv rows: unit, formula, formula_iou, single_label, single_iou (by unit)."""
@@ -252,6 +271,7 @@ class LayerResult:
         writer.writerow(header)
         writer.writerows(self.tally_rows())
         atomic_write_bytes(directory / TALLY_FILE, text.getvalue().encode())
+        optional = {**self._null_arrays(), **(_formula_arrays(self.formulas) if self.formulas is not None else {})}
         arrays = io.BytesIO()
         np.savez_compressed(
             arrays,
@@ -266,18 +286,8 @@ class LayerResult:
             top_indices=self.top_indices,
             top_values=self.top_values,
             iou_given=np.array(self.given_iou is not None),  # iou holds given_iou (imported results)
-            **(
-                {
-                    "null_score": self.null_score,
-                    "null_mean": self.null_mean,
-                    "null_std": self.null_std,
-                    "z_score": self.z_score,
-                    "p_value": self.p_value,
-                }
-                if self.null_score is not None
-                else {}
-            ),
-            **(_formula_arrays(self.formulas) if self.formulas is not None else {}),
+            # numpy's stub types **kwds as ArrayLike but mypy also matches them against allow_pickle: bool
+            **optional,  # type: ignore[arg-type]
         )
         atomic_write_bytes(directory / ARRAYS_FILE, arrays.getvalue())
         if self.formulas is not None:
@@ -361,7 +371,7 @@ def _num(x: float) -> float:
     return round(float(x), 6)
 
 
-def _finite_or_none(x: float) -> float | str:
+def _finite_or_none(x: float) -> float | str | None:
     """A float for JSON: finite values as they are, +-inf as the strings "inf"/"-inf", NaN as None."""
     x = float(x)
     if np.isfinite(x):

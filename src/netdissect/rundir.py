@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import RunDirectoryError
@@ -41,6 +42,7 @@ JOURNAL_FILE = ".journal.json"  # in REPLACED_DIR: the renames of a replacement
 #: Top-level files the HTML report writes into a run directory (they describe the old run).
 REPORT_FILES = ("index.html", "summary.png")
 
+fcntl: ModuleType | None
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no lock

@@ -1,4 +1,4 @@
-"""The IoU counting kernels of Network Dissection (DESIGN §1): pure, device-agnostic tensor code.
+"""The IoU counting kernels of Network Dissection (``docs/method.md``): pure, device-agnostic tensor code.
 
 For a batch of activation maps and thresholds, :func:`count_batch` returns the batch's
 contribution to ``inter[u, l]``, ``act[u, c]`` and ``truth[l]``. The masked pixels of all
@@ -111,7 +111,7 @@ def count_masks_null(
     thresholds = thresholds.to(device, torch.float32)
 
     # every masked pixel of every (image, unit) pair: pair = image * U + unit
-    pair, ys, xs = masked_pixels(acts.flatten(0, 1), thresholds.repeat(B), tuple(seg.shape[-2:]), chunk_pixels)
+    pair, ys, xs = masked_pixels(acts.flatten(0, 1), thresholds.repeat(B), (seg.shape[-2], seg.shape[-1]), chunk_pixels)
     pixels = (pair, ys, xs, torch.bincount(pair, minlength=B * U).view(B, U))
     inter, act = count_masked(pixels, seg, scalars, present, label_category, iou_mode)
     if shifts is None:

@@ -219,7 +219,7 @@ def test_resume_after_interruption(sources, built, tmp_path, monkeypatch):
     import netdissect.data.build as build
 
     kwargs = dict(size=16, colors=False, min_images=2, progress=False, **sources)
-    real = build._read_rgb
+    real = build.read_rgb
     calls = []
 
     def flaky(path):
@@ -229,13 +229,13 @@ def test_resume_after_interruption(sources, built, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(path)
 
-    monkeypatch.setattr(build, "_read_rgb", flaky)
+    monkeypatch.setattr(build, "read_rgb", flaky)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         build_broden(out, **kwargs)
     assert not out.exists() and (tmp_path / "resumed.partial" / ".build-done.jsonl").exists()
     calls.clear()
-    monkeypatch.setattr(build, "_read_rgb", lambda p: (p.suffix == ".jpg" and calls.append(p), real(p))[1])
+    monkeypatch.setattr(build, "read_rgb", lambda p: (p.suffix == ".jpg" and calls.append(p), real(p))[1])
     build_broden(out, **kwargs)
     assert len(calls) == 12 - 4  # no scan, only the images not yet written
     for name in ("index.csv", "label.csv", "category.csv", "c_object.csv"):

@@ -1,14 +1,14 @@
-"""Build a Broden-format dataset (DESIGN §2) from local copies of the original sources.
+"""Build a Broden-format dataset (``docs/design/broden-format.md``) from local copies of the original sources.
 
 Pipeline
 --------
-1. *Adapters* list the images of each given source with their annotations in the source's
-   native format: pixel layers (an integer map plus the raw name of each code) and image-level
-   names, per category.
+1. *Adapters* (:mod:`netdissect.data.build_sources`) list the images of each given source with
+   their annotations in the source's native format: pixel layers (an integer map plus the raw name
+   of each code) and image-level names, per category.
 2. *Unification*: every raw name is lower-cased, cut at the first comma (ADE20K / WordNet
    style ``"person, individual, someone"``), and mapped through :data:`SYNONYMS` to one
    canonical name; one name is one label across sources and categories. Scene names get the
-   suffix ``-s`` and colour names ``-c`` (DESIGN §2.3).
+   suffix ``-s`` and colour names ``-c`` (the "label.csv" section of ``docs/design/broden-format.md``).
 3. *Scan* (pass 1): every annotation is resized (nearest) to the segmentation size and counted;
    labels seen in fewer than ``min_images`` images or covering less than ``min_coverage`` whole
    images in all (an image-level label covers 1) are dropped (pixels become 0).
@@ -21,31 +21,7 @@ Pipeline
 Colour labels (``colors=True``): the 11 basic colour terms, named per pixel in CIELAB by
 :mod:`netdissect.data.colors`.
 
-Native layouts assumed (only the tiny fixtures in ``tests/data/test_build.py`` were tested; the
-real downloads could not be checked here):
-
-* **DTD** (``dtd=``): ``<dtd>/images/<texture>/<file>.jpg``; the label is the folder name. If
-  ``<dtd>/labels/labels_joint_anno.txt`` exists (lines ``<texture>/<file>.jpg name name ...``) its
-  several labels per image are used instead.
-* **ADE20K** (``ade20k=``, the ADE20K_2016_07_26 release): ``<ade20k>/images/{training,validation}/
-  <letter>/<scene>[/<subscene>]/ADE_*.jpg`` with ``<stem>_seg.png`` (object class =
-  R // 10 * 256 + G, instance in B, ignored) and ``<stem>_parts_<k>.png`` (same encoding, one part
-  layer per level k). The scene is the folder path below the letter joined with ``_``
-  (``b/balcony/interior`` -> ``balcony_interior-s``). Class names (1-based class index -> name)
-  come from, in this order: ``objectnames.txt`` (one name per line, line 1 = class 1), or
-  ``objectnames.csv`` (columns ``index,name``), or ``index_ade20k.mat`` (field ``objectnames``;
-  needs scipy).
-* **Pascal** (``pascal=``): VOC2010 images in ``JPEGImages/<id>.jpg`` (found under the given
-  directory, ``VOC2010/`` or ``VOCdevkit/VOC2010/``); Pascal-Context object/stuff labels in
-  ``trainval/<id>.mat`` (variable ``LabelMap``; needs scipy) or, without scipy, ``trainval/<id>.png``
-  (a greyscale/16-bit PNG of the same label indices), names in ``labels.txt`` (lines
-  ``<index>: <name>``). Pascal-Part (``Annotations_Part/<id>.mat``) is read when scipy is
-  installed: per object, its class and part masks (``anno.objects[k].class`` / ``.parts[j].part_name``,
-  ``.mask``); part names are used as given (``head``, ``lleg`` ... are not merged) (untested).
-* **OpenSurfaces** (``opensurfaces=``): ``photos/<id>.jpg``, ``photos-labels/<id>.png`` whose red
-  channel is the substance id, and ``label-substance-colors.csv`` with columns
-  ``substance_name,red_color`` (the layout used by the original Broden build scripts). Category
-  ``material``.
+The native layouts each source is read in are described in :mod:`netdissect.data.build_sources`.
 
 Resumability: the dataset is built in ``<out>.partial`` and renamed to ``out`` at the end, so an
 interrupted run never leaves something that looks whole. ``<out>.partial`` keeps the scan result
@@ -57,14 +33,12 @@ A call whose ``out`` already holds an ``index.csv`` returns at once.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -72,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DatasetError
 from .broden import decode_label_png
+from .build_sources import Record, ade20k_records, dtd_records, opensurfaces_records, pascal_records, read_rgb
 from .colors import color_layer
 from .writer import LabelSpec, ResumingWriter
 
@@ -157,228 +132,6 @@ def canonical_name(raw: str, category: str) -> str | None:
     return SYNONYMS.get(name, name)
 
 
-# --------------------------------------------------------------------------- records
-
-
-Layer = tuple[np.ndarray, dict[int, str]]  # integer map, code -> raw name
-
-
-@dataclass
-class Record:
-    """One source image: a stable key (source-relative path) and a loader."""
-
-    key: str
-    path: Path
-    image_labels: dict[str, list[str]] = field(default_factory=dict)
-    load_layers: Callable[[], dict[str, list[Layer]]] | None = None
-
-    def layers(self) -> dict[str, list[Layer]]:
-        return self.load_layers() if self.load_layers else {}
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
-
-
-def _require(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise DatasetError(f"{what}: {path} does not exist")
-    return path
-
-
-def _loadmat(path: Path):
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise DatasetError(f"reading {path} needs scipy (pip install scipy)") from None
-    return loadmat(str(path), squeeze_me=True, struct_as_record=False)
-
-
-# --------------------------------------------------------------------------- DTD
-
-
-def dtd_records(root: str | os.PathLike) -> list[Record]:
-    root = Path(root)
-    images = _require(root / "images", "DTD")
-    joint = root / "labels" / "labels_joint_anno.txt"
-    multi: dict[str, list[str]] = {}
-    if joint.exists():
-        for line in joint.read_text(encoding="utf-8").splitlines():
-            parts = line.split()
-            if parts:
-                multi[parts[0]] = parts[1:]
-    records = []
-    for path in sorted(images.glob("*/*.jpg")):
-        rel = f"{path.parent.name}/{path.name}"
-        names = multi.get(rel) or [path.parent.name]
-        records.append(Record(f"dtd/{rel}", path, {"texture": names}))
-    return records
-
-
-# --------------------------------------------------------------------------- ADE20K
-
-
-def _ade_names(root: Path) -> list[str]:
-    """Class names, index 0 = class 1."""
-    if (root / "objectnames.txt").exists():
-        return (root / "objectnames.txt").read_text(encoding="utf-8").splitlines()
-    if (root / "objectnames.csv").exists():
-        with open(root / "objectnames.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        names = [""] * max((int(r["index"]) for r in rows), default=0)
-        for r in rows:
-            names[int(r["index"]) - 1] = r["name"]
-        return names
-    for mat in (root / "index_ade20k.mat", root.parent / "index_ade20k.mat"):
-        if mat.exists():
-            index = _loadmat(mat)["index"]
-            return [str(n) for n in np.atleast_1d(index.objectnames)]
-    raise DatasetError(f"ADE20K: no objectnames.txt, objectnames.csv or index_ade20k.mat in {root}")
-
-
-def _ade_classes(path: Path) -> np.ndarray:
-    rgb = _read_rgb(path).astype(np.int64)
-    return rgb[..., 0] // 10 * 256 + rgb[..., 1]
-
-
-def ade20k_records(root: str | os.PathLike) -> list[Record]:
-    root = Path(root)
-    images = _require(root / "images", "ADE20K")
-    names = _ade_names(root)
-
-    def layer(path: Path) -> Layer:
-        classes = _ade_classes(path)
-        codes = {int(c): names[c - 1] for c in np.unique(classes) if 0 < c <= len(names)}
-        classes[classes > len(names)] = 0
-        return classes, codes
-
-    records = []
-    for path in sorted(images.glob("*/**/ADE_*.jpg")):
-        rel = path.relative_to(images)
-        seg = path.with_name(path.stem + "_seg.png")
-        if not seg.exists():
-            continue
-        folders = rel.parts[2:-1]  # split / letter / scene...
-        scene = "_".join(folders)
-
-        def load(path=path, seg=seg) -> dict[str, list[Layer]]:
-            parts = sorted(path.parent.glob(path.stem + "_parts_*.png"))
-            return {"object": [layer(seg)], "part": [layer(p) for p in parts]}
-
-        records.append(Record(f"ade20k/{rel.as_posix()}", path, {"scene": [scene]} if scene else {}, load))
-    return records
-
-
-# --------------------------------------------------------------------------- Pascal
-
-
-def _pascal_root(root: Path) -> Path:
-    for cand in (root, root / "VOC2010", root / "VOCdevkit" / "VOC2010"):
-        if (cand / "JPEGImages").is_dir():
-            return cand / "JPEGImages"
-    raise DatasetError(f"Pascal: no JPEGImages/ under {root} (nor VOC2010/, VOCdevkit/VOC2010/)")
-
-
-def _find(root: Path, name: str) -> Path | None:
-    for cand in (root / name, root / "VOC2010" / name, root / "VOCdevkit" / "VOC2010" / name):
-        if cand.exists():
-            return cand
-    return None
-
-
-def pascal_records(root: str | os.PathLike) -> list[Record]:
-    root = Path(root)
-    jpegs = _pascal_root(root)
-    context = _find(root, "trainval")
-    labels_txt = _find(root, "labels.txt")
-    parts_dir = _find(root, "Annotations_Part")
-    context_names: dict[int, str] = {}
-    if context is not None:
-        if labels_txt is None:
-            raise DatasetError(f"Pascal-Context: {root}/labels.txt (lines '<index>: <name>') is missing")
-        for line in labels_txt.read_text(encoding="utf-8").splitlines():
-            if ":" in line:
-                k, _, v = line.partition(":")
-                context_names[int(k)] = v.strip()
-    records = []
-    for path in sorted(jpegs.glob("*.jpg")):
-        stem = path.stem
-        ctx = None
-        if context is not None:
-            for ext in (".mat", ".png"):
-                if (context / (stem + ext)).exists():
-                    ctx = context / (stem + ext)
-                    break
-        part = parts_dir / f"{stem}.mat" if parts_dir is not None and (parts_dir / f"{stem}.mat").exists() else None
-        if ctx is None and part is None:
-            continue
-
-        def load(ctx=ctx, part=part) -> dict[str, list[Layer]]:
-            out: dict[str, list[Layer]] = {}
-            if ctx is not None:
-                if ctx.suffix == ".mat":
-                    labels = np.asarray(_loadmat(ctx)["LabelMap"], dtype=np.int64)
-                else:
-                    with Image.open(ctx) as im:
-                        labels = np.asarray(im, dtype=np.int64)
-                codes = {int(c): context_names.get(int(c), "") for c in np.unique(labels) if c > 0}
-                out["object"] = [(labels, codes)]
-            if part is not None:
-                out["part"] = _pascal_part_layers(part)
-            return out
-
-        records.append(Record(f"pascal/{stem}", path, {}, load))
-    return records
-
-
-def _pascal_part_layers(path: Path) -> list[Layer]:
-    anno = _loadmat(path)["anno"]
-    objects = np.atleast_1d(anno.objects)
-    layer: np.ndarray | None = None
-    codes: dict[int, str] = {}
-    names: dict[str, int] = {}
-    for obj in objects:
-        for p in np.atleast_1d(getattr(obj, "parts", [])):
-            if not hasattr(p, "mask"):
-                continue
-            mask = np.asarray(p.mask) > 0
-            if layer is None:
-                layer = np.zeros(mask.shape, dtype=np.int64)
-            name = str(p.part_name)
-            code = names.setdefault(name, len(names) + 1)
-            codes[code] = name
-            layer[mask] = code
-    return [(layer, codes)] if layer is not None else []
-
-
-# --------------------------------------------------------------------------- OpenSurfaces
-
-
-def opensurfaces_records(root: str | os.PathLike) -> list[Record]:
-    root = Path(root)
-    table = _require(root / "label-substance-colors.csv", "OpenSurfaces")
-    with open(table, newline="", encoding="utf-8") as f:
-        substances = {int(r["red_color"]): r["substance_name"] for r in csv.DictReader(f)}
-    labels_dir = _require(root / "photos-labels", "OpenSurfaces")
-    records = []
-    for path in sorted(_require(root / "photos", "OpenSurfaces").glob("*.jpg")):
-        png = labels_dir / f"{path.stem}.png"
-        if not png.exists():
-            continue
-
-        def load(png=png) -> dict[str, list[Layer]]:
-            red = _read_rgb(png)[..., 0].astype(np.int64)
-            codes = {int(c): substances.get(int(c), "") for c in np.unique(red) if c > 0}
-            return {"material": [(red, codes)]}
-
-        records.append(Record(f"opensurfaces/{path.name}", path, {}, load))
-    return records
-
-
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -389,21 +142,23 @@ def _split(key: str) -> str:
 
 def _nearest(labels: np.ndarray, seg: int) -> np.ndarray:
     im = Image.fromarray(np.asarray(labels, dtype=np.int32), mode="I")
-    return np.asarray(im.resize((seg, seg), Image.NEAREST), dtype=np.int64)
+    return np.asarray(im.resize((seg, seg), Image.Resampling.NEAREST), dtype=np.int64)
 
 
-def _annotate(record: Record, image: np.ndarray, seg: int, colors: bool):
+def _annotate(
+    record: Record, image: np.ndarray, seg: int, colors: bool
+) -> tuple[dict[str, list[tuple[np.ndarray, dict[int, str]]]], dict[str, list[str]]]:
     """(pixel {cat: [name map arrays as (codes array, code->canonical name)]}, image {cat: [names]})."""
     pixel: dict[str, list[tuple[np.ndarray, dict[int, str]]]] = {}
     for cat, layers in record.layers().items():
         for labels, codes in layers:
             small = _nearest(labels, seg)
-            named = {c: canonical_name(n, cat) for c, n in codes.items()}
-            named = {c: n for c, n in named.items() if n}
+            canonical = {c: canonical_name(n, cat) for c, n in codes.items()}
+            named = {c: n for c, n in canonical.items() if n}
             pixel.setdefault(cat, []).append((small, named))
     if colors:
         pixel["color"] = [color_layer(image, (seg, seg))]
-    scalars = {}
+    scalars: dict[str, list[str]] = {}
     for cat, names in record.image_labels.items():
         canon = [canonical_name(n, cat) for n in names]
         scalars[cat] = list(dict.fromkeys(n for n in canon if n))
@@ -495,7 +250,7 @@ SCAN_FILE = ".build-scan.json"
 DONE_FILE = ".build-done.jsonl"
 
 
-def _write_json(path: Path, obj) -> None:
+def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)
@@ -509,13 +264,13 @@ def _load_scan(staging: Path, fingerprint: dict) -> dict | None:
     return scan if scan.get("fingerprint") == fingerprint else None
 
 
-def _scan(records, seg, colors, min_images, min_coverage, progress) -> dict:
+def _scan(records: list[Record], seg: int, colors: bool, min_images: int, min_coverage: float, progress: bool) -> dict:
     """Pass 1: per label name, images and summed coverage; keep, number and categorise labels."""
     freq: dict[str, int] = {}
     cover: dict[str, float] = {}
     cats: dict[str, set[str]] = {}
     for record in tqdm(records, desc="scan", unit="img", disable=not progress):
-        image = _read_rgb(record.path)
+        image = read_rgb(record.path)
         pixel, scalars = _annotate(record, image, seg, colors)
         seen: set[str] = set()
         for cat, layers in pixel.items():
@@ -556,7 +311,7 @@ def _png_names(name: str, counts: dict[str, int]) -> dict[str, list[str]]:
 
 
 def _done(staging: Path) -> dict[str, dict]:
-    done = {}
+    done: dict[str, dict] = {}
     try:
         lines = (staging / DONE_FILE).read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -570,7 +325,16 @@ def _done(staging: Path) -> dict[str, dict]:
     return done
 
 
-def _write(records, staging, categories, number, size, seg, colors, progress) -> None:
+def _write(
+    records: list[Record],
+    staging: Path,
+    categories: list[str],
+    number: dict[str, int],
+    size: int,
+    seg: int,
+    colors: bool,
+    progress: bool,
+) -> None:
     """Pass 2: write every image, replaying the ones an interrupted run already wrote."""
     labels = [LabelSpec(i, n) for n, i in number.items()]
     writer = ResumingWriter(staging, categories, labels)
@@ -585,23 +349,23 @@ def _write(records, staging, categories, number, size, seg, colors, progress) ->
                 pngs = _png_names(name, entry["layers"])
                 paths = [images / p for ps in pngs.values() for p in ps] + [images / f"{name}.jpg"]
                 if all(p.exists() for p in paths):
-                    layers_out = {c: [decode_label_png(images / p) for p in ps] for c, ps in pngs.items()}
+                    replayed = {c: [decode_label_png(images / p) for p in ps] for c, ps in pngs.items()}
                     writer.replaying = True
                     try:
                         writer.add_image(
                             name,
                             np.zeros((size, size, 3), np.uint8),
                             split,
-                            layers_out,
+                            replayed,
                             entry["scalars"],
                             seg_size=(seg, seg),
                         )
                     finally:
                         writer.replaying = False
                     continue
-            image = _read_rgb(record.path)
+            image = read_rgb(record.path)
             pixel, scalars = _annotate(record, image, seg, colors)
-            big = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+            big = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
             layers_out: dict[str, list[np.ndarray]] = {}
             for cat, layers in pixel.items():
                 if cat not in categories:

@@ -1,4 +1,4 @@
-"""Writer for Broden-format datasets (DESIGN §2), used by the synthetic generator and builders.
+"""Writer for Broden-format datasets (``docs/design/broden-format.md``), used by the synthetic generator and builders.
 
 Add images one at a time with their annotations; :meth:`BrodenWriter.close` computes every
 label's image counts and coverage and writes ``label.csv``, ``category.csv``, the
