@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetError, OptionError, RunDirectoryError
-from .results import SUMMARY_FILE, DissectionResult, LayerResult, atomic_write_bytes, atomic_write_json, layer_dirname
+from .files import atomic_write_bytes, atomic_write_json, layer_dirname
+from .results import SUMMARY_FILE, DissectionResult, LayerResult
 from .rundir import RUN_FILE, read_run, run_lock, set_state
 
 FORMATS = ("lite", "netdissect")

@@ -37,12 +37,13 @@ from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .engine import dissect
 from .errors import DatasetError, ModelError, NetDissectError, OptionError
+from .files import atomic_write_json, layer_dirname
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
 from .models.preprocess import Preprocess
 from .report.causal import CausalEffect, add_extra_page, causal_page_path, write_causal_page
-from .results import DissectionResult, LayerResult, atomic_write_json, layer_dirname
+from .results import DissectionResult, LayerResult
 from .segmenter import Segmenter, load_segmenter, segment
 
 Z_SHAPES = ("vector", "image")

@@ -12,7 +12,8 @@ from ablation_helpers import write_folders
 from netdissect import AblationResult
 from netdissect.ablation.compute import pearson
 from netdissect.cli import main
-from netdissect.results import LayerResult, display_name
+from netdissect.labels import display_name
+from netdissect.results import LayerResult
 
 
 def test_join_puts_each_units_label_beside_its_importance(demo_run, capsys):

@@ -20,6 +20,7 @@ from helpers import rename_label
 from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.errors import DatasetError, RunDirectoryError
+from netdissect.labels import best_labels, display_name
 from netdissect.models import load_model
 from netdissect.report import open_run_dataset, write_report, write_run_page
 from netdissect.report.pages import (
@@ -35,8 +36,8 @@ from netdissect.report.pages import (
     render_layer_page,
     run_context,
 )
-from netdissect.report.runview import LayerView, RunView, best_labels
-from netdissect.results import DissectionResult, LayerResult, display_name
+from netdissect.report.runview import LayerView, RunView
+from netdissect.results import DissectionResult, LayerResult
 
 EVIL = "<script>alert(1)</script>"
 LAYERS = ["conv3", "conv4"]

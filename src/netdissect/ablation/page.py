@@ -15,7 +15,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..results import atomic_write_bytes, atomic_write_json, layer_dirname
+from ..files import atomic_write_bytes, atomic_write_json, layer_dirname
 from .result import JSON_FILE, NPZ_FILE, AblationResult
 
 INDEX = "index.html"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetError, OptionError, RunDirectoryError
+from ..files import atomic_write_bytes, layer_dirname
 from . import strips as _strips
 from .datarows import Rows, read_rows, rows_of
 from .pages import (
@@ -38,7 +39,7 @@ from .pages import (
     render_run_page,
     run_context,
 )
-from .runview import SUMMARY_FILE, RunView, atomic_write_bytes, layer_dirname
+from .runview import SUMMARY_FILE, RunView
 
 if TYPE_CHECKING:
     from ..data.broden import BrodenDataset

@@ -18,7 +18,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from PIL import Image
 
-from ..results import atomic_write_bytes, atomic_write_json, layer_dirname
+from ..files import atomic_write_bytes, atomic_write_json, layer_dirname
 
 CAUSAL_PAGE = "causal.html"
 CAUSAL_DIR = "causal"

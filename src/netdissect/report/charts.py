@@ -15,8 +15,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..files import atomic_write_bytes
 from .pages import NO_CATEGORY_COLOUR, category_colours, place_in_rows
-from .runview import atomic_write_bytes
 
 DPI = 150
 

@@ -32,7 +32,9 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from ..errors import NetDissectError, OptionError, RunDirectoryError
-from ..results import SUMMARY_FILE, DissectionResult, LayerResult, atomic_write_bytes, display_name
+from ..files import atomic_write_bytes
+from ..labels import display_name
+from ..results import SUMMARY_FILE, DissectionResult, LayerResult
 from .charts import _save, _text, save_stacked_bars_png
 from .pages import FONT, _e, _iou_text, _nice_step, _shorten, category_colours, environment, ordered_categories
 

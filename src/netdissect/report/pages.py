@@ -19,7 +19,9 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from .runview import LayerView, RunView, display_name, layer_dirname
+from ..files import layer_dirname
+from ..labels import display_name
+from .runview import LayerView, RunView
 
 if TYPE_CHECKING:
     from ..results import DissectionResult, LayerResult
