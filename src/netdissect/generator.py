@@ -42,7 +42,8 @@ from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
 from .models.preprocess import Preprocess
-from .report.causal import CausalEffect, add_extra_page, causal_page_path, write_causal_page
+from .report import add_extra_page
+from .report.causal import CausalEffect, write_causal_page
 from .results import DissectionResult, LayerResult
 from .segmenter import Segmenter, load_segmenter, segment
 
@@ -341,6 +342,6 @@ def _intervene(
         effects.append(CausalEffect(label, name, [u + 1 for u in units], f0, f1, pairs))
     atomic_write_json(directory / CAUSAL_FILE, record)
     samples = len(latents)
-    write_causal_page(directory, layer.layer, generator.spec, effects, samples, ablate_top)
-    add_extra_page(run_dir, f"Causal effects: {layer.layer}", causal_page_path(layer.layer))
+    page = write_causal_page(directory, layer.layer, generator.spec, effects, samples, ablate_top)
+    add_extra_page(run_dir, f"Causal effects: {layer.layer}", page)
     atomic_write_json(directory / CAUSAL_OPTIONS, options)

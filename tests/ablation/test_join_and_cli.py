@@ -40,6 +40,11 @@ def test_the_run_links_the_page_and_plots_exist(demo_run):
     pages = json.loads((run / "extra_pages.json").read_text())
     assert pages == [{"title": "Unit ablation · conv4", "path": "../ablation/index.html"}]
     assert (run / pages[0]["path"]).resolve() == (out / "index.html").resolve()
+    # the run's report was written before the ablation: its run page links the page now
+    assert (
+        '<a class="extra-page" href="../ablation/index.html">Unit ablation · conv4</a>'
+        in (run / "index.html").read_text()
+    )
     page = (out / "index.html").read_text()
     assert "Interpretability against importance" in page and "../run/conv4/strips/unit_" in page
     assert (out / "group_curves.png").stat().st_size > 1000 and (out / "scatter.png").stat().st_size > 1000
@@ -110,5 +115,9 @@ def test_demo_runs_the_ablation_and_links_it(tmp_path, monkeypatch, capsys):
     assert result.metadata["layer"] == "conv4" and len(result.units) == 128
     assert result.metadata["dissection"]["run"] == str(out.resolve())
     assert json.loads((out / "extra_pages.json").read_text())[0]["path"] == "ablation/index.html"
+    # the run page, written before the ablation, links it (rewritten when the ablation page was added)
+    assert (
+        '<a class="extra-page" href="ablation/index.html">Unit ablation · conv4</a>' in (out / "index.html").read_text()
+    )
     assert main([*args, "--no-ablation", "--no-report", "--out", str(tmp_path / "d2")]) == 0
     assert not (tmp_path / "d2" / "ablation").exists()

@@ -7,7 +7,6 @@ Context building and SVG drawing are pure functions; :func:`write_ablation_page`
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
@@ -15,12 +14,12 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..files import atomic_write_bytes, atomic_write_json, layer_dirname
+from ..files import atomic_write_bytes, layer_dirname
+from ..report import add_extra_page
 from .result import JSON_FILE, NPZ_FILE, AblationResult
 
 INDEX = "index.html"
 GROUP_PNG, SCATTER_PNG = "group_curves.png", "scatter.png"
-EXTRA_PAGES = "extra_pages.json"
 CARDS = 8  # top units shown per class
 #: Series of the group-ablation charts: (key, legend, colour, dashed).
 SERIES = (
@@ -249,22 +248,6 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def link_from_run(run: Path, out: Path, title: str) -> Path:
-    """Add (or update) ``{"title", "path"}`` for ``out/index.html`` in ``<run>/extra_pages.json``."""
-    path = run / EXTRA_PAGES
-    try:
-        pages = json.loads(path.read_text()) if path.is_file() else []
-    except json.JSONDecodeError:
-        pages = []
-    if not isinstance(pages, list):
-        pages = []
-    href = Path(os.path.relpath(out / INDEX, run)).as_posix()
-    pages = [p for p in pages if not (isinstance(p, dict) and p.get("path") == href)]
-    pages.append({"title": title, "path": href})
-    atomic_write_json(path, pages)
-    return path
-
-
 def write_ablation_page(
     result: AblationResult, out: str | os.PathLike, dissection: str | os.PathLike | None = None
 ) -> Path:
@@ -275,7 +258,7 @@ def write_ablation_page(
     atomic_write_bytes(out / INDEX, render_page(context).encode("utf-8"))
     save_plots(result, out)
     if run is not None:
-        link_from_run(run, out, f"Unit ablation · {context['layer']}")
+        add_extra_page(run, f"Unit ablation · {context['layer']}", out / INDEX)
     return out / INDEX
 
 

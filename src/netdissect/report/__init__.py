@@ -10,10 +10,12 @@ truth itself), ``index.html`` and ``bargraph.png``; ``<out>/summary.png``. Writi
 never imports torch (unless activation maps must be shrunk to their image), so rebuilding one
 costs a fraction of the dissection.
 
-Other pages: any ``<out>/<dir>/index.html`` (``<dir>`` not a layer) is linked from the run page,
-and any ``<out>/<layer>/<dir>/index.html`` from its layer page, under the title of the page's
-``<title>``. A tool that writes such a page afterwards calls :func:`write_run_page` (cheap) to
-link it.
+Other pages: the pages listed in ``<out>/extra_pages.json`` (see :mod:`netdissect.report.extra`)
+and any ``<out>/<dir>/index.html`` (``<dir>`` not a layer) are linked from the run page; listed
+pages inside a layer's directory and any ``<out>/<layer>/<dir>/index.html`` from its layer page.
+Found pages are titled by their ``<title>``. A tool that writes such a page afterwards calls
+:func:`add_extra_page`: it lists the page and, when the run has a report, rewrites the run page
+(cheap) so that it links the page at once.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ..errors import DatasetError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes, layer_dirname
 from . import strips as _strips
 from .datarows import Rows, read_rows, rows_of
+from .extra import read_extra_pages, record_extra_page
 from .pages import (
     bar_data,
     layer_context,
@@ -45,7 +49,15 @@ if TYPE_CHECKING:
     from ..data.broden import BrodenDataset
     from ..results import DissectionResult
 
-__all__ = ["bar_data", "layer_context", "open_run_dataset", "run_context", "write_report", "write_run_page"]
+__all__ = [
+    "add_extra_page",
+    "bar_data",
+    "layer_context",
+    "open_run_dataset",
+    "run_context",
+    "write_report",
+    "write_run_page",
+]
 
 INDEX = "index.html"
 MASKS_JS = "masks.js"
@@ -133,14 +145,37 @@ def _page_title(path: Path) -> str:
     return html.unescape(found.group(1)).strip() if found else path.parent.name
 
 
-def extra_pages(directory: Path, skip: set[str], prefix: str = "") -> list[dict[str, str]]:
-    """``{"title", "href"}`` of every ``<directory>/<dir>/index.html`` with ``<dir>`` not in ``skip``."""
-    pages = []
+def extra_pages(directory: Path, skip: set[str], listed: Sequence[Mapping[str, str]] = ()) -> list[dict[str, str]]:
+    """``{"title", "href"}`` of the ``listed`` pages (``{"title", "path"}``, ``path`` relative to
+    ``directory``), then of every ``<directory>/<dir>/index.html`` with ``<dir>`` not in ``skip``
+    and not listed."""
+    pages = [{"title": p["title"], "href": "/".join(quote(part) for part in p["path"].split("/"))} for p in listed]
+    hrefs = {p["href"] for p in pages}
     for sub in sorted(p for p in directory.iterdir() if p.is_dir() and p.name not in skip):
-        page = sub / INDEX
-        if page.is_file():
-            pages.append({"title": _page_title(page) or sub.name, "href": f"{prefix}{sub.name}/{INDEX}"})
+        page, href = sub / INDEX, f"{quote(sub.name)}/{INDEX}"
+        if page.is_file() and href not in hrefs:
+            pages.append({"title": _page_title(page) or sub.name, "href": href})
     return pages
+
+
+def _layer_listed(listed: Sequence[Mapping[str, str]], dirname: str) -> list[dict[str, str]]:
+    """The listed pages inside a layer's directory, with paths relative to it."""
+    prefix = dirname + "/"
+    return [{"title": p["title"], "path": p["path"][len(prefix) :]} for p in listed if p["path"].startswith(prefix)]
+
+
+def add_extra_page(run_dir: str | os.PathLike, title: str, page: str | os.PathLike) -> Path:
+    """List ``page`` (a file path; it may lie outside the run) in ``<run_dir>/extra_pages.json``
+    under ``title`` and, when the run has a report, rewrite its run page to link it.
+
+    Returns the path of ``extra_pages.json``.
+    """
+    run_dir = Path(run_dir)
+    path = Path(os.path.relpath(Path(page).resolve(), run_dir.resolve())).as_posix()
+    file = record_extra_page(run_dir, title, path)
+    if (run_dir / INDEX).is_file() and (run_dir / SUMMARY_FILE).is_file():
+        write_run_page(run_dir)
+    return file
 
 
 def _chart(path: Path, key_data: Any, draw: Callable[[str], Any]) -> None:
@@ -167,7 +202,7 @@ def write_run_page(run_dir: str | os.PathLike, run: RunView | None = None) -> Pa
             raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE})")
         run = RunView.load(run_dir, maps=False)
     skip = {layer_dirname(n) for n in run.layers} | {_strips.IMAGES_DIR}
-    context = run_context(run, extra_pages(run_dir, skip))
+    context = run_context(run, extra_pages(run_dir, skip, read_extra_pages(run_dir)))
     index = run_dir / INDEX
     atomic_write_bytes(index, render_run_page(context).encode("utf-8"))
 
@@ -228,6 +263,7 @@ def write_report(
         for image, labels in _strips.tile_labels(layer, examples).items():
             wanted.setdefault(image, set()).update(labels)
     truth = _strips.truth_masks(rows, wanted, workers)
+    listed = read_extra_pages(run_dir)
 
     bar = None
     if progress:
@@ -245,7 +281,11 @@ def write_report(
             data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
             atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
             context = layer_context(
-                layer, shown[name], layers=names, model=model, extra_pages=extra_pages(directory, set())
+                layer,
+                shown[name],
+                layers=names,
+                model=model,
+                extra_pages=extra_pages(directory, set(), _layer_listed(listed, layer_dirname(name))),
             )
             atomic_write_bytes(directory / INDEX, render_layer_page(context).encode("utf-8"))
             shutil.rmtree(directory / OLD_STRIPS_DIR, ignore_errors=True)
