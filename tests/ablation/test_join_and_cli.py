@@ -4,6 +4,7 @@ the run, bad class folders, a different configuration in --out, and `netdissect 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -46,7 +47,16 @@ def test_the_run_links_the_page_and_plots_exist(demo_run):
         in (run / "index.html").read_text()
     )
     page = (out / "index.html").read_text()
-    assert "Interpretability against importance" in page and "../run/conv4/strips/unit_" in page
+    assert "Interpretability against importance" in page
+    # unit cards: the unit's first top images from the run report, and its card on the layer page
+    layer = LayerResult.load(run / "conv4")
+    unit = int(AblationResult.load(out).top_units("kitchen", 1)[0][0])
+    first = [f"../run/report-images/{i:06d}.jpg" for i in layer.top_indices[unit - 1, :5]]
+    card = page[page.index(f'<div class="unit-card" data-unit="{unit}">') :]
+    card = card[: card.index("</a>")]
+    assert re.findall(r'class="top-image" src="([^"]+)"', card) == first
+    assert f'href="../run/conv4/index.html#unit-{unit}"' in card
+    assert all((out / src).is_file() for src in first)
     assert (out / "group_curves.png").stat().st_size > 1000 and (out / "scatter.png").stat().st_size > 1000
 
 

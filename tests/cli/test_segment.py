@@ -77,9 +77,10 @@ def test_docs_example_dissect_the_toy_generator(tmp_path, capsys, monkeypatch):
         assert image.size == (32, 32)  # the generated samples are the units' top images
     assert json.loads((run_dir / "extra_pages.json").read_text())[0]["path"] == "features/causal.html"
     # the report links the causal page: from the run page and from the layer's page
-    assert '<a class="extra-page" href="features/causal.html">Causal effects: features</a>' in (
-        run_dir / "index.html"
-    ).read_text()
+    assert (
+        '<a class="extra-page" href="features/causal.html">Causal effects: features</a>'
+        in (run_dir / "index.html").read_text()
+    )
     assert '<a class="extra-page" href="causal.html">' in (run_dir / "features/index.html").read_text()
 
 
