@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from helpers import RAW, LookupNet, write_planted_dataset
 from netdissect import BrodenDataset, DissectionResult, dissect, import_results
@@ -72,6 +73,36 @@ def test_compare_reads_an_imported_run_unchanged(own_run, tmp_path):
     assert data["label_changes"]["available"] and data["label_changes"]["layers"][0]["changes"] == []
     assert data["runs"][1]["model"] == "published"
     assert compare_runs([own_run, out], tmp_path / "cmp2").is_file()
+
+
+def test_report_of_an_imported_run_names_its_source_without_images(own_run, tmp_path, capsys):
+    """`netdissect report` on imported results: pages and charts, no dataset and no images; the
+    pages name the source file, its format and its detector convention."""
+    original = tmp_path / "conv5-result.csv"
+    original.write_text(ORIGINAL)
+    out = tmp_path / "paper"
+    import_results(original, "conv5", out, model="alexnet <places365>")
+    assert main(["report", str(out), "--no-progress"]) == 0
+    assert "report:" in capsys.readouterr().out
+    run_page = (out / "index.html").read_text()
+    assert str(original.resolve()) in run_page and escape(CONVENTIONS["netdissect"]) in run_page
+    assert "format <b>netdissect</b>" in run_page and "alexnet &lt;places365&gt;" in run_page
+    layer_page = (out / "conv5" / "index.html").read_text()
+    assert 'id="imported"' in layer_page and str(original.resolve()) in layer_page
+    assert escape(CONVENTIONS["netdissect"]) in layer_page
+    assert "2/4 units covering 2 concepts" in layer_page  # the original's IoU > 0.04 convention
+    assert 'data-images="' not in layer_page.replace('data-images="../report-images/"', "")  # no unit shows images
+    assert 'script.src = "masks.js"' not in layer_page and not (out / "conv5" / "masks.js").exists()
+    assert not any((out / "report-images").glob("*"))
+    for png in (out / "summary.png", out / "conv5" / "bargraph.png"):
+        assert png.stat().st_size > 1000
+    # a Lite import of a real run, next to the run's own report
+    lite = tmp_path / "lite"
+    import_results(own_run / "layer" / "tally.csv", "layer", lite)
+    assert main(["report", str(lite), "--no-progress"]) == 0
+    assert escape(CONVENTIONS["lite"]) in (lite / "index.html").read_text()
+    mine = DissectionResult.load(own_run)["layer"].summary()
+    assert f"{mine['detectors']}/{mine['units']} units" in (lite / "layer" / "index.html").read_text()
 
 
 # A hand-written original NetDissect per-unit CSV (its column layout, two categories).

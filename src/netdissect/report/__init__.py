@@ -234,7 +234,9 @@ def write_report(
 
     Writes ``report-images/NNNNNN.jpg`` (each distinct top image once), per layer ``masks.js``,
     ``index.html`` and ``bargraph.png``, then ``index.html`` and ``summary.png``. Reports of
-    earlier versions (per-unit ``strips/``) are replaced.
+    earlier versions (per-unit ``strips/``) are replaced. Results imported from another tool
+    (:func:`netdissect.import_results`: metadata ``imported_from``) have no dataset and no images:
+    their pages and charts are written without top images, naming the source and its convention.
     """
     run_dir = Path(run_dir)
     if examples < 1:
@@ -242,27 +244,29 @@ def write_report(
     if not (run_dir / SUMMARY_FILE).is_file():
         raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
     run = RunView.load(run_dir)
+    imported = bool(run.metadata.get("imported_from"))  # another tool's results: no dataset, no images
     for name, layer in run.layers.items():
-        if layer.top_maps is None:
+        if layer.top_maps is None and not imported:
             raise RunDirectoryError(
                 f"layer {name} in {run_dir} has no top_maps.npz (made by an older version): dissect it again"
             )
-    rows = _run_rows(run, dataset)
     names = list(run.layers)
     model = str(run.metadata.get("model", ""))
-    shown = {
-        name: {u + 1: [int(i) for i in layer.top_indices[u, :examples]] for u in range(layer.units)}
+    shown: dict[str, dict[int, list[int]]] = {
+        name: {} if imported else {u + 1: [int(i) for i in layer.top_indices[u, :examples]] for u in range(layer.units)}
         for name, layer in run.layers.items()
     }
+    rows: Rows | None = None if imported else _run_rows(run, dataset)
     images = run_dir / _strips.IMAGES_DIR
     shutil.rmtree(images, ignore_errors=True)
-    _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
-
-    wanted: dict[int, set[int]] = {}
-    for layer in run.layers.values():
-        for image, labels in _strips.tile_labels(layer, examples).items():
-            wanted.setdefault(image, set()).update(labels)
-    truth = _strips.truth_masks(rows, wanted, workers)
+    truth: Any = None
+    if rows is not None:
+        _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
+        wanted: dict[int, set[int]] = {}
+        for layer in run.layers.values():
+            for image, labels in _strips.tile_labels(layer, examples).items():
+                wanted.setdefault(image, set()).update(labels)
+        truth = _strips.truth_masks(rows, wanted, workers)
     listed = read_extra_pages(run_dir)
 
     bar = None
@@ -276,10 +280,11 @@ def write_report(
             if bar is not None:
                 bar.set_postfix_str(name)
             directory = run_dir / layer_dirname(name)
-            masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
-            table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
-            data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
-            atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
+            if rows is not None:
+                masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
+                table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
+                data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
+                atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
             context = layer_context(
                 layer,
                 shown[name],

@@ -439,6 +439,11 @@ def layer_context(
         extra_pages: more pages of this layer, ``{"title", "href"}`` (relative to the layer page).
     """
     tiles = tiles or {}
+    meta = result.metadata
+    imported = None
+    if meta.get("imported_from"):
+        imported = {k: _scalar(meta.get(k, "")) for k in ("format", "convention")}
+        imported["file"] = _scalar(meta["imported_from"])
     records = list(getattr(result, "records", None) or [])
     summary = result.summary()
     categories = ordered_categories(result.categories)
@@ -509,6 +514,8 @@ def layer_context(
         "page_size": PAGE_SIZE,
         "columns": max(1, min(5, max((len(v) for v in tiles.values()), default=1))),
         "extra_pages": [{"title": str(p["title"]), "href": str(p["href"])} for p in extra_pages],
+        "images": imported is None,
+        "imported": imported,
     }
 
 
@@ -532,6 +539,19 @@ def _scalar(v) -> str:
     if v is None:
         return "none"
     return str(v)
+
+
+def _imported(meta: Mapping) -> dict | None:
+    """What the run page says of results imported from another tool (None for a dissection)."""
+    sources = meta.get("imported_from")
+    if not sources:
+        return None
+    rows = sources.items() if isinstance(sources, Mapping) else [("", sources)]
+    return {
+        "format": _scalar(meta.get("format", "")),
+        "convention": _scalar(meta.get("convention", "")),
+        "sources": [(str(layer), _scalar(file)) for layer, file in rows],
+    }
 
 
 def run_context(result: AnyRun, extra_pages: Sequence[Mapping[str, str]] = ()) -> dict:
@@ -602,6 +622,7 @@ def run_context(result: AnyRun, extra_pages: Sequence[Mapping[str, str]] = ()) -
         "fractions": fractions,
         "fractions_chart": Markup(category_fractions_svg(fractions)),
         "summary_png": "summary.png",
+        "imported": _imported(meta),
         "extra_pages": [{"title": str(p["title"]), "href": str(p["href"])} for p in extra_pages],
     }
 
