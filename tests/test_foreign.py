@@ -105,6 +105,41 @@ def test_report_of_an_imported_run_names_its_source_without_images(own_run, tmp_
     assert f"{mine['detectors']}/{mine['units']} units" in (lite / "layer" / "index.html").read_text()
 
 
+def test_compare_shows_both_unique_detector_conventions_per_category(own_run, tmp_path):
+    """An original-format import (where unit 3 also reaches 0.04 with another texture label than its
+    best) next to a real run: compare.json and the page carry both conventions, per category."""
+    path = tmp_path / "conv5-result.csv"
+    path.write_text(
+        ORIGINAL.replace("3,object,dog,0.2,dog,100,60,32,0.2,striped", "3,object,dog,0.2,dog,100,60,32,0.2,dotted")
+    )
+    paper = tmp_path / "paper"
+    import_results(path, "layer", paper)
+    assert main(["compare", str(own_run), str(paper), "--out", str(tmp_path / "cmp")]) == 0
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    mine, imported = data["rows"]
+    # by best label: texture {striped (unit 1)}; per category: texture {striped, dotted (unit 3's texture best)}
+    assert {c: n for c, n in imported["unique_by_category"].items() if n} == {"object": 1, "texture": 1}
+    assert {c: n for c, n in imported["unique_by_category_sum"].items() if n} == {"object": 1, "texture": 2}
+    assert (imported["unique_detectors"], imported["unique_detectors_by_category_sum"]) == (2, 3)
+    summary = json.loads((own_run / "summary.json").read_text())["layers"]["layer"]
+    assert mine["unique_by_category_sum"] == {
+        c: summary["unique_detectors_by_category"].get(c, 0) for c in data["categories"]
+    }
+    assert mine["unique_detectors_by_category_sum"] == summary["unique_detectors_by_category_sum"]
+    assert mine["unique_detectors"] == summary["unique_detectors"]
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    row = page[page.index('<tr data-run="paper" data-layer="layer">') :]
+    row = row[: row.index("</tr>")]
+    assert re.findall(
+        r'data-category="(\w+)"[^>]*><span class="unique-best">(\d+)</span> <span class="muted unique-sum">/ (\d+)</span>',
+        row,
+    ) == [
+        (c, str(imported["unique_by_category"].get(c, 0)), str(imported["unique_by_category_sum"].get(c, 0)))
+        for c in data["categories"]
+    ]
+    assert '<td class="unique-sum">3</td>' in row
+
+
 # A hand-written original NetDissect per-unit CSV (its column layout, two categories).
 ORIGINAL = """\
 unit,category,label,score,object-label,object-truth,object-activation,object-intersect,object-iou,\

@@ -16,7 +16,9 @@ The numbers behind every chart are in :func:`comparison_data`'s output, which is
 as ``<out>/compare.json``. A unit's label is its best label (highest IoU over all categories);
 a detector is a unit whose best IoU reaches the IoU threshold; the unique detectors of a
 category are the distinct labels of that category among the detectors whose best label is in
-it (so they add up to the layer's unique detectors).
+it (so they add up to the layer's unique detectors); the tables also show the per-category-sum
+convention (distinct labels per category reaching the threshold as some unit's best label in
+that category, summed over the categories).
 """
 
 from __future__ import annotations
@@ -70,22 +72,29 @@ def _threshold(layer: LayerResult, iou_threshold: float | None) -> float:
 def layer_counts(layer: LayerResult, iou_threshold: float | None = None) -> dict:
     """Units, detectors and unique detectors of a layer, in total and per category.
 
-    Categories are the category of each unit's best label; ``iou_threshold`` defaults to the
-    layer's own.
+    Two conventions of unique detectors (as the layer's ``summary()``): ``unique_by_category``
+    counts the distinct best labels of the detectors by the label's category (adding up to
+    ``unique_detectors``); ``unique_by_category_sum`` counts, per category, the distinct labels
+    that are some unit's best label in that category with an IoU reaching the threshold (adding
+    up to ``unique_detectors_by_category_sum``, NetDissect-Lite's and the original's figures).
+    ``iou_threshold`` defaults to the layer's own.
     """
     t = _threshold(layer, iou_threshold)
     det = layer.score >= t
-    detectors, unique = {}, {}
+    detectors, unique, unique_sum = {}, {}, {}
     for ci, c in enumerate(layer.categories):
         members = det & (layer.category == ci)
         detectors[c] = int(members.sum())
         unique[c] = len(set(layer.label[members].tolist()))
+        unique_sum[c] = len(set(layer.category_label[layer.category_iou[:, ci] >= t, ci].tolist()))
     return {
         "units": int(layer.units),
         "detectors": int(det.sum()),
         "unique_detectors": len(set(layer.label[det].tolist())),
+        "unique_detectors_by_category_sum": sum(unique_sum.values()),
         "detectors_by_category": detectors,
         "unique_by_category": unique,
+        "unique_by_category_sum": unique_sum,
         "iou_threshold": t,
     }
 
@@ -179,7 +188,8 @@ def comparison_data(
 
     Returns ``{"runs": [{"label", "directory", "model"}], "categories", "layers",
     "rows": [per run and layer: {"run", "layer", "units", "detectors", "unique_detectors",
-    "detectors_by_category", "unique_by_category", "iou_threshold"}], "detectors_per_layer":
+    "unique_detectors_by_category_sum", "detectors_by_category", "unique_by_category",
+    "unique_by_category_sum", "iou_threshold"}] (see :func:`layer_counts`), "detectors_per_layer":
     {"layers", "runs", "detectors": [[count or None per layer] per run], "units": ...},
     "label_changes": {"available", "note", "before", "after", "layers": [{"layer", "units",
     "changes": [...]}]}, "series": None or {"runs", "layers": [{"layer", "detectors": {category:
@@ -225,6 +235,7 @@ def comparison_data(
             c = layer_counts(layer, iou_threshold)
             c["detectors_by_category"] = {k: c["detectors_by_category"].get(k, 0) for k in categories}
             c["unique_by_category"] = {k: c["unique_by_category"].get(k, 0) for k in categories}
+            c["unique_by_category_sum"] = {k: c["unique_by_category_sum"].get(k, 0) for k in categories}
             per_layer[name] = c
             rows.append({"run": label, "layer": name, **c})
         counts.append(per_layer)
