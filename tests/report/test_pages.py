@@ -23,20 +23,16 @@ from netdissect.errors import DatasetError, RunDirectoryError
 from netdissect.labels import best_labels, display_name
 from netdissect.models import load_model
 from netdissect.report import add_extra_page, open_run_dataset, write_report, write_run_page
-from netdissect.report.pages import (
+from netdissect.report.categories import (
     CATEGORY_ORDER,
     bar_data,
-    bar_graph_svg,
     category_colours,
     category_fractions,
-    category_fractions_svg,
-    layer_context,
     ordered_categories,
-    place_in_rows,
-    render_layer_page,
-    run_context,
 )
+from netdissect.report.pages import layer_context, render_layer_page, run_context
 from netdissect.report.runview import LayerView, RunView
+from netdissect.report.svg import bar_graph_svg, category_fractions_svg, place_in_rows
 from netdissect.results import DissectionResult, LayerResult
 
 EVIL = "<script>alert(1)</script>"

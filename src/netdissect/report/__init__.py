@@ -34,15 +34,10 @@ from urllib.parse import quote
 from ..errors import DatasetError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes, layer_dirname
 from . import strips as _strips
+from .categories import bar_data
 from .datarows import Rows, read_rows, rows_of
 from .extra import read_extra_pages, record_extra_page
-from .pages import (
-    bar_data,
-    layer_context,
-    render_layer_page,
-    render_run_page,
-    run_context,
-)
+from .pages import layer_context, render_layer_page, render_run_page, run_context
 from .runview import SUMMARY_FILE, RunView
 
 if TYPE_CHECKING:
