@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from helpers import RAW, LookupNet, write_planted_dataset
 from netdissect import BrodenDataset, DissectionResult, dissect, import_results
@@ -72,6 +73,71 @@ def test_compare_reads_an_imported_run_unchanged(own_run, tmp_path):
     assert data["label_changes"]["available"] and data["label_changes"]["layers"][0]["changes"] == []
     assert data["runs"][1]["model"] == "published"
     assert compare_runs([own_run, out], tmp_path / "cmp2").is_file()
+
+
+def test_report_of_an_imported_run_names_its_source_without_images(own_run, tmp_path, capsys):
+    """`netdissect report` on imported results: pages and charts, no dataset and no images; the
+    pages name the source file, its format and its detector convention."""
+    original = tmp_path / "conv5-result.csv"
+    original.write_text(ORIGINAL)
+    out = tmp_path / "paper"
+    import_results(original, "conv5", out, model="alexnet <places365>")
+    assert main(["report", str(out), "--no-progress"]) == 0
+    assert "report:" in capsys.readouterr().out
+    run_page = (out / "index.html").read_text()
+    assert str(original.resolve()) in run_page and escape(CONVENTIONS["netdissect"]) in run_page
+    assert "format <b>netdissect</b>" in run_page and "alexnet &lt;places365&gt;" in run_page
+    layer_page = (out / "conv5" / "index.html").read_text()
+    assert 'id="imported"' in layer_page and str(original.resolve()) in layer_page
+    assert escape(CONVENTIONS["netdissect"]) in layer_page
+    assert "2/4 units covering 2 concepts" in layer_page  # the original's IoU > 0.04 convention
+    assert 'data-images="' not in layer_page.replace('data-images="../report-images/"', "")  # no unit shows images
+    assert 'script.src = "masks.js"' not in layer_page and not (out / "conv5" / "masks.js").exists()
+    assert not any((out / "report-images").glob("*"))
+    for png in (out / "summary.png", out / "conv5" / "bargraph.png"):
+        assert png.stat().st_size > 1000
+    # a Lite import of a real run, next to the run's own report
+    lite = tmp_path / "lite"
+    import_results(own_run / "layer" / "tally.csv", "layer", lite)
+    assert main(["report", str(lite), "--no-progress"]) == 0
+    assert escape(CONVENTIONS["lite"]) in (lite / "index.html").read_text()
+    mine = DissectionResult.load(own_run)["layer"].summary()
+    assert f"{mine['detectors']}/{mine['units']} units" in (lite / "layer" / "index.html").read_text()
+
+
+def test_compare_shows_both_unique_detector_conventions_per_category(own_run, tmp_path):
+    """An original-format import (where unit 3 also reaches 0.04 with another texture label than its
+    best) next to a real run: compare.json and the page carry both conventions, per category."""
+    path = tmp_path / "conv5-result.csv"
+    path.write_text(
+        ORIGINAL.replace("3,object,dog,0.2,dog,100,60,32,0.2,striped", "3,object,dog,0.2,dog,100,60,32,0.2,dotted")
+    )
+    paper = tmp_path / "paper"
+    import_results(path, "layer", paper)
+    assert main(["compare", str(own_run), str(paper), "--out", str(tmp_path / "cmp")]) == 0
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    mine, imported = data["rows"]
+    # by best label: texture {striped (unit 1)}; per category: texture {striped, dotted (unit 3's texture best)}
+    assert {c: n for c, n in imported["unique_by_category"].items() if n} == {"object": 1, "texture": 1}
+    assert {c: n for c, n in imported["unique_by_category_sum"].items() if n} == {"object": 1, "texture": 2}
+    assert (imported["unique_detectors"], imported["unique_detectors_by_category_sum"]) == (2, 3)
+    summary = json.loads((own_run / "summary.json").read_text())["layers"]["layer"]
+    assert mine["unique_by_category_sum"] == {
+        c: summary["unique_detectors_by_category"].get(c, 0) for c in data["categories"]
+    }
+    assert mine["unique_detectors_by_category_sum"] == summary["unique_detectors_by_category_sum"]
+    assert mine["unique_detectors"] == summary["unique_detectors"]
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    row = page[page.index('<tr data-run="paper" data-layer="layer">') :]
+    row = row[: row.index("</tr>")]
+    assert re.findall(
+        r'data-category="(\w+)"[^>]*><span class="unique-best">(\d+)</span> <span class="muted unique-sum">/ (\d+)</span>',
+        row,
+    ) == [
+        (c, str(imported["unique_by_category"].get(c, 0)), str(imported["unique_by_category_sum"].get(c, 0)))
+        for c in data["categories"]
+    ]
+    assert '<td class="unique-sum">3</td>' in row
 
 
 # A hand-written original NetDissect per-unit CSV (its column layout, two categories).

@@ -22,13 +22,14 @@ from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .distributed import Shard, join
 from .errors import ModelError
+from .files import layer_dirname
 from .formula_pass import find_formulas
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
 from .models.preprocess import Preprocess
 from .passes import TORCH_MEMORY_FORMATS, Runner
-from .results import DissectionResult, LayerResult, layer_dirname
+from .results import DissectionResult, LayerResult
 from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key, resume_together
 from .rundir import dataset_identity, prepare_run_dir, replace_run, run_lock, set_state
 from .signatures import SignatureTable

@@ -14,7 +14,7 @@ format's convention in its metadata and in its IoU threshold. An imported layer 
 per-category best IoU at its label, zeros elsewhere. Everything computed from the best labels
 per category (detectors, both unique-detector counts, per-category bests) is exact; the IoU of
 labels that were not a unit's best in their category is unknown and reads as 0. Thresholds are
-unknown (NaN) and there are no top images, so a report of an imported run has no image strips.
+unknown (NaN) and there are no top images, so a report of an imported run shows none.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetError, OptionError, RunDirectoryError
-from .results import SUMMARY_FILE, DissectionResult, LayerResult, atomic_write_bytes, atomic_write_json, layer_dirname
+from .files import atomic_write_bytes, atomic_write_json, layer_dirname
+from .results import SUMMARY_FILE, DissectionResult, LayerResult
 from .rundir import RUN_FILE, read_run, run_lock, set_state
 
 FORMATS = ("lite", "netdissect")

@@ -38,12 +38,14 @@ from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .engine import dissect
 from .errors import DatasetError, ModelError, NetDissectError, OptionError
+from .files import atomic_write_json, layer_dirname
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
 from .models.preprocess import Preprocess
-from .report.causal import CausalEffect, add_extra_page, causal_page_path, write_causal_page
-from .results import DissectionResult, LayerResult, atomic_write_json, layer_dirname
+from .report import add_extra_page
+from .report.causal import CausalEffect, write_causal_page
+from .results import DissectionResult, LayerResult
 from .segmenter import Segmenter, load_segmenter, segment
 
 Z_SHAPES = ("vector", "image")
@@ -345,6 +347,6 @@ def _intervene(
         effects.append(CausalEffect(label, name, [u + 1 for u in units], f0, f1, pairs))
     atomic_write_json(directory / CAUSAL_FILE, record)
     samples = len(latents)
-    write_causal_page(directory, layer.layer, generator.spec, effects, samples, ablate_top)
-    add_extra_page(run_dir, f"Causal effects: {layer.layer}", causal_page_path(layer.layer))
+    page = write_causal_page(directory, layer.layer, generator.spec, effects, samples, ablate_top)
+    add_extra_page(run_dir, f"Causal effects: {layer.layer}", page)
     atomic_write_json(directory / CAUSAL_OPTIONS, options)

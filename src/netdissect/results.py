@@ -12,40 +12,19 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from .files import atomic_write_bytes, atomic_write_json, layer_dirname
 from .formulas import OP_TEXT, UnitFormulas, formula_text
-from .tally import Counts, best_labels, iou_from_counts, null_summary
+from .labels import best_labels, display_name
+from .tally import Counts, iou_from_counts, null_summary
 
 TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
 MAPS_FILE = "top_maps.npz"
 FORMULAS_FILE = "formulas.csv"
 _OP_CODES = (None, "and", "or", "andnot")  # formula terms in iou.npz: op code 0 for the first term
-
-
-def display_name(name: str) -> str:
-    """A label name as people read it: Broden's ``-s`` (scene) and ``-c`` (color) suffixes hidden."""
-    return name[:-2] if name.endswith(("-s", "-c")) else name
-
-
-def layer_dirname(layer: str) -> str:
-    """The directory name of a layer's results (path separators replaced)."""
-    return layer.replace("/", "-").replace(os.sep, "-")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
 
 
 @dataclass
@@ -82,10 +61,9 @@ class LayerResult:
         else:
             counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
             iou = iou_from_counts(counts, label_category)
-        labels, scores = best_labels(iou, label_category, len(self.categories))
         self.iou = iou.numpy()
-        self.category_label = labels.numpy()  # (U, C) best label number per category
-        self.category_iou = scores.numpy()  # (U, C) its IoU
+        # (U, C) best label number per category and its IoU
+        self.category_label, self.category_iou = best_labels(self.iou, self.label_category, len(self.categories))
         self.category = self.category_iou.argmax(axis=1) if len(self.categories) else np.zeros(self.units, int)
         rows = np.arange(self.units)
         self.label = self.category_label[rows, self.category]  # (U,) best label number

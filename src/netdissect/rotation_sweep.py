@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .engine import dissect
-from .results import atomic_write_json
+from .files import atomic_write_json
 
 SWEEP_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

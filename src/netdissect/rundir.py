@@ -28,7 +28,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import RunDirectoryError
-from .results import SUMMARY_FILE, UNITS_FILE, LayerResult, atomic_write_json, layer_dirname
+from .files import atomic_write_json, layer_dirname
+from .results import SUMMARY_FILE, UNITS_FILE, LayerResult
 from .resume import CHECKPOINT_DIR
 
 if TYPE_CHECKING:

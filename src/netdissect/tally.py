@@ -266,20 +266,3 @@ def iou_from_counts(counts: Counts, label_category: torch.Tensor) -> torch.Tenso
     denom = (act + counts.truth.unsqueeze(0) - counts.inter).double()
     iou = torch.where(denom > 0, counts.inter.double() / denom.clamp(min=1), torch.zeros_like(denom))
     return iou * valid
-
-
-def best_labels(iou: torch.Tensor, label_category: torch.Tensor, categories: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per unit and category, the best label number and its IoU: two ``(U, C)`` tensors.
-
-    A category with no labels gets label 0 and IoU 0. Ties go to the smaller label number.
-    """
-    U = iou.shape[0]
-    label_category = label_category.to(iou.device)
-    labels = torch.zeros((U, categories), dtype=torch.int64, device=iou.device)
-    scores = torch.zeros((U, categories), dtype=iou.dtype, device=iou.device)
-    for c in range(categories):  # a handful of categories; units and labels stay vectorised
-        members = (label_category == c).nonzero().squeeze(1)
-        if len(members):
-            value, pos = iou[:, members].max(dim=1)
-            labels[:, c], scores[:, c] = members[pos], value
-    return labels, scores

@@ -32,7 +32,7 @@ def page():
         browser.close()
 
 
-def test_ablation_page_shows_classes_curves_scatter_and_strips(page, demo_run):
+def test_ablation_page_shows_classes_curves_scatter_and_top_images(page, demo_run):
     _, run, out = demo_run
     page.goto((out / "index.html").as_uri())
     sections = page.eval_on_selector_all(".class-section", "s => s.map(x => x.dataset.class)")
@@ -45,16 +45,31 @@ def test_ablation_page_shows_classes_curves_scatter_and_strips(page, demo_run):
     assert counts == [[5, 5, 5, 5]] * 5
     assert page.eval_on_selector_all("#scatter-svg circle.dot", "d => d.length") == 128
     assert "Pearson correlation" in page.inner_text("#correlation")
-    page.eval_on_selector_all("img.strip", "imgs => imgs.forEach(i => { i.loading = 'eager'; })")
-    page.wait_for_function("() => [...document.querySelectorAll('img.strip')].every(i => i.complete)", timeout=30_000)
-    assert page.eval_on_selector_all("img.strip", "imgs => imgs.filter(i => !i.naturalWidth).length") == 0
-    assert page.eval_on_selector_all("img.strip", "imgs => imgs.length") == 5 * 8
+    # each unit card shows its first 5 top images from the run report's report-images/
+    page.eval_on_selector_all("img.top-image", "imgs => imgs.forEach(i => { i.loading = 'eager'; })")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img.top-image')].every(i => i.complete)", timeout=30_000
+    )
+    assert page.eval_on_selector_all("img.top-image", "imgs => imgs.filter(i => !i.naturalWidth).length") == 0
+    assert page.eval_on_selector_all(".unit-card", "cs => cs.map(c => c.querySelectorAll('img.top-image').length)") == [
+        5
+    ] * (5 * 8)
+    srcs = page.eval_on_selector_all("img.top-image", "imgs => imgs.map(i => i.src)")
+    assert all("/run/report-images/" in src for src in srcs)
     labels = page.eval_on_selector_all(".unit-card .label", "ls => ls.map(l => l.textContent)")
     assert all(labels)
     if EVIL in " ".join(labels):  # a hostile label shows as text and runs nothing
         assert page.eval_on_selector_all(".unit-card script", "s => s.length") == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ablation-page.png"), full_page=False)
+    # a card's link opens the unit on the layer page, which draws its masks over the same images
+    link = page.get_attribute(".unit-card a.unit-link", "href")
+    unit = link.rsplit("#unit-", 1)[1]
+    page.click(".unit-card a.unit-link")
+    page.wait_for_function("() => document.body.getAttribute('data-tiles') === 'ready'", timeout=30_000)
+    assert page.url.split("#")[0].endswith("/run/conv4/index.html") and page.url.endswith(f"#unit-{unit}")
+    page.go_back()
+    page.wait_for_load_state()
     # the brand links back to the dissection run
     page.click("#run-link")
     page.wait_for_load_state()

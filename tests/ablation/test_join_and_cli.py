@@ -4,6 +4,7 @@ the run, bad class folders, a different configuration in --out, and `netdissect 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from ablation_helpers import write_folders
 from netdissect import AblationResult
 from netdissect.ablation.compute import pearson
 from netdissect.cli import main
-from netdissect.results import LayerResult, display_name
+from netdissect.labels import display_name
+from netdissect.results import LayerResult
 
 
 def test_join_puts_each_units_label_beside_its_importance(demo_run, capsys):
@@ -39,8 +41,22 @@ def test_the_run_links_the_page_and_plots_exist(demo_run):
     pages = json.loads((run / "extra_pages.json").read_text())
     assert pages == [{"title": "Unit ablation · conv4", "path": "../ablation/index.html"}]
     assert (run / pages[0]["path"]).resolve() == (out / "index.html").resolve()
+    # the run's report was written before the ablation: its run page links the page now
+    assert (
+        '<a class="extra-page" href="../ablation/index.html">Unit ablation · conv4</a>'
+        in (run / "index.html").read_text()
+    )
     page = (out / "index.html").read_text()
-    assert "Interpretability against importance" in page and "../run/conv4/strips/unit_" in page
+    assert "Interpretability against importance" in page
+    # unit cards: the unit's first top images from the run report, and its card on the layer page
+    layer = LayerResult.load(run / "conv4")
+    unit = int(AblationResult.load(out).top_units("kitchen", 1)[0][0])
+    first = [f"../run/report-images/{i:06d}.jpg" for i in layer.top_indices[unit - 1, :5]]
+    card = page[page.index(f'<div class="unit-card" data-unit="{unit}">') :]
+    card = card[: card.index("</a>")]
+    assert re.findall(r'class="top-image" src="([^"]+)"', card) == first
+    assert f'href="../run/conv4/index.html#unit-{unit}"' in card
+    assert all((out / src).is_file() for src in first)
     assert (out / "group_curves.png").stat().st_size > 1000 and (out / "scatter.png").stat().st_size > 1000
 
 
@@ -109,5 +125,9 @@ def test_demo_runs_the_ablation_and_links_it(tmp_path, monkeypatch, capsys):
     assert result.metadata["layer"] == "conv4" and len(result.units) == 128
     assert result.metadata["dissection"]["run"] == str(out.resolve())
     assert json.loads((out / "extra_pages.json").read_text())[0]["path"] == "ablation/index.html"
+    # the run page, written before the ablation, links it (rewritten when the ablation page was added)
+    assert (
+        '<a class="extra-page" href="ablation/index.html">Unit ablation · conv4</a>' in (out / "index.html").read_text()
+    )
     assert main([*args, "--no-ablation", "--no-report", "--out", str(tmp_path / "d2")]) == 0
     assert not (tmp_path / "d2" / "ablation").exists()

@@ -71,9 +71,17 @@ def test_docs_example_dissect_the_toy_generator(tmp_path, capsys, monkeypatch):
     causal = json.loads((run_dir / "features/causal.json").read_text())
     assert causal["red"]["units"][0] == 1 and causal["red"]["pixel_fraction_after"] == 0
     assert (run_dir / "index.html").is_file() and (run_dir / "features/index.html").is_file()
-    with Image.open(run_dir / "features/strips/unit_0001.jpg") as strip:
-        assert strip.height == 32  # generated 32 x 32 samples in the unit's strip
+    shown = sorted((run_dir / "report-images").glob("*.jpg"))
+    assert shown
+    with Image.open(shown[0]) as image:
+        assert image.size == (32, 32)  # the generated samples are the units' top images
     assert json.loads((run_dir / "extra_pages.json").read_text())[0]["path"] == "features/causal.html"
+    # the report links the causal page: from the run page and from the layer's page
+    assert (
+        '<a class="extra-page" href="features/causal.html">Causal effects: features</a>'
+        in (run_dir / "index.html").read_text()
+    )
+    assert '<a class="extra-page" href="causal.html">' in (run_dir / "features/index.html").read_text()
 
 
 def test_one_line_errors(tmp_path, capsys, monkeypatch):

@@ -243,7 +243,8 @@ def first_cards_seconds(page, run: Path) -> float:
 
 def layer_counts(run: Path) -> dict:
     """Units per category and per label of the fake layer, from its saved results."""
-    from netdissect.report.runview import LayerView, display_name
+    from netdissect.labels import display_name
+    from netdissect.report.runview import LayerView
 
     layer = LayerView.load(run / "layer4", maps=False)
     categories = [layer.categories[c] for c in layer.category]

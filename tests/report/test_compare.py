@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from netdissect.errors import OptionError, RunDirectoryError
-from netdissect.report.compare import (
-    compare_runs,
-    comparison_data,
-    detectors_per_layer_svg,
-    emergence_svg,
-    label_changes,
-    unique_detectors_svg,
-)
+from netdissect.report.compare import compare_runs, comparison_data, label_changes
+from netdissect.report.compare_charts import detectors_per_layer_svg, emergence_svg, unique_detectors_svg
 from netdissect.results import DissectionResult, LayerResult
 
 EVIL = "<script>alert(1)</script>"

@@ -20,23 +20,20 @@ from helpers import rename_label
 from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.errors import DatasetError, RunDirectoryError
+from netdissect.labels import best_labels, display_name
 from netdissect.models import load_model
-from netdissect.report import open_run_dataset, write_report, write_run_page
-from netdissect.report.pages import (
+from netdissect.report import add_extra_page, open_run_dataset, write_report, write_run_page
+from netdissect.report.categories import (
     CATEGORY_ORDER,
     bar_data,
-    bar_graph_svg,
     category_colours,
     category_fractions,
-    category_fractions_svg,
-    layer_context,
     ordered_categories,
-    place_in_rows,
-    render_layer_page,
-    run_context,
 )
-from netdissect.report.runview import LayerView, RunView, best_labels
-from netdissect.results import DissectionResult, LayerResult, display_name
+from netdissect.report.pages import layer_context, render_layer_page, run_context
+from netdissect.report.runview import LayerView, RunView
+from netdissect.report.svg import bar_graph_svg, category_fractions_svg, place_in_rows
+from netdissect.results import DissectionResult, LayerResult
 
 EVIL = "<script>alert(1)</script>"
 LAYERS = ["conv3", "conv4"]
@@ -433,6 +430,52 @@ def test_rebuild_of_an_old_report_and_extra_pages(run, tmp_path):
     write_run_page(copy)
     hrefs = [a["href"] for a in Elements((copy / "index.html").read_text()).find("a", "extra-page")]
     assert hrefs == ["ablation/index.html", "notes/index.html", "ablation/index.html", "notes/index.html"]
+
+
+def test_listed_pages_are_validated_escaped_and_linked_without_a_rebuild(run, tmp_path):
+    """extra_pages.json: valid entries whose page exists are linked (inside or outside the run, the
+    layer's from its layer page too); malformed ones are ignored; add_extra_page relinks at once."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    outside = tmp_path / "elsewhere" / "page.html"
+    outside.parent.mkdir()
+    outside.write_text("<title>x</title>")
+    (copy / "conv4" / "causal.html").write_text("<title>c</title>")
+    entries = [
+        {"title": "<script>alert(1)</script> outside", "path": "../elsewhere/page.html"},
+        {"title": "Causal effects: conv4", "path": "conv4/causal.html"},
+        {"title": "missing page", "path": "nowhere/index.html"},
+        {"title": "a URL", "path": "javascript:alert(1)"},
+        {"title": "absolute", "path": str(outside)},
+        {"title": "", "path": "conv4/causal.html"},
+        {"title": 3, "path": "conv4/causal.html"},
+        "not an entry",
+        {"path": "conv4/causal.html"},
+    ]
+    (copy / "extra_pages.json").write_text(json.dumps(entries))
+    write_report(copy, progress=False)
+    html = (copy / "index.html").read_text()
+    links = [a["href"] for a in Elements(html).find("a", "extra-page")]
+    assert links == ["../elsewhere/page.html", "conv4/causal.html"] * 2  # the top bar and the list
+    assert html.count(">Causal effects: conv4</a>") == 2
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; outside" in html
+    layer_links = [a["href"] for a in Elements((copy / "conv4" / "index.html").read_text()).find("a", "extra-page")]
+    assert layer_links == ["causal.html"]
+    for bad in ("[", '{"title": "t"}', "null"):  # a damaged file: no link, no crash
+        (copy / "extra_pages.json").write_text(bad)
+        write_run_page(copy)
+        assert not Elements((copy / "index.html").read_text()).find("a", "extra-page")
+    # a tool adding its page: listed (relative to the run) and linked without rebuilding the report
+    stamp = (copy / "conv4" / "index.html").stat().st_mtime_ns
+    add_extra_page(copy, "Outside & more", outside)
+    assert json.loads((copy / "extra_pages.json").read_text())[-1] == {
+        "title": "Outside & more",
+        "path": "../elsewhere/page.html",
+    }
+    assert [a["href"] for a in Elements((copy / "index.html").read_text()).find("a", "extra-page")] == [
+        "../elsewhere/page.html"
+    ] * 2
+    assert (copy / "conv4" / "index.html").stat().st_mtime_ns == stamp
 
 
 def test_report_process_does_not_import_torch(run, tmp_path):

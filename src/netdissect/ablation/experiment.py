@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, Subset
 from .._version import __version__
 from ..devices import resolve_device
 from ..errors import ModelError, OptionError, RunDirectoryError
+from ..files import atomic_write_json
 from ..hooks import first_line
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
-from ..results import atomic_write_json
 from ..resume import Checkpointer, checkpoint_key
 from ..rundir import run_lock
 from . import compute

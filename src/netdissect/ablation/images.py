@@ -21,9 +21,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError, OptionError
+from ..labels import display_name
 from ..models.base import LoadedModel
 from ..models.preprocess import Preprocess
-from ..results import display_name
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, RunDirectoryError
-from ..results import SUMMARY_FILE, DissectionResult, LayerResult, display_name
+from ..labels import display_name
+from ..results import SUMMARY_FILE, DissectionResult, LayerResult
 from .compute import pearson, spearman
 from .result import AblationResult
 

@@ -7,7 +7,6 @@ Context building and SVG drawing are pure functions; :func:`write_ablation_page`
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
@@ -15,13 +14,16 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..results import atomic_write_bytes, atomic_write_json, layer_dirname
+from ..files import atomic_write_bytes, layer_dirname
+from ..report import add_extra_page
+from ..report.runview import UNITS_FILE, LayerView
+from ..report.strips import IMAGES_DIR, image_name
 from .result import JSON_FILE, NPZ_FILE, AblationResult
 
 INDEX = "index.html"
 GROUP_PNG, SCATTER_PNG = "group_curves.png", "scatter.png"
-EXTRA_PAGES = "extra_pages.json"
 CARDS = 8  # top units shown per class
+TOP_IMAGES = 5  # top images shown per unit card
 #: Series of the group-ablation charts: (key, legend, colour, dashed).
 SERIES = (
     ("removed", "this class, top k removed", "#e15759", False),
@@ -100,16 +102,28 @@ def scatter_svg(iou: np.ndarray, hits: np.ndarray, labels: list[str], units: np.
     return "".join(parts)
 
 
-def _strip_links(result: AblationResult, run: Path | None, out: Path) -> dict[int, str]:
-    """Relative links from ``out`` to the run report's unit strips that exist."""
+def _unit_images(result: AblationResult, run: Path | None, out: Path) -> dict[int, dict]:
+    """Per unit, relative links from ``out`` to its top images in the run report
+    (``report-images/``, the first :data:`TOP_IMAGES` the report stored) and to its card on the
+    layer page (``#unit-N``: the masks over the images, drawn by that page)."""
     if run is None:
         return {}
-    directory = run / layer_dirname(str(result.metadata.get("layer", ""))) / "strips"
+    directory = run / layer_dirname(str(result.metadata.get("layer", "")))
+    if not (directory / INDEX).is_file() or not (directory / UNITS_FILE).is_file():
+        return {}
+    layer = LayerView.load(directory, maps=False)
+    images = run / IMAGES_DIR
+    page = Path(os.path.relpath(directory / INDEX, out)).as_posix()
     links = {}
     for u in result.units:
-        path = directory / f"unit_{int(u):04d}.jpg"
-        if path.is_file():
-            links[int(u)] = Path(os.path.relpath(path, out)).as_posix()
+        u = int(u)
+        if not 1 <= u <= layer.units:
+            continue
+        files = [images / image_name(int(i)) for i in layer.top_indices[u - 1, :TOP_IMAGES]]
+        links[u] = {
+            "images": [Path(os.path.relpath(f, out)).as_posix() for f in files if f.is_file()],
+            "href": f"{page}#unit-{u}",
+        }
     return links
 
 
@@ -117,7 +131,7 @@ def page_context(result: AblationResult, out: Path, run: Path | None = None) -> 
     """Everything the template shows."""
     joined = result.metadata.get("dissection") or {}
     by_unit = {d["unit"]: d for d in joined.get("units", [])}
-    strips = _strip_links(result, run, out)
+    shown = _unit_images(result, run, out)
     estimate = bool(result.metadata.get("estimate"))
     classes = []
     for c, name in enumerate(result.class_names):
@@ -132,7 +146,8 @@ def page_context(result: AblationResult, out: Path, run: Path | None = None) -> 
                     "prob_drop": float(result.prob_drop[r, c]),
                     "label": info.get("label", ""),
                     "iou": info.get("iou"),
-                    "strip": strips.get(u, ""),
+                    "images": shown.get(u, {}).get("images", []),
+                    "unit_href": shown.get(u, {}).get("href", ""),
                 }
             )
         curves = {
@@ -249,22 +264,6 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def link_from_run(run: Path, out: Path, title: str) -> Path:
-    """Add (or update) ``{"title", "path"}`` for ``out/index.html`` in ``<run>/extra_pages.json``."""
-    path = run / EXTRA_PAGES
-    try:
-        pages = json.loads(path.read_text()) if path.is_file() else []
-    except json.JSONDecodeError:
-        pages = []
-    if not isinstance(pages, list):
-        pages = []
-    href = Path(os.path.relpath(out / INDEX, run)).as_posix()
-    pages = [p for p in pages if not (isinstance(p, dict) and p.get("path") == href)]
-    pages.append({"title": title, "path": href})
-    atomic_write_json(path, pages)
-    return path
-
-
 def write_ablation_page(
     result: AblationResult, out: str | os.PathLike, dissection: str | os.PathLike | None = None
 ) -> Path:
@@ -275,7 +274,7 @@ def write_ablation_page(
     atomic_write_bytes(out / INDEX, render_page(context).encode("utf-8"))
     save_plots(result, out)
     if run is not None:
-        link_from_run(run, out, f"Unit ablation · {context['layer']}")
+        add_extra_page(run, f"Unit ablation · {context['layer']}", out / INDEX)
     return out / INDEX
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OptionError
-from ..results import atomic_write_bytes, atomic_write_json
+from ..files import atomic_write_bytes, atomic_write_json
 
 NPZ_FILE, JSON_FILE = "ablation.npz", "ablation.json"
 #: The arrays of ``ablation.npz``, exactly.

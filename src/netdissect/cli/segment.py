@@ -54,9 +54,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_dissect_generator(args: argparse.Namespace) -> int:
+    from ..files import layer_dirname
     from ..generator import CAUSAL_FILE, dissect_generator
     from ..models import load_model
-    from ..results import layer_dirname
 
     generator = load_model(
         args.generator, args.generator_weights, args.trust_pickle, _json_object(args.generator_args, "--generator-args")

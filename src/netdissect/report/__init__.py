@@ -10,10 +10,12 @@ truth itself), ``index.html`` and ``bargraph.png``; ``<out>/summary.png``. Writi
 never imports torch (unless activation maps must be shrunk to their image), so rebuilding one
 costs a fraction of the dissection.
 
-Other pages: any ``<out>/<dir>/index.html`` (``<dir>`` not a layer) is linked from the run page,
-and any ``<out>/<layer>/<dir>/index.html`` from its layer page, under the title of the page's
-``<title>``. A tool that writes such a page afterwards calls :func:`write_run_page` (cheap) to
-link it.
+Other pages: the pages listed in ``<out>/extra_pages.json`` (see :mod:`netdissect.report.extra`)
+and any ``<out>/<dir>/index.html`` (``<dir>`` not a layer) are linked from the run page; listed
+pages inside a layer's directory and any ``<out>/<layer>/<dir>/index.html`` from its layer page.
+Found pages are titled by their ``<title>``. A tool that writes such a page afterwards calls
+:func:`add_extra_page`: it lists the page and, when the run has a report, rewrites the run page
+(cheap) so that it links the page at once.
 """
 
 from __future__ import annotations
@@ -24,27 +26,33 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ..errors import DatasetError, OptionError, RunDirectoryError
+from ..files import atomic_write_bytes, layer_dirname
 from . import strips as _strips
+from .categories import bar_data
 from .datarows import Rows, read_rows, rows_of
-from .pages import (
-    bar_data,
-    layer_context,
-    render_layer_page,
-    render_run_page,
-    run_context,
-)
-from .runview import SUMMARY_FILE, RunView, atomic_write_bytes, layer_dirname
+from .extra import read_extra_pages, record_extra_page
+from .pages import layer_context, render_layer_page, render_run_page, run_context
+from .runview import SUMMARY_FILE, RunView
 
 if TYPE_CHECKING:
     from ..data.broden import BrodenDataset
     from ..results import DissectionResult
 
-__all__ = ["bar_data", "layer_context", "open_run_dataset", "run_context", "write_report", "write_run_page"]
+__all__ = [
+    "add_extra_page",
+    "bar_data",
+    "layer_context",
+    "open_run_dataset",
+    "run_context",
+    "write_report",
+    "write_run_page",
+]
 
 INDEX = "index.html"
 MASKS_JS = "masks.js"
@@ -132,14 +140,37 @@ def _page_title(path: Path) -> str:
     return html.unescape(found.group(1)).strip() if found else path.parent.name
 
 
-def extra_pages(directory: Path, skip: set[str], prefix: str = "") -> list[dict[str, str]]:
-    """``{"title", "href"}`` of every ``<directory>/<dir>/index.html`` with ``<dir>`` not in ``skip``."""
-    pages = []
+def extra_pages(directory: Path, skip: set[str], listed: Sequence[Mapping[str, str]] = ()) -> list[dict[str, str]]:
+    """``{"title", "href"}`` of the ``listed`` pages (``{"title", "path"}``, ``path`` relative to
+    ``directory``), then of every ``<directory>/<dir>/index.html`` with ``<dir>`` not in ``skip``
+    and not listed."""
+    pages = [{"title": p["title"], "href": "/".join(quote(part) for part in p["path"].split("/"))} for p in listed]
+    hrefs = {p["href"] for p in pages}
     for sub in sorted(p for p in directory.iterdir() if p.is_dir() and p.name not in skip):
-        page = sub / INDEX
-        if page.is_file():
-            pages.append({"title": _page_title(page) or sub.name, "href": f"{prefix}{sub.name}/{INDEX}"})
+        page, href = sub / INDEX, f"{quote(sub.name)}/{INDEX}"
+        if page.is_file() and href not in hrefs:
+            pages.append({"title": _page_title(page) or sub.name, "href": href})
     return pages
+
+
+def _layer_listed(listed: Sequence[Mapping[str, str]], dirname: str) -> list[dict[str, str]]:
+    """The listed pages inside a layer's directory, with paths relative to it."""
+    prefix = dirname + "/"
+    return [{"title": p["title"], "path": p["path"][len(prefix) :]} for p in listed if p["path"].startswith(prefix)]
+
+
+def add_extra_page(run_dir: str | os.PathLike, title: str, page: str | os.PathLike) -> Path:
+    """List ``page`` (a file path; it may lie outside the run) in ``<run_dir>/extra_pages.json``
+    under ``title`` and, when the run has a report, rewrite its run page to link it.
+
+    Returns the path of ``extra_pages.json``.
+    """
+    run_dir = Path(run_dir)
+    path = Path(os.path.relpath(Path(page).resolve(), run_dir.resolve())).as_posix()
+    file = record_extra_page(run_dir, title, path)
+    if (run_dir / INDEX).is_file() and (run_dir / SUMMARY_FILE).is_file():
+        write_run_page(run_dir)
+    return file
 
 
 def _chart(path: Path, key_data: Any, draw: Callable[[str], Any]) -> None:
@@ -166,7 +197,7 @@ def write_run_page(run_dir: str | os.PathLike, run: RunView | None = None) -> Pa
             raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE})")
         run = RunView.load(run_dir, maps=False)
     skip = {layer_dirname(n) for n in run.layers} | {_strips.IMAGES_DIR}
-    context = run_context(run, extra_pages(run_dir, skip))
+    context = run_context(run, extra_pages(run_dir, skip, read_extra_pages(run_dir)))
     index = run_dir / INDEX
     atomic_write_bytes(index, render_run_page(context).encode("utf-8"))
 
@@ -198,7 +229,9 @@ def write_report(
 
     Writes ``report-images/NNNNNN.jpg`` (each distinct top image once), per layer ``masks.js``,
     ``index.html`` and ``bargraph.png``, then ``index.html`` and ``summary.png``. Reports of
-    earlier versions (per-unit ``strips/``) are replaced.
+    earlier versions (per-unit ``strips/``) are replaced. Results imported from another tool
+    (:func:`netdissect.import_results`: metadata ``imported_from``) have no dataset and no images:
+    their pages and charts are written without top images, naming the source and its convention.
     """
     run_dir = Path(run_dir)
     if examples < 1:
@@ -206,27 +239,30 @@ def write_report(
     if not (run_dir / SUMMARY_FILE).is_file():
         raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
     run = RunView.load(run_dir)
+    imported = bool(run.metadata.get("imported_from"))  # another tool's results: no dataset, no images
     for name, layer in run.layers.items():
-        if layer.top_maps is None:
+        if layer.top_maps is None and not imported:
             raise RunDirectoryError(
                 f"layer {name} in {run_dir} has no top_maps.npz (made by an older version): dissect it again"
             )
-    rows = _run_rows(run, dataset)
     names = list(run.layers)
     model = str(run.metadata.get("model", ""))
-    shown = {
-        name: {u + 1: [int(i) for i in layer.top_indices[u, :examples]] for u in range(layer.units)}
+    shown: dict[str, dict[int, list[int]]] = {
+        name: {} if imported else {u + 1: [int(i) for i in layer.top_indices[u, :examples]] for u in range(layer.units)}
         for name, layer in run.layers.items()
     }
+    rows: Rows | None = None if imported else _run_rows(run, dataset)
     images = run_dir / _strips.IMAGES_DIR
     shutil.rmtree(images, ignore_errors=True)
-    _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
-
-    wanted: dict[int, set[int]] = {}
-    for layer in run.layers.values():
-        for image, labels in _strips.tile_labels(layer, examples).items():
-            wanted.setdefault(image, set()).update(labels)
-    truth = _strips.truth_masks(rows, wanted, workers)
+    truth: Any = None
+    if rows is not None:
+        _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
+        wanted: dict[int, set[int]] = {}
+        for layer in run.layers.values():
+            for image, labels in _strips.tile_labels(layer, examples).items():
+                wanted.setdefault(image, set()).update(labels)
+        truth = _strips.truth_masks(rows, wanted, workers)
+    listed = read_extra_pages(run_dir)
 
     bar = None
     if progress:
@@ -239,12 +275,17 @@ def write_report(
             if bar is not None:
                 bar.set_postfix_str(name)
             directory = run_dir / layer_dirname(name)
-            masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
-            table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
-            data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
-            atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
+            if rows is not None:
+                masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
+                table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
+                data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
+                atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
             context = layer_context(
-                layer, shown[name], layers=names, model=model, extra_pages=extra_pages(directory, set())
+                layer,
+                shown[name],
+                layers=names,
+                model=model,
+                extra_pages=extra_pages(directory, set(), _layer_listed(listed, layer_dirname(name))),
             )
             atomic_write_bytes(directory / INDEX, render_layer_page(context).encode("utf-8"))
             shutil.rmtree(directory / OLD_STRIPS_DIR, ignore_errors=True)

@@ -2,14 +2,13 @@
 
 ``<layer>/causal.html`` shows, per concept with detectors, the ablated units, the concept's share
 of the generated pixels before and after, and sample pairs (``<layer>/causal/``). The run
-directory's ``extra_pages.json`` lists the page (``{"title", "path"}`` entries) so that the run
-report can link it.
+directory's ``extra_pages.json`` lists the page (see :func:`netdissect.report.add_extra_page`) so
+that the run report links it.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,10 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from PIL import Image
 
-from ..results import atomic_write_bytes, atomic_write_json, layer_dirname
+from ..files import atomic_write_bytes
 
 CAUSAL_PAGE = "causal.html"
 CAUSAL_DIR = "causal"
-EXTRA_PAGES = "extra_pages.json"
 
 
 @dataclass
@@ -87,19 +85,3 @@ def write_causal_page(
     page = directory / CAUSAL_PAGE
     atomic_write_bytes(page, html.encode("utf-8"))
     return page
-
-
-def add_extra_page(run_dir: str | Path, title: str, path: str) -> None:
-    """List a page (``path`` relative to the run directory) in ``run_dir/extra_pages.json``."""
-    file = Path(run_dir) / EXTRA_PAGES
-    try:
-        pages = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pages = []
-    pages = [p for p in pages if isinstance(p, dict) and p.get("path") != path] + [{"title": title, "path": path}]
-    atomic_write_json(file, pages)
-
-
-def causal_page_path(layer: str) -> str:
-    """The causal page of ``layer``, relative to the run directory."""
-    return f"{layer_dirname(layer)}/{CAUSAL_PAGE}"

@@ -11,12 +11,15 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from .pages import NO_CATEGORY_COLOUR, category_colours, place_in_rows
-from .runview import atomic_write_bytes
+from ..files import atomic_write_bytes
+from .categories import NO_CATEGORY_COLOUR, category_colours
+from .svg import place_in_rows
 
 DPI = 150
 
@@ -61,7 +64,7 @@ def save_bar_graph_png(
         )
         ax.set_xlim(-0.6, n - 0.4)
         ax.set_ylim(0, max(counts) * 1.15 + 0.5)
-        ax.yaxis.get_major_locator().set_params(integer=True)
+        cast(MaxNLocator, ax.yaxis.get_major_locator()).set_params(integer=True)
         # category names above their groups, in a second row where a group is too narrow
         groups: list[tuple[str, int, int]] = []
         for i, (category, _, _) in enumerate(bars):

@@ -4,8 +4,8 @@
 ``__post_init__``), and importing torch alone costs seconds, more than rebuilding a small
 report. :class:`LayerView` reads the same files (``units.json``, ``iou.npz``, ``top_maps.npz``)
 with numpy and exposes the attributes the report uses, with the same values: the IoU matrix is
-the one the dissection saved, best labels follow :func:`netdissect.tally.best_labels` (ties to
-the smaller label number) and the summary is the one in ``units.json``. Extra per-unit fields
+the one the dissection saved, best labels come from :func:`netdissect.labels.best_labels` as in
+``LayerResult`` and the summary is the one in ``units.json``. Extra per-unit fields
 of ``units.json`` (e.g. ``formula``, ``formula_iou``) are kept in :attr:`LayerView.records`.
 """
 
@@ -18,42 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import layer_dirname
+from ..labels import best_labels
+
 ARRAYS_FILE, UNITS_FILE, MAPS_FILE, SUMMARY_FILE = "iou.npz", "units.json", "top_maps.npz", "summary.json"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (as ``netdissect.results``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def display_name(name: str) -> str:
-    """A label name as people read it (as :func:`netdissect.results.display_name`)."""
-    return name[:-2] if name.endswith(("-s", "-c")) else name
-
-
-def layer_dirname(layer: str) -> str:
-    """The directory name of a layer's results (as :func:`netdissect.results.layer_dirname`)."""
-    return layer.replace("/", "-").replace(os.sep, "-")
-
-
-def best_labels(iou: np.ndarray, label_category: np.ndarray, categories: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit and category, the best label number and its IoU (numpy twin of ``tally.best_labels``).
-
-    A category without labels gets label 0 and IoU 0; ties go to the smaller label number.
-    """
-    units = iou.shape[0]
-    labels = np.zeros((units, categories), dtype=np.int64)
-    scores = np.zeros((units, categories), dtype=iou.dtype)
-    for c in range(categories):
-        members = np.flatnonzero(label_category == c)
-        if len(members):
-            pos = iou[:, members].argmax(axis=1)  # first maximum: the smaller label number
-            labels[:, c] = members[pos]
-            scores[:, c] = iou[np.arange(units), members[pos]]
-    return labels, scores
 
 
 @dataclass

@@ -1,0 +1,31 @@
+"""Run-directory file helpers shared by the engine and the report, without torch.
+
+:func:`layer_dirname` names a layer's directory; :func:`atomic_write_bytes` and
+:func:`atomic_write_json` replace a file in one step (a temporary file and a rename), so a
+killed process never leaves a half-written result behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def layer_dirname(layer: str) -> str:
+    """The directory name of a layer's results (path separators replaced)."""
+    return layer.replace("/", "-").replace(os.sep, "-")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
