@@ -61,12 +61,8 @@ def _decode(data: bytes) -> tuple[Any, str | None]:
         saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds on bad pickles
         return None, f"unreadable ({type(exc).__name__})"
-    if (
-        not isinstance(saved, dict)
-        or not isinstance(saved.get("state"), dict)
-        or saved["state"].get("pass") not in (1, 2)
-    ):
-        return None, "not the state of a pass"
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
+        return None, "not a saved state"
     return saved, None
 
 
@@ -118,8 +114,11 @@ def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
         saved, prev_problem = _read(prev)
         if saved is not None and saved.get("key") == key:
             state = saved["state"]
-            then = f"continuing from the previous checkpoint {prev.name} (pass {state['pass']}"
-            then += f", batch {state['next_batch']})" if "next_batch" in state else ")"
+            then = f"continuing from the previous checkpoint {prev.name}"
+            if "pass" in state:  # a dissection's: say where it stands
+                then += f" (pass {state['pass']}" + (
+                    f", batch {state['next_batch']})" if "next_batch" in state else ")"
+                )
         else:
             then = "restarting from the beginning" + (f" ({prev.name} is corrupt too)" if prev_problem else "")
         warnings.warn(f"checkpoint {path} is corrupt ({problem}); {then}", stacklevel=2)
