@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..files import atomic_write_bytes, layer_dirname
 from ..report import add_extra_page
+from ..report.pages import environment
 from ..report.runview import UNITS_FILE, LayerView
 from ..report.strips import IMAGES_DIR, image_name
 from .result import JSON_FILE, NPZ_FILE, AblationResult
@@ -202,14 +202,7 @@ def page_context(result: AblationResult, out: Path, run: Path | None = None) -> 
 
 def render_page(context: dict) -> str:
     """The HTML of the ablation page."""
-    env = Environment(
-        loader=PackageLoader("netdissect.report", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template("ablation.html").render(**context)
+    return environment().get_template("ablation.html").render(**context)
 
 
 def save_plots(result: AblationResult, out: Path) -> list[Path]:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from PIL import Image
 
 from ..files import atomic_write_bytes
+from .pages import environment
 
 CAUSAL_PAGE = "causal.html"
 CAUSAL_DIR = "causal"
@@ -72,15 +72,10 @@ def write_causal_page(
                 "pairs": pairs,
             }
         )
-    environment = Environment(
-        loader=PackageLoader("netdissect.report", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    html = environment.get_template(CAUSAL_PAGE).render(
-        layer=layer, model=model, concepts=concepts, samples=samples, ablate_top=ablate_top
+    html = (
+        environment()
+        .get_template(CAUSAL_PAGE)
+        .render(layer=layer, model=model, concepts=concepts, samples=samples, ablate_top=ablate_top)
     )
     page = directory / CAUSAL_PAGE
     atomic_write_bytes(page, html.encode("utf-8"))
