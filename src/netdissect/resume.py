@@ -185,7 +185,8 @@ class Checkpointer:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             previous_path(self.path).unlink(missing_ok=True)
-            for stale in self.path.parent.glob(f".{self.path.name}.tmp*"):  # left by a process killed mid-write
-                stale.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # another rank may remove the emptied directory
+                for stale in list(self.path.parent.glob(f".{self.path.name}.tmp*")):  # a killed write's
+                    stale.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # other ranks' checkpoints remain
                 self.path.parent.rmdir()
