@@ -76,3 +76,17 @@ def test_torchvision_weights_name_their_categories():
     names = model_class_names(named)
     assert len(names) == 1000 and names[0] == "tench"
     assert model_class_names(LoadedModel(nn.Identity(), Preprocess(), "torchvision:resnet18")) is None
+
+
+def test_places365_models_know_their_365_classes():
+    from torch import nn
+
+    from netdissect.ablation.images import model_class_names
+    from netdissect.models import LoadedModel, Preprocess
+    from netdissect.models.places365 import NUM_CLASSES, category_names
+
+    names = category_names()
+    assert len(names) == NUM_CLASSES == len(set(names))
+    assert (names[0], names[15], names[52], names[364]) == ("airfield", "arena/hockey", "bedroom", "zen_garden")
+    folders = model_class_names(LoadedModel(nn.Identity(), Preprocess(), "places365:resnet18", None))
+    assert folders[15] == "arena_hockey" and folders[52] == "bedroom" and len(folders) == 365

@@ -82,13 +82,17 @@ def model_class_names(model: LoadedModel) -> list[str] | None:
     """The output class names the model source knows, or None.
 
     The demo model: the synthetic dataset's scenes; ``torchvision:<name>`` with a torchvision
-    weights name: the weights' ``meta["categories"]``. (The Places365 source ships no category
-    list: pass ``--classes``.)
+    weights name: the weights' ``meta["categories"]``; ``places365:<arch>``: the 365 Places365
+    categories with ``/`` written ``_`` so that they can name folders (``arena_hockey``).
     """
     if model.spec == "demo":
         from ..data.synthetic import SCENES
 
         return [display_name(s) for s in SCENES]
+    if model.spec.startswith("places365:"):
+        from ..models.places365 import category_names
+
+        return [name.replace("/", "_") for name in category_names()]
     if model.spec.startswith("torchvision:") and model.weights and not os.path.exists(model.weights):
         import torchvision
 

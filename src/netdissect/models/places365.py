@@ -49,6 +49,15 @@ _DENSENET_KEY = re.compile(
 )
 
 
+CATEGORIES_FILE = Path(__file__).with_name("places365_categories.txt")
+
+
+def category_names() -> list[str]:
+    """The 365 Places365 classes in output order, as the project's ``categories_places365.txt``
+    names them without the leading ``/<letter>/`` (``airfield``, ..., ``arena/hockey``)."""
+    return CATEGORIES_FILE.read_text().split()
+
+
 def checkpoint_url(arch: str) -> str:
     """The URL of the Places365 checkpoint of ``arch``."""
     return f"{BASE_URL}{arch}_places365.pth.tar"
