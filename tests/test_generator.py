@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from torch import nn
 
 from netdissect import BrodenDataset, dissect_generator
 from netdissect.data.broden import decode_label_png
-from netdissect.errors import DatasetError, ModelError, OptionError
+from netdissect.errors import ModelError, OptionError, RunDirectoryError
 from netdissect.generator import sample_latents
 from netdissect.models.toy import ToyGenerator
 
@@ -19,6 +20,12 @@ SEGMENTER = "netdissect.models.toy:color_segmenter"
 GENERATOR = "netdissect.models.toy:toy_generator"
 # dissect's default quantile (0.005): the toy's squares cover about 0.2 % of the unit maps, so the threshold is 0
 FAST = dict(device="cpu", workers=0, progress=False, batch_size=16)
+
+
+def samples_dir(run: Path) -> Path:
+    """The run's one samples directory (named by the samples' identity)."""
+    (found,) = run.glob("samples-*")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +56,14 @@ def test_run_directory_samples_and_pages(toy_run):
     out, result = toy_run
     for name in ("run.json", "summary.json", "features/tally.csv", "features/units.json", "features/iou.npz"):
         assert (out / name).is_file(), name
-    samples = BrodenDataset(out / "samples")
+    samples = BrodenDataset(samples_dir(out))
     assert len(samples) == 48 and samples.meta.rows[0].image == "sample/000000.jpg"
-    assert np.array_equal(np.load(out / "samples" / "latents.npy"), sample_latents(48, 8, 3).numpy())
+    assert np.array_equal(np.load(samples_dir(out) / "latents.npy"), sample_latents(48, 8, 3).numpy())
     # the stored labels are the segmenter's at half the image size: the red square where unit 0 draws it
     units = ToyGenerator().features(sample_latents(48, 8, 3))
     for row in samples.meta.rows:
         i = int(row.image.split("/")[1][:6])
-        labels = decode_label_png(out / "samples" / "images" / row.pngs[0][0]) if row.pngs[0] else np.zeros((16, 16))
+        labels = decode_label_png(samples_dir(out) / "images" / row.pngs[0][0]) if row.pngs[0] else np.zeros((16, 16))
         assert np.array_equal(labels == 1, units[i, 0].numpy() > 0)
     pages = json.loads((out / "extra_pages.json").read_text())
     assert pages == [{"title": "Causal effects: features", "path": "features/causal.html"}]
@@ -69,9 +76,15 @@ def test_run_directory_samples_and_pages(toy_run):
 
 def test_same_call_reuses_the_samples_and_results(toy_run):
     out, result = toy_run
-    stamps = [(out / name).stat().st_mtime_ns for name in ("samples/index.csv", "features/causal.json")]
+    stamps = [
+        (out / name).stat().st_mtime_ns
+        for name in (samples_dir(out).relative_to(out) / "index.csv", "features/causal.json")
+    ]
     again = dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=48, seed=3, **FAST)
-    assert [(out / name).stat().st_mtime_ns for name in ("samples/index.csv", "features/causal.json")] == stamps
+    assert [
+        (out / name).stat().st_mtime_ns
+        for name in (samples_dir(out).relative_to(out) / "index.csv", "features/causal.json")
+    ] == stamps
     assert np.array_equal(again["features"].inter, result["features"].inter)
 
 
@@ -114,12 +127,12 @@ def test_other_run_refused_unless_overwrite_and_no_torchrun(tmp_path, monkeypatc
     out = tmp_path / "run"
     dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=0, ablate_top=0, **FAST)
     assert not (out / "features" / "causal.json").exists()
-    with pytest.raises(DatasetError, match="samples already holds a dataset"):
+    with pytest.raises(RunDirectoryError, match="holds the samples of another generator run"):
         dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=1, **FAST)
     result = dissect_generator(
         GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=1, overwrite=True, ablate_top=0, **FAST
     )
-    assert np.array_equal(np.load(out / "samples" / "latents.npy"), sample_latents(16, 8, 1).numpy())
+    assert np.array_equal(np.load(samples_dir(out) / "latents.npy"), sample_latents(16, 8, 1).numpy())
     assert result.metadata["dataset"]["images"] == 16
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(OptionError, match="without torchrun"):
@@ -138,7 +151,7 @@ def test_same_counts_as_dissect_replaying_the_layer(tmp_path):
     n, options = 14, dict(FAST, quantile=0.1, batch_size=4)
     result = dissect_generator(GENERATOR, SEGMENTER, ["features"], tmp_path / "gan", z_dim=8, samples=n, **options)
     replay = tmp_path / "replay"
-    shutil.copytree(tmp_path / "gan" / "samples", replay)
+    shutil.copytree(samples_dir(tmp_path / "gan"), replay)
     for i in range(n):  # each image now encodes its index for LookupNet
         Image.fromarray(gray_image(i, 32)).save(replay / "images" / "sample" / f"{i:06d}.jpg", quality=95)
     maps = ToyGenerator().features(sample_latents(n, 8, 0))
@@ -165,3 +178,25 @@ def test_zeroed_units_hook():
     tokens = nn.Identity()
     with zeroed_units(tokens, [0]), pytest.raises(ModelError, match=r"this layer gives \(2, 5, 3\)"):
         tokens(torch.ones(2, 5, 3))
+
+
+def test_a_failed_overwrite_leaves_the_old_run_and_its_samples(tmp_path, monkeypatch):
+    import netdissect.generator as generator_module
+
+    out = tmp_path / "run"
+    dissect_generator(GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=0, ablate_top=0, **FAST)
+    old_samples = samples_dir(out)
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the new run dies")
+
+    monkeypatch.setattr(generator_module, "dissect", fail)
+    with pytest.raises(RuntimeError, match="the new run dies"):
+        dissect_generator(
+            GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=1, overwrite=True, ablate_top=0, **FAST
+        )
+    # the old run's files are untouched, its samples included; the new samples wait beside them
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert np.array_equal(np.load(old_samples / "latents.npy"), sample_latents(16, 8, 0).numpy())
+    assert len(list(out.glob("samples-*"))) == 2

@@ -103,6 +103,9 @@ def test_overwrite_replaces_the_run_once_finished(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     dissect(LookupNet(tiny_maps()), data, ["layer"], out, **OPTIONS)
     (out / "index.html").write_text("the old run's report")
+    (out / "report-images").mkdir()
+    (out / "report-images" / "000001.jpg").write_bytes(b"an old top image")
+    (out / "extra_pages.json").write_text('[{"title": "ablation of the old model", "path": "abl/index.html"}]')
     (out / "notes.txt").write_text("not netdissect's")
     new = {**OPTIONS, "quantile": 0.25}
     result = dissect(LookupNet(tiny_maps()), data, ["layer"], out, overwrite=True, **new)

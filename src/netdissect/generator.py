@@ -37,7 +37,7 @@ from .data.annotate import AnnotationWriter
 from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .engine import dissect
-from .errors import DatasetError, ModelError, NetDissectError, OptionError
+from .errors import ModelError, NetDissectError, OptionError, RunDirectoryError
 from .files import atomic_write_json, layer_dirname
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
@@ -202,7 +202,7 @@ def dissect_generator(
             (B, 3, H, W) in [-1, 1].
         segmenter: a :class:`~netdissect.segmenter.Segmenter` or a segmenter SPEC.
         layers: the generator's layers to dissect (dotted module names).
-        out: the run directory (``dissect``'s files, plus ``samples/`` and per layer ``causal.json``).
+        out: the run directory (``dissect``'s files, plus ``samples-<digest>/`` and per layer ``causal.json``).
         z_dim: dimension of the latents.
         samples: number of latents drawn from N(0, I).
         seed: seed of the latents (the same seed, the same samples).
@@ -241,7 +241,6 @@ def dissect_generator(
     segmenter.module.to(device)
     next(_generate(generator.module, latents[:1], z_shape, generator.spec, device, 1))  # shape errors first
 
-    dataset_dir = run_dir / SAMPLES_DIR
     names = [f"sample/{i:06d}" for i in range(samples)]
     identity = {
         **_identity(latents, generator, z_shape),
@@ -251,11 +250,17 @@ def dissect_generator(
         "min_confidence": min_confidence,
         "seg_size": seg_size,
     }
-    if config.overwrite and (dataset_dir / "index.csv").exists():
-        try:
-            AnnotationWriter(dataset_dir, segmenter.classes, names, identity, seg_size=seg_size, val_fraction=0)
-        except DatasetError:  # another run's samples: the overwrite replaces them
-            shutil.rmtree(dataset_dir)
+    # The samples live in a directory named by their identity, so that an overwrite writes new
+    # samples beside the old run's, which stays whole until the new run has finished.
+    dataset_dir = (
+        run_dir / f"{SAMPLES_DIR}-{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]}"
+    )
+    others = [d for d in run_dir.glob(f"{SAMPLES_DIR}-*") if d != dataset_dir]
+    if others and not config.overwrite:
+        raise RunDirectoryError(
+            f"{run_dir} holds the samples of another generator run (other model, latents or segmenter); "
+            "choose another --out or pass --overwrite"
+        )
     writer = AnnotationWriter(dataset_dir, segmenter.classes, names, identity, seg_size=seg_size, val_fraction=0)
     if not writer.finished:
         todo = latents[writer.todo]
@@ -270,6 +275,8 @@ def dissect_generator(
         np.save(dataset_dir / LATENTS_FILE, latents.numpy())
     dataset = LatentDataset(dataset_dir, shape_latents(latents, z_shape), names)
     result = dissect(generator, dataset, layers, run_dir, config)
+    for stale in others:  # the replaced run's samples
+        shutil.rmtree(stale, ignore_errors=True)
     if ablate_top:
         for name in layers:
             _intervene(

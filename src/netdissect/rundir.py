@@ -40,8 +40,8 @@ LOCK_FILE = ".lock"
 STAGING_DIR = ".overwrite"  # a new run written beside the old one until it has finished
 REPLACED_DIR = ".replaced"  # the old run's entries while the new ones move in
 JOURNAL_FILE = ".journal.json"  # in REPLACED_DIR: the renames of a replacement
-#: Top-level files the HTML report writes into a run directory (they describe the old run).
-REPORT_FILES = ("index.html", "summary.png")
+#: Top-level report files and pages other tools linked to the run (they describe the old run).
+REPORT_FILES = ("index.html", "summary.png", "report-images", "extra_pages.json")
 
 fcntl: ModuleType | None
 try:  # POSIX
