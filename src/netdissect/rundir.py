@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .data.broden import BrodenDataset
 
 RUN_FILE = "run.json"
+ABLATION_RUN_FILE = "ablation-run.json"  # the mark of a `netdissect ablate` output directory
 LOCK_FILE = ".lock"
 STAGING_DIR = ".overwrite"  # a new run written beside the old one until it has finished
 REPLACED_DIR = ".replaced"  # the old run's entries while the new ones move in
@@ -118,6 +119,8 @@ def prepare_run_dir(
     ``overwrite`` replaces a different run), all its layers (earlier ones first) and those
     already finished there. A different run is refused without ``overwrite``.
     """
+    if (run_dir / ABLATION_RUN_FILE).exists():
+        raise RunDirectoryError(f"{run_dir} holds an ablation (netdissect ablate): choose another --out")
     finish_replacement(run_dir)
     key = json.loads(json.dumps({k: metadata[k] for k in ("model", "model_fingerprint", "dataset", "options")}))
     work = run_dir

@@ -131,3 +131,26 @@ def test_demo_runs_the_ablation_and_links_it(tmp_path, monkeypatch, capsys):
     )
     assert main([*args, "--no-ablation", "--no-report", "--out", str(tmp_path / "d2")]) == 0
     assert not (tmp_path / "d2" / "ablation").exists()
+
+
+def test_ablations_and_dissections_keep_to_their_own_directories(demo_run, capsys):
+    data, run, out = demo_run
+    before = (run / "index.html").read_bytes()
+    argv = ["ablate", "--model", "demo", "--layer", "conv4", "--images", str(data), "--no-progress", "--device", "cpu"]
+    for target in (run, run / "conv4"):  # a run, or one of its layers
+        assert main([*argv, "--out", str(target)]) == 1
+        assert "holds a dissection run" in capsys.readouterr().err
+    assert (run / "index.html").read_bytes() == before
+    dissect_argv = ["dissect", "--model", "demo", "--layers", "conv4", "--dataset", str(data), "--no-progress"]
+    assert main([*dissect_argv, "--out", str(out), "--device", "cpu", "--workers", "0"]) == 1
+    assert "holds an ablation" in capsys.readouterr().err
+    assert AblationResult.load(out).units.size == 128
+
+
+def test_a_wrong_dissection_fails_before_the_ablation_runs(demo_run, tmp_path, capsys):
+    data, run, _ = demo_run
+    argv = ["ablate", "--model", "demo", "--layer", "conv3", "--images", str(data), "--no-progress", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "abl"), "--dissection", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "has no layer 'conv3'" in err and err.count("\n") == 1
+    assert not (tmp_path / "abl" / "ablation.npz").exists() and not (tmp_path / "abl" / "checkpoints").exists()

@@ -29,13 +29,14 @@ from ..hooks import first_line
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
 from ..resume import Checkpointer, checkpoint_key
-from ..rundir import run_lock
+from ..rundir import ABLATION_RUN_FILE, run_lock
+from ..rundir import RUN_FILE as DISSECTION_RUN_FILE
 from . import compute
 from .images import ImageDataset, LabelledImages, collate_images, labelled_images, model_class_names, read_class_file
 from .result import JSON_FILE, AblationResult, rank_units
 from .split import split_model
 
-RUN_FILE = "ablation-run.json"
+RUN_FILE = ABLATION_RUN_FILE
 CHECKPOINT = Path("checkpoints") / "ablation.ckpt"
 METHODS = ("zero", "mean")
 
@@ -120,9 +121,10 @@ def ablate(
         "estimate": estimate,
         "batch_size": batch_size,
     }
+    fingerprint = model_fingerprint(module)
     key_parts = {
         "model": loaded.spec,
-        "fingerprint": model_fingerprint(module),
+        "fingerprint": fingerprint,
         "images": images.identity(),
         "classes": images.class_outputs,
         "options": options,
@@ -130,6 +132,10 @@ def ablate(
     }
     runner = _Experiment(module, loaded, images, data, dev, options, workers, ablation_batch, progress, split)
     runner.class_names = class_names
+    if dissection is not None:  # a wrong --dissection fails before the work, not after it
+        from .join import check_dissection
+
+        check_dissection(dissection, layer, fingerprint)
     directory = Path(out) if out is not None else None
     with _run_directory(directory, key_parts, overwrite):
         checkpointer = Checkpointer(
@@ -170,6 +176,13 @@ def _run_directory(directory: Path | None, key_parts: dict, overwrite: bool) -> 
     if directory is None:
         yield
         return
+    if (directory / DISSECTION_RUN_FILE).exists() or (
+        (directory.parent / DISSECTION_RUN_FILE).exists() and (directory / "units.json").exists()
+    ):
+        raise RunDirectoryError(
+            f"{directory} holds a dissection run (or one of its layers): give --out a directory of its own "
+            "(e.g. RUN/ablation)"
+        )
     with run_lock(directory):
         key = json.loads(json.dumps(key_parts, default=str))
         path = directory / RUN_FILE

@@ -28,17 +28,26 @@ def load_layer(run: str | os.PathLike, layer: str) -> tuple[LayerResult, dict]:
     return result.layers[layer], result.metadata
 
 
+def check_dissection(run: str | os.PathLike, layer: str, fingerprint: str | None) -> tuple[LayerResult, dict]:
+    """The dissected ``layer`` of ``run`` and its metadata, checked to be of the model with ``fingerprint``
+    (called before an ablation starts, so a wrong ``--dissection`` fails at once)."""
+    dissected, meta = load_layer(run, layer)
+    theirs = meta.get("model_fingerprint")
+    if fingerprint and theirs and fingerprint != theirs:
+        raise ModelError(
+            f"--dissection {run} dissected another model (weights fingerprint {theirs}, this one {fingerprint})"
+        )
+    return dissected, meta
+
+
 def join_dissection(result: AblationResult, run: str | os.PathLike, layer: str) -> dict:
     """Add ``metadata["dissection"]`` to ``result``: per unit its label, category and IoU and the
     number of classes for which it is among the top-k units; the correlations of IoU with that
     number. Returns that record."""
-    dissected, meta = load_layer(run, layer)
+    dissected, _ = check_dissection(run, layer, result.metadata.get("model_fingerprint"))
     width = int(result.metadata.get("layer_units", dissected.units))
     if dissected.units != width:
         raise RunDirectoryError(f"--dissection {run}: layer {layer} has {dissected.units} units there, {width} here")
-    ours, theirs = result.metadata.get("model_fingerprint"), meta.get("model_fingerprint")
-    if ours and theirs and ours != theirs:
-        raise ModelError(f"--dissection {run} dissected another model (weights fingerprint {theirs}, this one {ours})")
     rows = result.units - 1
     iou = dissected.score[rows].astype(np.float64)
     k = result.top_k
