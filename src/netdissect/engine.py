@@ -6,6 +6,7 @@ options in :mod:`netdissect.config`, the run directory's bookkeeping in :mod:`ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -103,8 +104,9 @@ def dissect(
             result = _dissect(module, dataset, layers, device, config, metadata, shard, work, all_layers, done)
             result.directory = run_dir
             return result
-        with run_lock(run_dir):
-            try:
+        with contextlib.ExitStack() as stack:
+            try:  # the other ranks wait for the outcome: they get the error too (a held lock, another run)
+                stack.enter_context(run_lock(run_dir))
                 # refuses other runs; an overwrite writes into a staging directory (work)
                 work, all_layers, done = prepare_run_dir(run_dir, metadata, layers, config.overwrite)
             except BaseException as exc:
