@@ -171,7 +171,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="checkpoint in --out this often; a killed run continues when run again (0: every batch; "
         "default: %(default)g)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a different ablation found in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different ablation found in --out (its results are removed when the new one starts)",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write index.html and the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_ablate)

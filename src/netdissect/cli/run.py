@@ -251,7 +251,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generate (once, cached) a synthetic dataset, dissect every conv layer of the bundled "
         "demo CNN on it, write the report, and ablate conv4's units on the dataset's scene labels.",
     )
-    p.add_argument("--out", default=DEFAULT_DEMO_OUT, metavar="DIR", help="run directory (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_DEMO_OUT,
+        metavar="DIR",
+        help="run directory; a different run found there is replaced (default: %(default)s)",
+    )
     p.add_argument("--images", type=int, default=400, help="images in the demo dataset (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo dataset (default: %(default)s)")
     _add_prepared_option(p)
