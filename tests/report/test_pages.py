@@ -488,3 +488,29 @@ def test_report_process_does_not_import_torch(run, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pages_linked_at_the_same_time_are_all_listed(tmp_path):
+    """Tools that link pages to one run concurrently (two ablations, a generator) lose none."""
+    import threading
+
+    from netdissect.report.extra import read_extra_pages
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pages = []
+    for k in range(12):
+        page = tmp_path / f"tool{k}" / "index.html"
+        page.parent.mkdir()
+        page.write_text("<title>t</title>")
+        pages.append(page)
+    threads = [
+        threading.Thread(target=add_extra_page, args=(run_dir, f"tool {k}", page)) for k, page in enumerate(pages)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    listed = json.loads((run_dir / "extra_pages.json").read_text())
+    assert sorted(entry["title"] for entry in listed) == sorted(f"tool {k}" for k in range(12))
+    assert len(read_extra_pages(run_dir)) == 12

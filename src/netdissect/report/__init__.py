@@ -36,7 +36,7 @@ from ..files import atomic_write_bytes, layer_dirname
 from . import strips as _strips
 from .categories import bar_data
 from .datarows import Rows, read_rows, rows_of
-from .extra import read_extra_pages, record_extra_page
+from .extra import pages_lock, read_extra_pages, record_extra_page
 from .pages import layer_context, render_layer_page, render_run_page, run_context
 from .runview import SUMMARY_FILE, RunView
 
@@ -167,9 +167,10 @@ def add_extra_page(run_dir: str | os.PathLike, title: str, page: str | os.PathLi
     """
     run_dir = Path(run_dir)
     path = Path(os.path.relpath(Path(page).resolve(), run_dir.resolve())).as_posix()
-    file = record_extra_page(run_dir, title, path)
-    if (run_dir / INDEX).is_file() and (run_dir / SUMMARY_FILE).is_file():
-        write_run_page(run_dir)
+    with pages_lock(run_dir):  # two tools linking pages at once both get listed
+        file = record_extra_page(run_dir, title, path)
+        if (run_dir / INDEX).is_file() and (run_dir / SUMMARY_FILE).is_file():
+            write_run_page(run_dir)
     return file
 
 

@@ -9,11 +9,20 @@ never breaks a report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..files import atomic_write_json
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock
+    fcntl = None  # type: ignore[assignment]
+
+PAGES_LOCK = ".extra.lock"  # apart from the run's .lock, which a running dissection holds
 
 EXTRA_PAGES = "extra_pages.json"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -64,3 +73,17 @@ def record_extra_page(run_dir: str | Path, title: str, path: str) -> Path:
     pages.append({"title": title, "path": path})
     atomic_write_json(file, pages)
     return file
+
+
+@contextlib.contextmanager
+def pages_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock on its list of extra pages (waits for another holder)."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(Path(run_dir) / PAGES_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
