@@ -760,3 +760,8 @@ def test_prepare_bad_dataset_and_out(capsys, synthetic_small, tmp_path):
     png.write_bytes(b"not a png")
     cli_error(capsys, ["prepare", str(synthetic_small), "--workers", "0", "--no-progress"], "cannot read PNG", str(png))
     assert not any((tmp_path / "cache" / "prepared").iterdir())
+
+
+def test_model_args_must_be_a_json_object(capsys):
+    cli_error(capsys, ["layers", "--model", "demo", "--model-args", "{width: 2}"], "--model-args is not valid JSON")
+    cli_error(capsys, ["layers", "--model", "demo", "--model-args", "[2]"], "--model-args must be a JSON object")

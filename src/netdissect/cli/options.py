@@ -284,17 +284,23 @@ def _parse_input_size(text: str) -> tuple[int, int]:
     return size
 
 
-def _load(args: argparse.Namespace):
+def _json_object(text: str, option: str) -> dict:
+    """The JSON object given to ``option`` (``--model-args``), or a one-line error."""
     from ..errors import ModelError
-    from ..models import load_model
 
     try:
-        model_args = json.loads(args.model_args)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ModelError(f"--model-args is not valid JSON: {exc}") from None
-    if not isinstance(model_args, dict):
-        raise ModelError("--model-args must be a JSON object")
-    return load_model(args.model, args.weights, args.trust_pickle, model_args)
+        raise ModelError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{option} must be a JSON object")
+    return value
+
+
+def _load(args: argparse.Namespace):
+    from ..models import load_model
+
+    return load_model(args.model, args.weights, args.trust_pickle, _json_object(args.model_args, "--model-args"))
 
 
 def _dataset_path(name: str, data_dir: str | None) -> Path:

@@ -8,19 +8,15 @@ import json
 import os
 from pathlib import Path
 
-from .options import _add_preprocess_options, _add_report_options, _add_run_options, _config, _preprocess, _report
-
-
-def _json_object(text: str, option: str) -> dict:
-    from ..errors import ModelError
-
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{option} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ModelError(f"{option} must be a JSON object")
-    return value
+from .options import (
+    _add_preprocess_options,
+    _add_report_options,
+    _add_run_options,
+    _config,
+    _json_object,
+    _preprocess,
+    _report,
+)
 
 
 def _segmenter(args: argparse.Namespace):
