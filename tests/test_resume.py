@@ -221,7 +221,8 @@ def kill_when(proc: subprocess.Popen, path: Path, wanted_pass: int, batches: int
         if state and state["pass"] == wanted_pass and state["next_batch"] >= batches:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-            return checkpoint_state(path)
+            # killed between a save's two renames, the previous checkpoint stands (as a resume reads it)
+            return checkpoint_state(path) or checkpoint_state(previous_path(path))
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.02)
     proc.kill()
