@@ -6,7 +6,9 @@ Every command runs in its own process, as a user runs it (wall seconds and peak 
 process), side by side in one run:
 
 (a) ``netdissect demo`` end to end with an empty cache (dataset generation, dissection, report);
-    peak RSS; ``netdissect --help``;
+    peak RSS, next to the *import floor*: the peak RSS of a process that only imports what the
+    demo imports (torch, the engine, the report, matplotlib's Agg canvas) and exits as
+    ``netdissect`` does; ``netdissect --help``;
 (b) the demo (400 images, 4 layers) and a 224 px synthetic set (two layers, conv2 + conv3 = 192
     units): ``netdissect dissect``/``demo --no-report`` (the dissection), then ``netdissect report``
     on it: *cold* (no report files yet: charts drawn) and *rebuild* (the report exists: the usual
@@ -69,6 +71,13 @@ def run(cmd: list[str], env: dict, log: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{log.read_text()[-3000:]}")
     return {"seconds": round(seconds, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+#: What ``netdissect demo`` imports, then the exit ``netdissect`` takes once torch is loaded.
+IMPORT_FLOOR = (
+    "import os, torch, netdissect.engine, netdissect.data.synthetic, netdissect.ablation.experiment, "
+    "netdissect.report, matplotlib.figure, matplotlib.backends.backend_agg; os._exit(0)"
+)
 
 
 def nd(*args: str) -> list[str]:
@@ -197,6 +206,8 @@ def main() -> None:
     try:
         helps = [run(nd("--help"), env, tmp / "help.log")["seconds"] for _ in range(3)]
         results["help_s"] = min(helps)
+        floor = run([sys.executable, "-c", IMPORT_FLOOR], env, tmp / "floor.log")
+        results["import_floor_rss_mb"] = floor["peak_rss_mb"]
         # (a) demo end to end from an empty cache, then (b) its dissection alone and the reports
         images = ["--images", str(demo_images)]
         results["demo_end_to_end"] = run(
@@ -264,6 +275,11 @@ def main() -> None:
     print(f"{'measure':<36} {'value':>10} {'target':>8}  met")
     for k, c in results["checks"].items():
         print(f"{k:<36} {c['value']:>10} {c['target']:>8}  {'yes' if c['met'] else 'NO'}")
+    demo_rss = results["demo_end_to_end"]["peak_rss_mb"]
+    print(
+        f"demo peak RSS {demo_rss} MB = import floor {results['import_floor_rss_mb']} MB "
+        f"+ {round(demo_rss - results['import_floor_rss_mb'], 1)} MB of work"
+    )
     print()
     for name in ("demo", "synthetic224"):
         r = results[name]

@@ -8,8 +8,11 @@ matplotlib) are imported inside the commands, so ``netdissect --help`` stays fas
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
+from typing import NoReturn
 
 from .._version import __version__
 
@@ -43,3 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netdissect: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> NoReturn:
+    """The ``netdissect`` program: :func:`main`, then exit.
+
+    Once torch is loaded the process ends with :func:`os._exit` after the exit handlers have run
+    and the output is flushed: the interpreter's own exit would then run the C++ static
+    destructors of torch's CUDA libraries, which page about 125 MB of them back in (raising the
+    command's peak RSS by as much) and do nothing useful. Every file a command writes is closed
+    before :func:`main` returns.
+    """
+    status = main()
+    if "torch" not in sys.modules:
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
