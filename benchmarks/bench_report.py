@@ -10,7 +10,7 @@ process), side by side in one run:
     demo imports (torch, the engine, the report, matplotlib's Agg canvas) and exits as
     ``netdissect`` does; ``netdissect --help``;
 (b) the demo (400 images, 4 layers) and a 224 px synthetic set (two layers, conv2 + conv3 = 192
-    units): ``netdissect dissect``/``demo --no-report`` (the dissection), then ``netdissect report``
+    units): ``netdissect dissect``/``demo --no-report --no-ablation`` (the dissection), then ``netdissect report``
     on it: *cold* (no report files yet: charts drawn) and *rebuild* (the report exists: the usual
     ``netdissect report`` after a dissection wrote one); ratio = report seconds / dissection seconds;
 (c) the old report (``--old-commit``, the code before this change, from ``git archive``) on the same
@@ -214,7 +214,8 @@ def main() -> None:
             nd("demo", "--out", str(tmp / "demo-e2e"), "--no-progress", *images), env, tmp / "e2e.log"
         )
         demo = tmp / "demo"
-        dissection = run(nd("demo", "--out", str(demo), "--no-progress", "--no-report", *images), env, tmp / "d.log")
+        demo_only = ("--no-progress", "--no-report", "--no-ablation")  # the dissection alone
+        dissection = run(nd("demo", "--out", str(demo), *demo_only, *images), env, tmp / "d.log")
         results["demo"] = measure_reports("demo", demo, dissection, env, old_env, tmp)
         # a 224 px synthetic set: conv2 + conv3 of the demo model (made in a child process: this one
         # stays small, since a child's peak RSS counts the parent's memory at the fork)

@@ -127,6 +127,28 @@ def test_store_images_once_copied_or_reencoded(planted, tmp_path):
             assert im.format == "JPEG" and im.size == (16, 16)
 
 
+def test_store_images_keeps_images_written_after_their_source_changed(planted, tmp_path):
+    """A rebuild keeps a stored image; a source changed since is stored again; no temp file stays."""
+    import os
+
+    data, _, _ = planted
+    rows = rows_of(data)
+    store_images(rows, [0, 1], tmp_path / "images", workers=1)
+    kept, redone = tmp_path / "images" / image_name(0), tmp_path / "images" / image_name(1)
+    kept.write_bytes(b"marker")  # newer than its source: kept as it is
+    source = rows.image_path(1)
+    later = redone.stat().st_mtime_ns + 10**9
+    os.utime(source, ns=(later, later))  # the dataset image changed after it was stored
+    redone.write_bytes(b"stale")
+    os.utime(redone, ns=(later - 10**9, later - 10**9))
+    written = store_images(rows, [0, 1], tmp_path / "images", workers=1)
+    assert kept.read_bytes() == b"marker"
+    with Image.open(redone) as im:
+        assert im.format == "JPEG"
+    assert written == kept.stat().st_size + redone.stat().st_size
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [image_name(0), image_name(1)]
+
+
 def test_large_images_are_reencoded_smaller(tmp_path):
     """A big JPEG is re-encoded (smaller), an image over MAX_SIDE is scaled down to it."""
     rng = np.random.default_rng(0)

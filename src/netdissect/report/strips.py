@@ -251,22 +251,31 @@ def image_name(index: int) -> str:
 def _store_one(rows: Rows, index: int, directory: Path) -> int:
     source = rows.image_path(index)
     target = directory / image_name(index)
+    try:  # written (atomically) after the source last changed: a rebuild keeps it
+        done = target.stat()
+        if done.st_size > 0 and done.st_mtime_ns >= source.stat().st_mtime_ns:
+            return done.st_size
+    except OSError:
+        pass
     row = rows.rows[index]
     with open(source, "rb") as f:
         jpeg = f.read(3) == b"\xff\xd8\xff"
     small = source.stat().st_size <= COPY_BYTES_PER_PIXEL * row.ih * row.iw
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     if jpeg and small and max(row.ih, row.iw) <= MAX_SIDE:
-        shutil.copyfile(source, target)
+        shutil.copyfile(source, tmp)
     else:
         with Image.open(source) as im:
             im = im.convert("RGB")
             im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
-            im.save(target, format="JPEG", quality=JPEG_QUALITY)
+            im.save(tmp, format="JPEG", quality=JPEG_QUALITY)
+    os.replace(tmp, target)
     return target.stat().st_size
 
 
 def store_images(rows: Rows, indices: Iterable[int], directory: str | os.PathLike, workers: int | None = None) -> int:
-    """Write each dataset position of ``indices`` once into ``directory``; return the bytes written."""
+    """Write each dataset position of ``indices`` once into ``directory`` (an image already written
+    since its source last changed is kept); return the bytes the images take."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     todo = sorted(set(int(i) for i in indices))
