@@ -141,6 +141,7 @@ def test_store_images_keeps_images_written_after_their_source_changed(planted, t
     os.utime(source, ns=(later, later))  # the dataset image changed after it was stored
     redone.write_bytes(b"stale")
     os.utime(redone, ns=(later - 10**9, later - 10**9))
+    (tmp_path / "images" / image_name(3)).write_bytes(b"a top image no longer shown")
     written = store_images(rows, [0, 1], tmp_path / "images", workers=1)
     assert kept.read_bytes() == b"marker"
     with Image.open(redone) as im:

@@ -254,7 +254,8 @@ def write_report(
     }
     rows: Rows | None = None if imported else _run_rows(run, dataset)
     images = run_dir / _strips.IMAGES_DIR
-    shutil.rmtree(images, ignore_errors=True)
+    if rows is None:
+        shutil.rmtree(images, ignore_errors=True)
     truth: Any = None
     if rows is not None:
         _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)

@@ -274,11 +274,20 @@ def _store_one(rows: Rows, index: int, directory: Path) -> int:
 
 
 def store_images(rows: Rows, indices: Iterable[int], directory: str | os.PathLike, workers: int | None = None) -> int:
-    """Write each dataset position of ``indices`` once into ``directory`` (an image already written
-    since its source last changed is kept); return the bytes the images take."""
+    """Write each dataset position of ``indices`` once into ``directory``, which then holds exactly
+    those images (an image already written since its source last changed is kept, any other file
+    is removed); return the bytes the images take."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     todo = sorted(set(int(i) for i in indices))
+    names = {image_name(i) for i in todo}
+    for old in directory.iterdir():
+        if old.name in names:
+            continue
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         return sum(pool.map(lambda i: _store_one(rows, i, directory), todo))
 
