@@ -43,20 +43,22 @@ cannot beat the beam's current worst (upper bounds ``|M F| / |M|`` for AND and A
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .config import FORMULA_OPS as OPS  # the spellings of --formula-ops
 from .errors import OptionError
+from .formula_terms import OP_TEXT, Terms
+from .formula_terms import UnitFormulas as UnitFormulas  # re-exported: formulas' public names
+from .formula_terms import evaluate_formula as evaluate_formula
+from .formula_terms import formula_text as formula_text
 from .signatures import SignatureTable, subset_counts
 
-OP_TEXT = {"and": "AND", "or": "OR", "andnot": "AND NOT"}  # the spellings of formulas and formula_terms
 TEXT_OP = {text: op for op, text in OP_TEXT.items()}
 
 Poly = dict[tuple[int, ...], int]  # label subset (descending) -> integer coefficient
-Terms = tuple[tuple[str | None, int], ...]  # ((None, l1), (op, l2), ...), left-nested
 
 
 # ---------------------------------------------------------------- formulas as polynomials
@@ -97,25 +99,6 @@ def formula_poly(terms: Terms) -> Poly:
     return poly
 
 
-def formula_text(terms: Sequence[tuple[str | None, int]], names: Sequence[str]) -> str:
-    """``((water OR river) AND NOT blue)``; a single label is its name; no terms: ``""``."""
-    if not terms:
-        return ""
-    text = names[terms[0][1]]
-    for op, label in terms[1:]:
-        text = f"({text} {OP_TEXT[str(op)]} {names[label]})"
-    return text
-
-
-def evaluate_formula(terms: Sequence[tuple[str | None, int]], members: dict[int, np.ndarray]) -> np.ndarray:
-    """A formula's boolean value from each of its labels' boolean arrays (``members[label]``)."""
-    value = members[terms[0][1]].copy()
-    for op, label in terms[1:]:
-        other = members[label]
-        value = value & other if op == "and" else value | other if op == "or" else value & ~other
-    return value
-
-
 def subset_key(owner: int, subset: tuple[int, ...], labels: int) -> int:
     key = owner
     for label in subset:
@@ -146,17 +129,6 @@ class Formula:
     @property
     def key(self) -> frozenset:
         return frozenset(self.poly.items())
-
-
-@dataclass
-class UnitFormulas:
-    """Per unit: the best formula found, its IoU, and the best single label under the same semantics."""
-
-    terms: list[Terms]  # per unit; () when the dataset has no usable label
-    iou: np.ndarray  # (U,) float64
-    single_label: np.ndarray  # (U,) int64 label number
-    single_iou: np.ndarray  # (U,) float64
-    info: dict = field(default_factory=dict)  # length, beam, ops, pruned, signatures, entries
 
 
 def _iou(inter: torch.Tensor, size: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

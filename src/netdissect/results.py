@@ -17,14 +17,13 @@ import numpy as np
 import torch
 
 from .files import atomic_write_bytes, atomic_write_json, layer_dirname
-from .formulas import OP_TEXT, UnitFormulas, formula_text
+from .formula_terms import OP_TEXT, UnitFormulas, formula_arrays, formula_text, read_formulas
 from .labels import best_labels, display_name
 from .tally import Counts, iou_from_counts, null_summary
 
 TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
 MAPS_FILE = "top_maps.npz"
 FORMULAS_FILE = "formulas.csv"
-_OP_CODES = (None, "and", "or", "andnot")  # formula terms in iou.npz: op code 0 for the first term
 
 
 @dataclass
@@ -249,7 +248,7 @@ class LayerResult:
         writer.writerow(header)
         writer.writerows(self.tally_rows())
         atomic_write_bytes(directory / TALLY_FILE, text.getvalue().encode())
-        optional = {**self._null_arrays(), **(_formula_arrays(self.formulas) if self.formulas is not None else {})}
+        optional = {**self._null_arrays(), **(formula_arrays(self.formulas) if self.formulas is not None else {})}
         arrays = io.BytesIO()
         np.savez_compressed(
             arrays,
@@ -316,33 +315,8 @@ class LayerResult:
                 metadata=meta.get("metadata", {}),
                 null_score=z["null_score"] if "null_score" in z.files else None,
                 given_iou=z["iou"] if "iou_given" in z.files and bool(z["iou_given"]) else None,
-                formulas=_read_formulas(z, meta.get("formulas", {})) if "formula_labels" in z.files else None,
+                formulas=read_formulas(z, meta.get("formulas", {})),
             )
-
-
-def _formula_arrays(formulas: UnitFormulas) -> dict[str, np.ndarray]:
-    """The formulas as arrays for iou.npz: label numbers and op codes ``(U, N)`` (-1 / 0: padding)."""
-    width = max([len(t) for t in formulas.terms] + [1])
-    labels = np.full((len(formulas.terms), width), -1, dtype=np.int64)
-    ops = np.zeros((len(formulas.terms), width), dtype=np.int64)
-    for u, terms in enumerate(formulas.terms):
-        for k, (op, label) in enumerate(terms):
-            labels[u, k], ops[u, k] = label, _OP_CODES.index(op)
-    return {
-        "formula_labels": labels,
-        "formula_ops": ops,
-        "formula_iou": formulas.iou,
-        "formula_single_label": formulas.single_label,
-        "formula_single_iou": formulas.single_iou,
-    }
-
-
-def _read_formulas(z, info: dict) -> UnitFormulas:
-    terms = [
-        tuple((_OP_CODES[op], int(label)) for op, label in zip(ops, labels) if label >= 0)
-        for ops, labels in zip(z["formula_ops"].tolist(), z["formula_labels"].tolist())
-    ]
-    return UnitFormulas(terms, z["formula_iou"], z["formula_single_label"], z["formula_single_iou"], info)
 
 
 def _num(x: float) -> float:

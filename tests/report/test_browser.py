@@ -167,18 +167,18 @@ def test_search_and_viewer_with_ground_truth_toggle(page, report):
     assert shown and all(first["label"].lower() in c["label"].lower() for c in shown)
     page.click(f".unit-card[data-unit='{first['unit']}']")
     page.wait_for_selector("#viewer", state="visible")
-    page.wait_for_selector(f"#viewer-tiles[data-shown='{first['unit']}:false']")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{first['unit']}:unit']")
     assert page.eval_on_selector_all("#viewer-tiles img", "imgs => imgs.length") == 10
     mask = overlay_pixels(page, "#viewer-tiles")
     page.click("#toggle-truth")
-    page.wait_for_selector(f"#viewer-tiles[data-shown='{first['unit']}:true']")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{first['unit']}:truth']")
     assert page.get_attribute("#toggle-truth", "aria-pressed") == "true"
     truth = overlay_pixels(page, "#viewer-tiles")
     assert truth != mask
     rgba = {tuple(truth[i : i + 4]) for i in range(0, len(truth), 4)}
     assert (0, 200, 255, 140) in rgba or (0, 200, 255, 255) in rgba  # the label's ground truth, tinted
     page.keyboard.press("g")
-    page.wait_for_selector(f"#viewer-tiles[data-shown='{first['unit']}:false']")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{first['unit']}:unit']")
     assert overlay_pixels(page, "#viewer-tiles") == mask
     page.keyboard.press("Escape")
     page.wait_for_selector("#viewer", state="hidden")
@@ -196,6 +196,70 @@ def test_hostile_label_is_text(page, report):
         assert page.locator(".unit-card", has_text=EVIL).first.is_visible()  # shown literally
     for html in [report / "index.html", report / "conv4" / "index.html"]:
         assert EVIL not in html.read_text()  # only ever written escaped
+
+
+@pytest.fixture(scope="module")
+def formula_report(tmp_path_factory):
+    from netdissect.report import write_report
+
+    root = tmp_path_factory.mktemp("browser-formulas")
+    data = make_synthetic_dataset(root / "data", n=40, size=64, seed=3)
+    out = root / "run"
+    dissect(
+        load_model("demo"),
+        data,
+        ["conv4"],
+        out,
+        workers=0,
+        progress=False,
+        device="cpu",
+        quantile=0.02,
+        formula_length=2,
+    )
+    write_report(out, progress=False)
+    return out
+
+
+MAGENTA = {(255, 60, 200, 140), (255, 60, 200, 255)}  # the formula's tint (inside, edge)
+
+
+def test_viewer_overlays_the_formula(page, formula_report):
+    """F (or the button) draws the unit's formula mask in its own colour; G switches to the label's
+    ground truth; F again goes back to the unit's mask; the arrow keys keep the formula on."""
+    open_layer(page, formula_report)
+    card = page.locator(".unit-card[data-formula]").first
+    unit = card.get_attribute("data-unit")
+    card.click()
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:unit']")
+    assert page.is_visible("#toggle-formula")
+    mask = overlay_pixels(page, "#viewer-tiles")
+    page.keyboard.press("f")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:formula']")
+    assert page.get_attribute("#toggle-formula", "aria-pressed") == "true"
+    formula = overlay_pixels(page, "#viewer-tiles")
+    assert formula != mask
+    assert MAGENTA & {tuple(formula[i : i + 4]) for i in range(0, len(formula), 4)}
+    page.click("#toggle-truth")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:truth']")
+    assert page.get_attribute("#toggle-formula", "aria-pressed") == "false"
+    page.click("#toggle-formula")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:formula']")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("#viewer-tiles[data-shown$=':formula']")
+    assert not page.text_content("#viewer-title").startswith(f"Unit {unit}:")
+    page.keyboard.press("f")
+    page.wait_for_selector("#viewer-tiles[data-shown$=':unit']")
+    assert page.problems == []
+
+
+def test_no_formula_button_without_formulas(page, report):
+    open_layer(page, report)
+    page.locator(".unit-card").first.click()
+    page.wait_for_selector("#viewer-tiles[data-shown$=':unit']")
+    assert not page.is_visible("#toggle-formula")
+    page.keyboard.press("f")  # nothing to show: stays on the unit's mask
+    assert page.get_attribute("#viewer-tiles", "data-shown").endswith(":unit")
+    assert page.problems == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,14 +374,14 @@ def test_large_layer_bar_click_viewer_and_ground_truth(page, big_report):
     shown = visible_cards(page)
     assert shown and all(label.lower() in c["label"].lower() for c in shown)
     page.click(f".unit-card[data-unit='{shown[0]['unit']}']")
-    page.wait_for_selector(f"#viewer-tiles[data-shown='{shown[0]['unit']}:false']")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{shown[0]['unit']}:unit']")
     mask = overlay_pixels(page, "#viewer-tiles")
     page.click("#toggle-truth")
-    page.wait_for_selector(f"#viewer-tiles[data-shown='{shown[0]['unit']}:true']")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{shown[0]['unit']}:truth']")
     assert overlay_pixels(page, "#viewer-tiles") != mask
     if len(shown) > 1:  # the arrow keys step through the shown units, ground truth kept on
         page.keyboard.press("ArrowRight")
-        page.wait_for_selector(f"#viewer-tiles[data-shown='{shown[1]['unit']}:true']")
+        page.wait_for_selector(f"#viewer-tiles[data-shown='{shown[1]['unit']}:truth']")
         assert page.text_content("#viewer-title").startswith(f"Unit {shown[1]['unit']}:")
     page.keyboard.press("Escape")
     page.wait_for_selector("#viewer", state="hidden")

@@ -111,6 +111,48 @@ def test_rows_read_without_torch_equal_the_datasets(planted, tmp_path):
     assert read_rows(data.directory, {"images": 2, "first_row": 3, "last_row": 4}) is None  # no such selection
 
 
+def test_formula_tiles_are_the_formula_on_the_label_maps(tmp_path):
+    """A unit firing exactly on "a OR b" gets that formula; its tiles' third entry is the formula's
+    mask on each top image (5x5 segmentations: 25 bits, so the packed padding is exercised), and
+    so is any other formula's, AND NOT included."""
+    import dataclasses
+
+    from netdissect.formula_terms import evaluate_formula
+
+    n, seg_size = 5, 5
+    rng = np.random.default_rng(7)
+    w = BrodenWriter(tmp_path / "ds", ["object"], [LabelSpec(1, "a"), LabelSpec(2, "b")])
+    maps, segs = torch.zeros(n, 2, seg_size, seg_size), []
+    for i in range(n):
+        seg = rng.integers(0, 3, (seg_size, seg_size))
+        segs.append(seg)
+        maps[i, 0] = torch.from_numpy(seg > 0).float()  # unit 1: exactly "a OR b" (threshold 0)
+        maps[i, 1] = torch.from_numpy(rng.random((seg_size, seg_size))).float()
+        w.add_image(f"im{i}", gray_image(i, 2 * seg_size), pixel_labels={"object": [seg]})
+    w.close()
+    data = BrodenDataset(tmp_path / "ds", preprocess=RAW)
+    result = dissect(
+        LookupNet(maps), data, ["layer"], workers=0, progress=False, device="cpu", quantile=0.9, formula_length=2
+    )["layer"]
+    assert result.formula[0] in ("(a OR b)", "(b OR a)") and result.formula_iou[0] == 1.0
+    rows = rows_of(data)
+
+    def check(formulas) -> None:
+        tiles = layer_tiles(dataclasses.replace(result, formulas=formulas), rows, examples=3, workers=2)
+        for u in (1, 2):
+            terms = formulas.terms[u - 1]
+            shown = result.top_indices[u - 1, :3].tolist()
+            got = unpack_masks(tiles[u][2], [(seg_size, seg_size)] * len(shown))
+            for image, mask in zip(shown, got):
+                members = {label: segs[image] == label for _, label in terms}
+                assert np.array_equal(mask, evaluate_formula(terms, members))
+
+    check(result.formulas)
+    check(dataclasses.replace(result.formulas, terms=[((None, 1), ("andnot", 2)), ((None, 2), ("and", 1))]))
+    plain = layer_tiles(dataclasses.replace(result, formulas=None), rows, examples=3, workers=2)
+    assert all(len(entry) == 2 for entry in plain.values())  # no formula: unit and ground truth only
+
+
 def test_store_images_once_copied_or_reencoded(planted, tmp_path):
     data, _, _ = planted
     rows = rows_of(data)

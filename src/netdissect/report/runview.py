@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import layer_dirname
+from ..formula_terms import UnitFormulas, read_formulas
 from ..labels import best_labels
 
 ARRAYS_FILE, UNITS_FILE, MAPS_FILE, SUMMARY_FILE = "iou.npz", "units.json", "top_maps.npz", "summary.json"
@@ -46,6 +47,7 @@ class LayerView:
     null_std: np.ndarray | None = None
     z_score: np.ndarray | None = None
     p_value: np.ndarray | None = None
+    formulas: UnitFormulas | None = None  # each unit's best formula (runs with --formula-length > 1)
 
     def __post_init__(self) -> None:
         labels, scores = best_labels(self.iou, self.label_category, len(self.categories))
@@ -95,6 +97,7 @@ class LayerView:
                 saved_summary=meta["summary"],
                 metadata=meta.get("metadata", {}),
                 records=meta.get("units", []),
+                formulas=read_formulas(z, meta.get("formulas", {})),
                 **null,
             )
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..formula_terms import Terms, evaluate_formula
 from .datarows import Rows
 
 IMAGES_DIR = "report-images"
@@ -184,10 +185,12 @@ def layer_tiles(
     examples: int,
     truth: Mapping[tuple[int, int], np.ndarray] | None = None,
     workers: int | None = None,
-) -> dict[int, tuple[str, str]]:
+) -> dict[int, tuple[str, ...]]:
     """Per unit (1-based): ``(packed unit masks, packed ground-truth masks)`` on its first
     ``examples`` top images (see :func:`pack_masks`; unit masks at the image size, ground truth
-    of the unit's label at the segmentation size, from ``truth`` (:func:`truth_masks`) when given)."""
+    of the unit's label at the segmentation size, from ``truth`` (:func:`truth_masks`) when given),
+    and a third entry, the packed masks of the unit's formula (segmentation size), for a unit
+    that has one (runs with ``--formula-length`` > 1)."""
     if result.top_maps is None:
         raise ValueError(f"layer {result.layer!r} has no top_maps: dissect it again to make tiles")
     m = min(examples, result.top_indices.shape[1])
@@ -215,10 +218,18 @@ def layer_tiles(
         for s in range(0, len(uu), step):
             groups.append((uu[s : s + step], rr[s : s + step], size))
 
-    def pack(u: int) -> tuple[str, str]:
+    formulas = _formula_terms(result)
+
+    def pack(u: int) -> tuple[str, ...]:
         mine = b"".join(p.tobytes() for p in parts[u])
         theirs = b"".join(truth[(int(i), int(labels[u]))].tobytes() for i in index[u])
-        return _encode(mine), _encode(theirs)
+        if formulas is None or not formulas[u]:
+            return _encode(mine), _encode(theirs)
+        terms = formulas[u]
+        formula = b"".join(  # packed bits combine bytewise: AND, OR and AND NOT keep the padding 0
+            evaluate_formula(terms, {label: truth[(int(i), label)] for _, label in terms}).tobytes() for i in index[u]
+        )
+        return _encode(mine), _encode(theirs), _encode(formula)
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         list(pool.map(masks_for, groups))
@@ -227,12 +238,23 @@ def layer_tiles(
 
 
 def tile_labels(result: Any, examples: int) -> dict[int, set[int]]:
-    """``{position: labels}``: the labels whose ground truth a layer's tiles show on each image."""
+    """``{position: labels}``: the labels whose ground truth a layer's tiles show on each image
+    (each unit's label and the labels of its formula)."""
     wanted: dict[int, set[int]] = defaultdict(set)
+    formulas = _formula_terms(result)
     for u in range(result.units):
+        labels = {int(result.label[u])}
+        if formulas is not None:
+            labels.update(label for _, label in formulas[u])
         for i in result.top_indices[u, :examples]:
-            wanted[int(i)].add(int(result.label[u]))
+            wanted[int(i)].update(labels)
     return wanted
+
+
+def _formula_terms(result: Any) -> list[Terms] | None:
+    """Each unit's formula terms (label numbers), or None for a run without formulas."""
+    formulas = getattr(result, "formulas", None)
+    return None if formulas is None else list(formulas.terms)
 
 
 def _encode(data: bytes) -> str:
