@@ -108,7 +108,8 @@ def test_files_exist(run, result):
         assert not (directory / "strips").exists()
     # each distinct top image once, for all layers
     shown = {int(i) for layer in result.layers.values() for i in layer.top_indices[:, :10].ravel()}
-    assert sorted(p.name for p in (run / "report-images").iterdir()) == [f"{i:06d}.jpg" for i in sorted(shown)]
+    stored = sorted(p.name for p in (run / "report-images").iterdir())
+    assert stored == [".sources.json", *(f"{i:06d}.jpg" for i in sorted(shown))]
     assert not list(run.rglob(".*.tmp*"))  # atomic writes leave no temporary files
 
 

@@ -14,6 +14,7 @@ from netdissect.report.datarows import read_rows, rows_of
 from netdissect.report.strips import (
     COPY_BYTES_PER_PIXEL,
     MAX_SIDE,
+    SOURCES_FILE,
     image_name,
     layer_tiles,
     pack_masks,
@@ -157,7 +158,7 @@ def test_store_images_once_copied_or_reencoded(planted, tmp_path):
     data, _, _ = planted
     rows = rows_of(data)
     written = store_images(rows, [3, 1, 3, 1, 0], tmp_path / "images", workers=2)
-    files = sorted(p.name for p in (tmp_path / "images").iterdir())
+    files = sorted(p.name for p in (tmp_path / "images").glob("*.jpg"))
     assert files == [image_name(0), image_name(1), image_name(3)]
     assert written == sum((tmp_path / "images" / f).stat().st_size for f in files)
     for i in (0, 1, 3):
@@ -169,27 +170,27 @@ def test_store_images_once_copied_or_reencoded(planted, tmp_path):
             assert im.format == "JPEG" and im.size == (16, 16)
 
 
-def test_store_images_keeps_images_written_after_their_source_changed(planted, tmp_path):
-    """A rebuild keeps a stored image; a source changed since is stored again; no temp file stays."""
+def test_store_images_keeps_images_whose_source_did_not_change(planted, tmp_path):
+    """A rebuild keeps a stored image whose source has the same size and time; a source changed
+    since (even to an older time) is stored again; images no longer shown are removed."""
     import os
 
     data, _, _ = planted
     rows = rows_of(data)
-    store_images(rows, [0, 1], tmp_path / "images", workers=1)
-    kept, redone = tmp_path / "images" / image_name(0), tmp_path / "images" / image_name(1)
-    kept.write_bytes(b"marker")  # newer than its source: kept as it is
-    source = rows.image_path(1)
-    later = redone.stat().st_mtime_ns + 10**9
-    os.utime(source, ns=(later, later))  # the dataset image changed after it was stored
+    images = tmp_path / "images"
+    store_images(rows, [0, 1, 3], images, workers=1)
+    kept, redone = images / image_name(0), images / image_name(1)
+    kept.write_bytes(b"marker")  # its source did not change: kept as it is
     redone.write_bytes(b"stale")
-    os.utime(redone, ns=(later - 10**9, later - 10**9))
-    (tmp_path / "images" / image_name(3)).write_bytes(b"a top image no longer shown")
-    written = store_images(rows, [0, 1], tmp_path / "images", workers=1)
+    source = rows.image_path(1)
+    earlier = source.stat().st_mtime_ns - 10**9
+    os.utime(source, ns=(earlier, earlier))  # another file now, with an older time
+    written = store_images(rows, [0, 1], images, workers=1)
     assert kept.read_bytes() == b"marker"
     with Image.open(redone) as im:
         assert im.format == "JPEG"
     assert written == kept.stat().st_size + redone.stat().st_size
-    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [image_name(0), image_name(1)]
+    assert sorted(p.name for p in images.iterdir()) == [SOURCES_FILE, image_name(0), image_name(1)]
 
 
 def test_large_images_are_reencoded_smaller(tmp_path):

@@ -18,6 +18,7 @@ Nothing here imports torch unless maps must be shrunk (maps larger than their im
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import zlib
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..files import atomic_write_json
 from ..formula_terms import Terms, evaluate_formula
 from .datarows import Rows
 
@@ -270,19 +272,28 @@ def image_name(index: int) -> str:
     return f"{index:06d}.jpg"
 
 
-def _store_one(rows: Rows, index: int, directory: Path) -> int:
+#: In ``report-images/``: each stored image's source size and modification time (``[bytes, ns]``),
+#: so that a rebuild keeps the images whose source did not change.
+SOURCES_FILE = ".sources.json"
+
+
+def _source_stamp(rows: Rows, index: int) -> list[int]:
+    st = rows.image_path(index).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _store_one(rows: Rows, index: int, directory: Path, known: list[int] | None) -> tuple[int, list[int]]:
+    """Store one image unless ``known`` (its source's stamp when it was stored) still holds;
+    return its stored size and its source's stamp."""
     source = rows.image_path(index)
     target = directory / image_name(index)
-    try:  # written (atomically) after the source last changed: a rebuild keeps it
-        done = target.stat()
-        if done.st_size > 0 and done.st_mtime_ns >= source.stat().st_mtime_ns:
-            return done.st_size
-    except OSError:
-        pass
+    stamp = _source_stamp(rows, index)
+    if known == stamp and target.is_file():
+        return target.stat().st_size, stamp
     row = rows.rows[index]
     with open(source, "rb") as f:
         jpeg = f.read(3) == b"\xff\xd8\xff"
-    small = source.stat().st_size <= COPY_BYTES_PER_PIXEL * row.ih * row.iw
+    small = stamp[0] <= COPY_BYTES_PER_PIXEL * row.ih * row.iw
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     if jpeg and small and max(row.ih, row.iw) <= MAX_SIDE:
         shutil.copyfile(source, tmp)
@@ -292,17 +303,24 @@ def _store_one(rows: Rows, index: int, directory: Path) -> int:
             im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
             im.save(tmp, format="JPEG", quality=JPEG_QUALITY)
     os.replace(tmp, target)
-    return target.stat().st_size
+    return target.stat().st_size, stamp
 
 
 def store_images(rows: Rows, indices: Iterable[int], directory: str | os.PathLike, workers: int | None = None) -> int:
     """Write each dataset position of ``indices`` once into ``directory``, which then holds exactly
-    those images (an image already written since its source last changed is kept, any other file
-    is removed); return the bytes the images take."""
+    those images and :data:`SOURCES_FILE`; return the bytes the images take.
+
+    An image stored by an earlier call whose source has the same size and modification time is
+    kept; any other file is removed.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        known = json.loads((directory / SOURCES_FILE).read_text())
+    except (OSError, ValueError):
+        known = {}
     todo = sorted(set(int(i) for i in indices))
-    names = {image_name(i) for i in todo}
+    names = {image_name(i) for i in todo} | {SOURCES_FILE}
     for old in directory.iterdir():
         if old.name in names:
             continue
@@ -311,7 +329,9 @@ def store_images(rows: Rows, indices: Iterable[int], directory: str | os.PathLik
         else:
             old.unlink()
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        return sum(pool.map(lambda i: _store_one(rows, i, directory), todo))
+        stored = list(pool.map(lambda i: _store_one(rows, i, directory, known.get(image_name(i))), todo))
+    atomic_write_json(directory / SOURCES_FILE, {image_name(i): stamp for i, (_, stamp) in zip(todo, stored)})
+    return sum(size for size, _ in stored)
 
 
 def image_table(rows: Rows, indices: Iterable[int]) -> Mapping[str, list[int]]:
