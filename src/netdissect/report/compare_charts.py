@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from .categories import category_colours
 from .charts import _save, _text, save_stacked_bars_png
-from .svg import FONT, _e, _nice_step, _shorten
+from .svg import FONT, _e, _nice_step, _shorten, stacked_segments
 
 RUN_COLOURS = (
     "#4e79a7",
@@ -99,15 +99,10 @@ def unique_detectors_svg(data: Mapping) -> str:
     _axis(out, left, legend_x - 14, base, plot_h, ymax, tick, "unique detectors", top)
     for i, (row, name) in enumerate(zip(rows, names)):
         x = left + i * step + (step - bar_w) / 2
-        y = base
-        for c in categories:
-            n = row["unique_by_category"].get(c, 0)
-            if n <= 0:
-                continue
-            h = n * scale
-            y -= h
+        segments, y = stacked_segments(row["unique_by_category"], categories, base, scale)
+        for c, n, sy, h in segments:
             out.append(
-                f'<rect class="segment" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colours[c]}" '
+                f'<rect class="segment" x="{x:.1f}" y="{sy:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colours[c]}" '
                 f'data-run="{_e(row["run"])}" data-layer="{_e(row["layer"])}" data-category="{_e(c)}" data-count="{n}">'
                 f"<title>{_e(row['run'])} · {_e(row['layer'])}: {n} unique {_e(c)} detectors</title></rect>"
             )

@@ -52,6 +52,22 @@ def place_in_rows(spans: Sequence[tuple[float, float]]) -> list[int]:
 FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif\""
 
 
+def stacked_segments(
+    values: Mapping[str, float], categories: Iterable[str], base: float, scale: float
+) -> tuple[list[tuple[str, float, float, float]], float]:
+    """One stacked bar drawn up from ``base``: ``(category, value, y, height)`` of each category
+    with a positive value, in ``categories`` order, and the y of the bar's top."""
+    segments, y = [], base
+    for c in categories:
+        value = values.get(c, 0)
+        if value <= 0:
+            continue
+        h = value * scale
+        y -= h
+        segments.append((c, value, y, h))
+    return segments, y
+
+
 def bar_graph_svg(bars: Sequence[tuple[str, str, int]], categories: Iterable[str] | None = None) -> str:
     """An SVG bar graph of detectors per label, one bar per ``(category, label, count)``.
 
@@ -198,16 +214,11 @@ def category_fractions_svg(data: Mapping) -> str:
     )
     for i, (row, name) in enumerate(zip(rows, names)):
         x = left + i * step + (step - bar_w) / 2
-        y = base
-        for c in categories:
-            f = row["fractions"].get(c, 0.0)
-            if f <= 0:
-                continue
-            h = f * scale
-            y -= h
+        segments, y = stacked_segments(row["fractions"], categories, base, scale)
+        for c, f, sy, h in segments:
             n = row["counts"].get(c, 0)
             out.append(
-                f'<rect class="segment" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'<rect class="segment" x="{x:.1f}" y="{sy:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                 f'fill="{colours[c]}" data-layer="{_e(row["layer"])}" data-category="{_e(c)}">'
                 f"<title>{_e(row['layer'])}: {_e(c)} {n}/{row['units']} units ({f * 100:.1f}%)</title></rect>"
             )
