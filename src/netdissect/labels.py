@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -28,3 +30,22 @@ def best_labels(iou: np.ndarray, label_category: np.ndarray, categories: int) ->
             labels[:, c] = members[pos]
             scores[:, c] = iou[np.arange(units), members[pos]]
     return labels, scores
+
+
+class UnitLabels(NamedTuple):
+    """Each unit's labels: per category (``(U, C)``) and its best overall (``(U,)``)."""
+
+    category_label: np.ndarray  # (U, C) best label number per category
+    category_iou: np.ndarray  # (U, C) its IoU
+    category: np.ndarray  # (U,) the category of the unit's best label
+    label: np.ndarray  # (U,) best label number
+    score: np.ndarray  # (U,) its IoU
+
+
+def unit_labels(iou: np.ndarray, label_category: np.ndarray, categories: int) -> UnitLabels:
+    """Each unit's best label per category (:func:`best_labels`) and its best label overall."""
+    labels, scores = best_labels(iou, label_category, categories)
+    units = labels.shape[0]
+    category = scores.argmax(axis=1) if categories else np.zeros(units, int)
+    rows = np.arange(units)
+    return UnitLabels(labels, scores, category, labels[rows, category], scores[rows, category])

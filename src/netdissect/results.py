@@ -18,7 +18,7 @@ import torch
 
 from .files import atomic_write_bytes, atomic_write_json, layer_dirname
 from .formula_terms import OP_TEXT, UnitFormulas, formula_arrays, formula_text, read_formulas
-from .labels import best_labels, display_name
+from .labels import display_name, unit_labels
 from .tally import Counts, iou_from_counts, null_summary
 
 TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
@@ -61,12 +61,8 @@ class LayerResult:
             counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
             iou = iou_from_counts(counts, label_category)
         self.iou = iou.numpy()
-        # (U, C) best label number per category and its IoU
-        self.category_label, self.category_iou = best_labels(self.iou, self.label_category, len(self.categories))
-        self.category = self.category_iou.argmax(axis=1) if len(self.categories) else np.zeros(self.units, int)
-        rows = np.arange(self.units)
-        self.label = self.category_label[rows, self.category]  # (U,) best label number
-        self.score = self.category_iou[rows, self.category]  # (U,) its IoU
+        best = unit_labels(self.iou, self.label_category, len(self.categories))
+        self.category_label, self.category_iou, self.category, self.label, self.score = best
         # significance against the permutation null (None without null samples): (U,) float64 each
         self.null_mean = self.null_std = self.z_score = self.p_value = None
         if self.null_score is not None:

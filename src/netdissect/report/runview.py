@@ -4,7 +4,7 @@
 ``__post_init__``), and importing torch alone costs seconds, more than rebuilding a small
 report. :class:`LayerView` reads the same files (``units.json``, ``iou.npz``, ``top_maps.npz``)
 with numpy and exposes the attributes the report uses, with the same values: the IoU matrix is
-the one the dissection saved, best labels come from :func:`netdissect.labels.best_labels` as in
+the one the dissection saved, best labels come from :func:`netdissect.labels.unit_labels` as in
 ``LayerResult`` and the summary is the one in ``units.json``. Extra per-unit fields
 of ``units.json`` (e.g. ``formula``, ``formula_iou``) are kept in :attr:`LayerView.records`.
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..files import layer_dirname
 from ..formula_terms import UnitFormulas, read_formulas
-from ..labels import best_labels
+from ..labels import unit_labels
 
 ARRAYS_FILE, UNITS_FILE, MAPS_FILE, SUMMARY_FILE = "iou.npz", "units.json", "top_maps.npz", "summary.json"
 
@@ -50,12 +50,8 @@ class LayerView:
     formulas: UnitFormulas | None = None  # each unit's best formula (runs with --formula-length > 1)
 
     def __post_init__(self) -> None:
-        labels, scores = best_labels(self.iou, self.label_category, len(self.categories))
-        self.category_label, self.category_iou = labels, scores
-        self.category = scores.argmax(axis=1) if len(self.categories) else np.zeros(self.units, int)
-        rows = np.arange(self.units)
-        self.label = labels[rows, self.category]
-        self.score = scores[rows, self.category]
+        best = unit_labels(self.iou, self.label_category, len(self.categories))
+        self.category_label, self.category_iou, self.category, self.label, self.score = best
 
     @property
     def units(self) -> int:
