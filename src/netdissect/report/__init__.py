@@ -254,10 +254,10 @@ def write_report(
     }
     rows: Rows | None = None if imported else _run_rows(run, dataset)
     images = run_dir / _strips.IMAGES_DIR
+    truth: Any = None
     if rows is None:
         shutil.rmtree(images, ignore_errors=True)
-    truth: Any = None
-    if rows is not None:
+    else:
         _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
         wanted: dict[int, set[int]] = {}
         for layer in run.layers.values():
