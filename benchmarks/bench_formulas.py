@@ -113,14 +113,15 @@ def project(gpu_speedup: float) -> dict:
     start = time.perf_counter()
     rows, pixel_sig = batch_signatures(seg, scalars, keep)
     sig_seconds = time.perf_counter() - start
-    # the unit masks again (layer4: 7 x 7 maps upsampled to 112 px), then their signatures
+    # the signatures under the unit masks (layer4: 7 x 7 maps upsampled to 112 px); pass 2 shares
+    # the masked pixels with its counting, so only the table is formula work (the masks are timed apart)
     maps = torch.randn((B * U, 7, 7), generator=g)
     start = time.perf_counter()
     pair, ys, xs = masked_pixels(maps, torch.full((B * U,), 2.0), (side, side))
     mask_seconds = time.perf_counter() - start
     start = time.perf_counter()
     batch_table(rows, pixel_sig, pair, ys, xs, U, L)
-    table_seconds = time.perf_counter() - start + mask_seconds
+    table_seconds = time.perf_counter() - start
     per_image = (sig_seconds + table_seconds) / B
     # beam search on a table 1/20 of the estimated Broden size (same width, labels and units)
     scale = 20
@@ -159,7 +160,7 @@ def project(gpu_speedup: float) -> dict:
             "signatures_seconds_per_image": sig_seconds / B,
             "masks_seconds_per_image": mask_seconds / B,
             "masked_pixels_per_image": len(pair) / B,
-            "masks_and_table_seconds_per_image": table_seconds / B,
+            "table_seconds_per_image": table_seconds / B,
             "search_seconds_small_table": searches,
             "small_table": {"signatures": len(table.rows), "entries": len(table.count)},
         },

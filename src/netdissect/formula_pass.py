@@ -18,7 +18,7 @@ import torch
 
 from .distributed import Shard
 from .formulas import UnitFormulas, search_formulas
-from .masks import masked_pixels
+from .masks import batch_masked_pixels
 from .signatures import SignatureTable, batch_signatures, batch_table
 
 PENDING_BYTES = 64 << 20  # batch tables summed into the layer's table beyond this (or the table's size)
@@ -46,13 +46,22 @@ class FormulaCollector:
         """Find the signatures of a batch's pixels (``seg`` ``(B, layers, sh, sw)``, ``scalars`` ``(B, k)``)."""
         self._batch = batch_signatures(seg, scalars.to(seg.device), self.keep.to(seg.device))
 
-    def add(self, name: str, acts: torch.Tensor, thresholds: torch.Tensor) -> None:
-        """Count the signatures under the masks of layer ``name``'s maps ``(B, U, h, w)`` of the batch."""
+    def add(
+        self,
+        name: str,
+        acts: torch.Tensor,
+        thresholds: torch.Tensor,
+        masked: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Count the signatures under the masks of layer ``name``'s maps ``(B, U, h, w)`` of the
+        batch (``masked``: their masked pixels when the caller has them, as pass 2 does)."""
         assert self._batch is not None, "start_batch first"
         rows, pixel_sig = self._batch
-        B, U = acts.shape[:2]
-        size = (pixel_sig.shape[1], pixel_sig.shape[2])
-        pair, ys, xs = masked_pixels(acts.flatten(0, 1), thresholds.to(acts.device).repeat(B), size, self.chunk_pixels)
+        U = acts.shape[1]
+        if masked is None:
+            size = (pixel_sig.shape[1], pixel_sig.shape[2])
+            masked = batch_masked_pixels(acts, thresholds, size, self.chunk_pixels)
+        pair, ys, xs = masked
         table = batch_table(rows, pixel_sig, pair, ys.to(pixel_sig.device), xs.to(pixel_sig.device), U, self.labels)
         pending = self._pending[name]
         pending.append(table)

@@ -182,6 +182,15 @@ def masked_pixels(
     return _concat(found, maps.device)
 
 
+def batch_masked_pixels(
+    acts: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int], chunk_pixels: int = 1 << 22
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`masked_pixels` of a batch's maps ``(B, U, h, w)`` with per-unit ``thresholds``
+    ``(U,)``: ``(pair, y, x)`` with ``pair = image * U + unit``."""
+    B = acts.shape[0]
+    return masked_pixels(acts.flatten(0, 1), thresholds.to(acts.device).repeat(B), size, chunk_pixels)
+
+
 def _concat(
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

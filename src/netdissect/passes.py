@@ -26,6 +26,7 @@ from .distributed import Shard
 from .errors import ActivationError
 from .formula_pass import FormulaCollector
 from .hooks import LayerCapture, as_feature_map
+from .masks import batch_masked_pixels
 from .resume import Checkpointer
 from .rotation import haar_rotation, match_units, rotate_units, rotation_power
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
@@ -324,9 +325,14 @@ class Runner:
                 for name, a in acts.items():
                     a = a.to(self.device)
                     stats[name].keep_top_maps(a, index)
+                    thresholds = stats[name].unit_thresholds()
+                    # the masked pixels, once for the counts and the formulas' signature table
+                    masked = batch_masked_pixels(
+                        a, thresholds, (seg.shape[-2], seg.shape[-1]), self.config.chunk_pixels
+                    )
                     i, c, ni, nc = count_masks_null(
                         a,
-                        stats[name].unit_thresholds(),
+                        thresholds,
                         seg,
                         batch["scalars"],
                         batch["present"],
@@ -334,6 +340,7 @@ class Runner:
                         shifts,
                         self.config.iou_mode,
                         self.config.chunk_pixels,
+                        masked,
                     )
                     inter[name] += i
                     act[name] += c
@@ -341,7 +348,7 @@ class Runner:
                         null[name][0].add_(ni if ni is not None else i)  # a batch of one image keeps
                         null[name][1].add_(nc if nc is not None else c)  # its own annotations
                     if self.formulas is not None:
-                        self.formulas.add(name, a, stats[name].unit_thresholds())
+                        self.formulas.add(name, a, thresholds, masked)
                 if self.checkpointer.due():
                     self.checkpointer.save(self._pass2_state(number + 1, stats, inter, act, null, truth, unshuffled))
         if self.formulas is not None and self.checkpointer.path is not None and start < self.end:

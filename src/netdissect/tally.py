@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import IOU_MODES
-from .masks import masked_pixels
+from .masks import batch_masked_pixels
 
 
 def lite_quantile_level(quantile: float) -> float:
@@ -91,6 +91,7 @@ def count_masks_null(
     shifts: torch.Tensor | None,
     iou_mode: str = "paper",
     chunk_pixels: int = 1 << 22,
+    masked: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """:func:`count_masks` plus the permutation-null counts of the same batch.
 
@@ -98,7 +99,8 @@ def count_masks_null(
     image b with the annotations of image ``(b + shifts[k]) % B`` (see :func:`shift_annotations`),
     reusing the masked pixels computed once. Returns ``(inter, act, null_inter, null_act)`` with
     ``null_inter`` ``(K, U, L)`` and ``null_act`` ``(K, U, C)``; both ``None`` when ``shifts``
-    is ``None``. ``truth`` does not change under a permutation.
+    is ``None``. ``truth`` does not change under a permutation. ``masked``: the batch's masked
+    pixels when the caller has them already (:func:`netdissect.masks.batch_masked_pixels`).
     """
     if iou_mode not in IOU_MODES:
         raise ValueError(f"iou_mode must be one of {IOU_MODES}, got {iou_mode!r}")
@@ -111,7 +113,9 @@ def count_masks_null(
     thresholds = thresholds.to(device, torch.float32)
 
     # every masked pixel of every (image, unit) pair: pair = image * U + unit
-    pair, ys, xs = masked_pixels(acts.flatten(0, 1), thresholds.repeat(B), (seg.shape[-2], seg.shape[-1]), chunk_pixels)
+    if masked is None:
+        masked = batch_masked_pixels(acts, thresholds, (seg.shape[-2], seg.shape[-1]), chunk_pixels)
+    pair, ys, xs = masked
     pixels = (pair, ys, xs, torch.bincount(pair, minlength=B * U).view(B, U))
     inter, act = count_masked(pixels, seg, scalars, present, label_category, iou_mode)
     if shifts is None:
