@@ -5,12 +5,19 @@ directory, with ``/`` separators; it may lead out of the run directory with ``..
 written elsewhere). The report links every valid entry whose page exists and ignores the others
 (a malformed file, an entry without a title, an absolute path or a URL), so a damaged list
 never breaks a report.
+
+A page is listed once: recording a page drops the entries of the same page (its path spelled
+any way: ``a/../b/index.html`` is ``b/index.html``), and reading keeps the first entry of each
+page file (under the last title recorded for it). Pages that share a title (two ablations of one
+layer written to two folders) are told apart by their folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import posixpath
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,8 +47,22 @@ def valid_entry(entry: object) -> bool:
     return all(part not in ("", ".") for part in path.split("/"))
 
 
+def normal_path(path: str) -> str:
+    """``path`` (``/`` separators) without ``.`` parts, doubled slashes or ``dir/..`` detours."""
+    return posixpath.normpath(path)
+
+
+def _same_file_key(run_dir: Path, path: str) -> str:
+    """What makes two paths one page: the file they reach (links followed), else the normal path."""
+    try:
+        return os.path.realpath(run_dir / path)
+    except (OSError, ValueError):  # pragma: no cover - a path the system cannot resolve
+        return normal_path(path)
+
+
 def read_extra_pages(run_dir: str | Path) -> list[dict[str, str]]:
-    """The valid entries of ``run_dir/extra_pages.json`` whose page exists (none without the file)."""
+    """The valid entries of ``run_dir/extra_pages.json`` whose page exists (none without the file),
+    each page once (paths normalised); titles shared by several pages get the page's folder."""
     run_dir = Path(run_dir)
     try:
         entries = json.loads((run_dir / EXTRA_PAGES).read_text(encoding="utf-8"))
@@ -49,18 +70,33 @@ def read_extra_pages(run_dir: str | Path) -> list[dict[str, str]]:
         return []
     if not isinstance(entries, list):
         return []
-    pages, seen = [], set()
+    pages: dict[str, dict[str, str]] = {}  # by the file the page is
     for entry in entries:
-        if valid_entry(entry) and entry["path"] not in seen and (run_dir / entry["path"]).is_file():
-            seen.add(entry["path"])
-            pages.append({"title": entry["title"].strip(), "path": entry["path"]})
-    return pages
+        if not valid_entry(entry):
+            continue
+        path = normal_path(entry["path"])
+        if not valid_entry({"title": entry["title"], "path": path}) or not (run_dir / path).is_file():
+            continue
+        key = _same_file_key(run_dir, path)
+        if key in pages:  # the same page again: listed once, under its latest title
+            pages[key]["title"] = entry["title"].strip()
+        else:
+            pages[key] = {"title": entry["title"].strip(), "path": path}
+    listed = list(pages.values())
+    titles = [p["title"] for p in listed]
+    for page in listed:
+        if titles.count(page["title"]) > 1:
+            folder = posixpath.dirname(page["path"])
+            page["title"] = f"{page['title']} ({folder or page['path']})"
+    return listed
 
 
 def record_extra_page(run_dir: str | Path, title: str, path: str) -> Path:
     """Add (or retitle) the page ``path`` (relative to ``run_dir``) in ``run_dir/extra_pages.json``.
 
-    Entries of other pages are kept as they are, invalid ones included (they are ignored when read).
+    ``path`` is stored normalised; every entry of the same page (the same normalised path, or
+    another path to the same file) is replaced by this one. Entries of other pages are kept as
+    they are, invalid ones included (they are ignored when read).
     """
     file = Path(run_dir) / EXTRA_PAGES
     try:
@@ -69,7 +105,17 @@ def record_extra_page(run_dir: str | Path, title: str, path: str) -> Path:
         pages = []
     if not isinstance(pages, list):
         pages = []
-    pages = [p for p in pages if not (isinstance(p, dict) and p.get("path") == path)]
+    path = normal_path(path)
+    run_dir = Path(run_dir)
+    key = _same_file_key(run_dir, path)
+
+    def same_page(entry: object) -> bool:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+            return False
+        other = normal_path(entry["path"])
+        return other == path or (valid_entry(entry) and _same_file_key(run_dir, other) == key)
+
+    pages = [p for p in pages if not same_page(p)]
     pages.append({"title": title, "path": path})
     atomic_write_json(file, pages)
     return file
