@@ -97,7 +97,7 @@ def load_segmenter(
             class names ``classes`` replaces).
         classes: class names (background first), or the path of a file with one per line;
             default: the source's (torchvision weights' categories, or the module's ``classes``).
-        weights: as for :func:`netdissect.load_model`.
+        weights: as for :func:`netdissect.load_model` (errors name it ``--segmenter-weights``).
         trust_pickle: as for :func:`netdissect.load_model`.
         model_args: as for :func:`netdissect.load_model`.
     """
@@ -107,7 +107,7 @@ def load_segmenter(
             return spec
         spec = LoadedModel(spec.module, spec.preprocess, spec.spec, spec.weights)
     if isinstance(spec, str):
-        loaded = load_model(spec, weights, trust_pickle, model_args)
+        loaded = load_model(spec, weights, trust_pickle, model_args, role="segmenter")
     elif isinstance(spec, LoadedModel):
         loaded = spec
     elif isinstance(spec, nn.Module):

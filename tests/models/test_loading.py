@@ -101,3 +101,43 @@ def test_demo_weights_load():
     model = demo_model()
     assert model.fc.out_features >= 2 and not model.training
     assert load_model("demo").module.conv4.out_channels == 128
+
+
+def offline_torchvision(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+
+
+def test_offline_hint_names_the_weights_option_of_what_is_loaded(monkeypatch, tmp_path):
+    """A model's hint says --weights; a segmenter's --segmenter-weights; a generator's --generator-weights."""
+    from netdissect import load_segmenter
+
+    offline_torchvision(monkeypatch, tmp_path)
+    with pytest.raises(ModelError) as info:
+        load_model("torchvision:resnet18", weights="IMAGENET1K_V1")
+    assert str(info.value).endswith("or pass --weights PATH")
+    with pytest.raises(ModelError) as info:
+        load_segmenter("torchvision:lraspp_mobilenet_v3_large", weights="COCO_WITH_VOC_LABELS_V1")
+    message = str(info.value)
+    assert message.endswith("or pass --segmenter-weights PATH") and "\n" not in message
+    with pytest.raises(ModelError) as info:
+        load_model("torchvision:resnet18", weights="IMAGENET1K_V1", role="generator")
+    assert str(info.value).endswith("or pass --generator-weights PATH")
+    with pytest.raises(ValueError, match="unknown role 'painter'"):
+        load_model("demo", role="painter")
+
+
+def test_segmenter_cli_offline_hint_names_segmenter_weights(monkeypatch, tmp_path, capsys):
+    from netdissect.cli import main
+
+    offline_torchvision(monkeypatch, tmp_path)
+    (tmp_path / "images").mkdir()
+    argv = ["annotate", "--segmenter", "torchvision:lraspp_mobilenet_v3_large", "--images", str(tmp_path / "images")]
+    assert main([*argv, "--segmenter-weights", "COCO_WITH_VOC_LABELS_V1", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("netdissect: error: cannot download COCO_WITH_VOC_LABELS_V1 weights")
+    assert err.count("\n") == 1 and "or pass --segmenter-weights PATH" in err and "--weights PATH" not in err

@@ -12,7 +12,9 @@ import hashlib
 import os
 import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,47 @@ class ModelSource:
 
 
 SOURCES: list[ModelSource] = []
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The command-line options that give what is being loaded, as error messages name them.
+
+    A model is ``--model``/``--weights``/``--model-args``; a segmenter and a generator have
+    options of their own (:data:`ROLES`). :func:`netdissect.models.load_model` sets them for the
+    duration of a load (its ``role``); sources read them with :func:`model_options`.
+    """
+
+    spec: str = "--model"
+    weights: str = "--weights"
+    args: str = "--model-args"
+
+
+#: The options of each thing a SPEC can load (``load_model(..., role=...)``).
+ROLES = {
+    "model": ModelOptions(),
+    "segmenter": ModelOptions("--segmenter", "--segmenter-weights", "--segmenter-args"),
+    "generator": ModelOptions("--generator", "--generator-weights", "--generator-args"),
+}
+
+_OPTIONS: ContextVar[ModelOptions] = ContextVar("netdissect_model_options", default=ROLES["model"])
+
+
+def model_options() -> ModelOptions:
+    """The options of what is being loaded now (a model's outside :func:`loading_as`)."""
+    return _OPTIONS.get()
+
+
+@contextmanager
+def loading_as(role: str) -> Iterator[ModelOptions]:
+    """Name ``role``'s options (``"model"``, ``"segmenter"``, ``"generator"``) in errors raised inside."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    token = _OPTIONS.set(ROLES[role])
+    try:
+        yield ROLES[role]
+    finally:
+        _OPTIONS.reset(token)
 
 
 def register_source(source: ModelSource) -> ModelSource:

@@ -34,7 +34,9 @@ from .base import (
     cwd_on_path,
     load_checkpoint,
     load_state,
+    loading_as,
     model_fingerprint,
+    model_options,
     prefix_matcher,
     register_source,
     torch_load,
@@ -53,13 +55,21 @@ def load_model(
     weights: str | None = None,
     trust_pickle: bool = False,
     model_args: dict | None = None,
+    *,
+    role: str = "model",
 ) -> LoadedModel:
-    """Load a model from a SPEC (see the module docstring and :mod:`netdissect.models.base`)."""
+    """Load a model from a SPEC (see the module docstring and :mod:`netdissect.models.base`).
+
+    ``role`` (``"model"``, ``"segmenter"`` or ``"generator"``) says what is loaded, so that
+    errors name its options: ``--weights`` for a model, ``--segmenter-weights`` for a
+    segmenter, ``--generator-weights`` for a generator (see :data:`~netdissect.models.base.ROLES`).
+    """
     for name in BUILTIN_SOURCE_MODULES:
         importlib.import_module(f"{__package__}.{name}")
-    for source in _ordered_sources():
-        if source.matches(spec):
-            return source.load(spec, weights, trust_pickle, model_args or {})
+    with loading_as(role):
+        for source in _ordered_sources():
+            if source.matches(spec):
+                return source.load(spec, weights, trust_pickle, model_args or {})
     raise ModelError(
         f"unknown model spec {spec!r}: use demo, torchvision:<name>, package.module:callable "
         "or the path of a pickled model"
@@ -120,7 +130,7 @@ def _torchvision(name: str, weights: str | None, trust_pickle: bool, model_args:
             target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
             raise ModelError(
                 f"cannot download {key} weights of {name} from {url} ({first_line(exc)}); fetch that file "
-                f"on a machine with internet and put it at {target}, or pass --weights PATH"
+                f"on a machine with internet and put it at {target}, or pass {model_options().weights} PATH"
             ) from None
     if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
         # segmentation and detection models default to a pretrained backbone: random init stays offline
@@ -149,7 +159,9 @@ def _callable(spec: str, model_args: dict) -> nn.Module:
         try:
             model = factory(**model_args)
         except Exception as exc:
-            raise ModelError(f"model spec {spec!r} failed with --model-args {model_args}: {first_line(exc)}") from None
+            raise ModelError(
+                f"model spec {spec!r} failed with {model_options().args} {model_args}: {first_line(exc)}"
+            ) from None
     else:
         model = factory
     if not isinstance(model, nn.Module):
@@ -161,9 +173,10 @@ def _whole_model(path: Path, trust_pickle: bool) -> nn.Module:
     cwd_on_path()  # a pickled model's classes usually live beside it
     loaded = torch_load(path, trust_pickle)
     if not isinstance(loaded, nn.Module):
+        options = model_options()
         raise ModelError(
             f"{path} holds a {type(loaded).__name__}, not a whole model; give the architecture as "
-            "--model and the file as --weights"
+            f"{options.spec} and the file as {options.weights}"
         )
     return loaded
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..hooks import first_line
-from .base import LoadedModel, ModelSource, load_state, prefix_matcher, register_source, torch_load
+from .base import LoadedModel, ModelSource, load_state, model_options, prefix_matcher, register_source, torch_load
 from .preprocess import Preprocess
 
 BASE_URL = "http://places2.csail.mit.edu/models_places365/"
@@ -96,7 +96,7 @@ def _download(arch: str) -> Path:
     except Exception as exc:  # URLError, HTTPError, timeouts: offline or host down
         raise ModelError(
             f"cannot download {target.name} from {url} ({first_line(exc)}); fetch that file on a machine "
-            f"with internet and put it at {target}, or pass --weights PATH"
+            f"with internet and put it at {target}, or pass {model_options().weights} PATH"
         ) from None
     return target
 
