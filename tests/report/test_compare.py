@@ -196,7 +196,8 @@ def test_different_architectures_skip_changes_with_a_note(runs, tmp_path):
     html = compare_runs([runs[0], other], tmp_path / "out").read_text()
     assert 'id="changes-note"' in html
     layers = save_run(tmp_path / "E", {"conv": RUN_A["conv"]})
-    assert "different layers" in comparison_data([runs[0], layers])["label_changes"]["note"]
+    note = comparison_data([runs[0], layers])["label_changes"]["note"]
+    assert "layer fc only in run A (both have layer conv)" in note
     single = comparison_data([runs[0]], series=True)
     assert single["series"]["layers"][0]["detectors_total"] == [3]
 
@@ -229,3 +230,40 @@ def test_cli_compare(runs, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("netdissect: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_runs_of_the_same_layer_say_what_differs(tmp_path, tiny_dataset):
+    """Two runs of conv4 are never said to have "dissected different layers": the note names what differs."""
+    from fake_run import fake_layer, write_fake_run
+    from netdissect.data import BrodenDataset
+
+    def note(*directories) -> str:
+        changes = comparison_data(list(directories))["label_changes"]
+        assert not changes["available"]
+        return changes["note"]
+
+    a = write_fake_run(tmp_path / "a", tiny_dataset, units=8, name="conv4")
+    same = write_fake_run(tmp_path / "same", tiny_dataset, units=8, name="conv4", seed=1)
+    assert comparison_data([a, same])["label_changes"]["available"]
+    narrow = write_fake_run(tmp_path / "narrow", tiny_dataset, units=6, name="conv4", seed=1)
+    assert note(a, narrow) == (
+        "No per-unit label changes: layer conv4 has 8 units in run a and 6 in run narrow; "
+        "the unit-by-unit table needs the same units."
+    )
+    dataset = BrodenDataset(tiny_dataset)
+    layers = {name: fake_layer(dataset, 8, name) for name in ("conv1", "conv4")}
+    DissectionResult(layers, {"model": "fake"}).save(tmp_path / "demo")  # as `netdissect demo`: conv1 and conv4
+    assert note(tmp_path / "demo", a) == (
+        "No per-unit label changes: layer conv1 only in run demo (both have layer conv4); "
+        "the unit-by-unit table needs the same layers in both runs."
+    )
+    DissectionResult(dict(reversed(layers.items())), {"model": "fake"}).save(tmp_path / "reversed")
+    assert "different layers" not in note(tmp_path / "demo", tmp_path / "reversed")
+    assert "run demo lists its layers as conv1, conv4 and run reversed as conv4, conv1" in note(
+        tmp_path / "demo", tmp_path / "reversed"
+    )
+    other = write_fake_run(tmp_path / "other", tiny_dataset, units=8, name="conv3")
+    assert note(a, other) == (
+        "No per-unit label changes: layer conv4 only in run a; layer conv3 only in run other (no layer in common); "
+        "the unit-by-unit table needs the same layers in both runs."
+    )

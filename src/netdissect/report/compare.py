@@ -162,15 +162,36 @@ def _run_names(directories: Sequence[Path]) -> list[str]:
     return out
 
 
-def _same_architecture(a: DissectionResult, b: DissectionResult) -> str | None:
-    """None when the runs have the same layers with the same unit counts, else why not."""
+def _layer_list(names: Sequence[str]) -> str:
+    return f"layer{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+
+def _same_architecture(
+    a: DissectionResult, b: DissectionResult, names: Sequence[str] = ("the first run", "the second run")
+) -> str | None:
+    """None when the runs have the same layers with the same unit counts, else what differs.
+
+    ``names`` are the two runs' names in the message.
+    """
+    if not a.layers and not b.layers:
+        return "the runs have no layers"
+    only = [[n for n in x.layers if n not in y.layers] for x, y in ((a, b), (b, a))]
+    if any(only):
+        differ = "; ".join(f"{_layer_list(o)} only in {name}" for o, name in zip(only, names) if o)
+        shared = [n for n in a.layers if n in b.layers]
+        common = f"both have {_layer_list(shared)}" if shared else "no layer in common"
+        return f"{differ} ({common}); the unit-by-unit table needs the same layers in both runs"
     if list(a.layers) != list(b.layers):
-        return "the runs dissected different layers"
+        return (
+            f"{names[0]} lists its layers as {', '.join(a.layers)} and {names[1]} as {', '.join(b.layers)}; "
+            "the unit-by-unit table needs them in the same order"
+        )
     for name in a.layers:
         if a.layers[name].units != b.layers[name].units:
-            return f"layer {name} has {a.layers[name].units} units in one run and {b.layers[name].units} in the other"
-    if not a.layers:
-        return "the runs have no layers"
+            return (
+                f"layer {name} has {a.layers[name].units} units in {names[0]} and {b.layers[name].units} in "
+                f"{names[1]}; the unit-by-unit table needs the same units"
+            )
     return None
 
 
@@ -253,7 +274,7 @@ def comparison_data(
         changes["note"] = "Label changes are shown for two runs, or for the first and last run of a series (--series)."
     else:
         i, j = 0, len(results) - 1
-        why = _same_architecture(results[i], results[j])
+        why = _same_architecture(results[i], results[j], (f"run {labels[i]}", f"run {labels[j]}"))
         if why:
             changes["note"] = f"No per-unit label changes: {why}."
         else:
