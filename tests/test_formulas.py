@@ -20,7 +20,7 @@ from netdissect.data.broden import collate_broden
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
 from netdissect.errors import OptionError
-from netdissect.formulas import OPS, evaluate_formula, formula_poly, formula_text, search_formulas
+from netdissect.formulas import OPS, check_formula_length, evaluate_formula, formula_poly, formula_text, search_formulas
 from netdissect.signatures import SignatureTable, batch_signatures, batch_table
 
 OPTIONS = dict(quantile=0.4, workers=0, progress=False, device="cpu", batch_size=5)
@@ -443,3 +443,19 @@ def test_too_long_formulas_for_exact_keys_are_refused():
     table.labels = 1 << 16  # as if the dataset had 65536 labels: subsets of 4 labels overflow int64 keys
     with pytest.raises(OptionError, match="--formula-length 5 is too long"):
         search_formulas(table, torch.ones(1 << 16, dtype=torch.bool), 5, 2)
+
+
+def test_too_long_formula_message_names_the_given_length_and_the_longest_that_fits():
+    """--formula-length 30 is reported as 30 (not as the first length that overflows) with the longest that fits."""
+    seg, scalars, masks, keep = random_data(0)
+    table = table_of(seg, scalars, masks, keep)
+    table.labels = 1 << 16  # (units + 1) * 65536**4 >= 2**62: formulas of 5 labels overflow, of 4 fit
+    with pytest.raises(OptionError) as info:
+        search_formulas(table, torch.ones(1 << 16, dtype=torch.bool), 30, 2)
+    assert str(info.value) == (
+        f"--formula-length 30 is too long to count exactly over 65536 labels and {table.units} units: "
+        "the longest that fits is 4"
+    )
+    check_formula_length(4, table.units, 1 << 16)  # fits: no error
+    with pytest.raises(OptionError, match=r"--formula-length 3 .* over 4611686018427387904 labels .*no formula fits"):
+        check_formula_length(3, 1, 1 << 62)

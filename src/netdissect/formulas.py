@@ -106,11 +106,18 @@ def subset_key(owner: int, subset: tuple[int, ...], labels: int) -> int:
     return key
 
 
-def _check_keys(units: int, labels: int, size: int) -> None:
-    if (units + 1) * labels**size >= 2**62:
-        raise OptionError(
-            f"--formula-length {size + 1} is too long to count exactly over {labels} labels and {units} units"
-        )
+def check_formula_length(length: int, units: int, labels: int) -> None:
+    """Stop with one line when formulas of ``length`` labels cannot be counted exactly.
+
+    A formula of N labels needs keys ``unit * labels**(N - 1) + ...`` of label subsets below
+    2**62 (int64); the message names ``length`` and the longest that fits.
+    """
+    for size in range(length):
+        if (units + 1) * labels**size >= 2**62:
+            fits = f"the longest that fits is {size}" if size >= 2 else "no formula fits"
+            raise OptionError(
+                f"--formula-length {length} is too long to count exactly over {labels} labels and {units} units: {fits}"
+            )
 
 
 # ---------------------------------------------------------------- beam search
@@ -146,8 +153,7 @@ def search_formulas(
     """
     U, L = table.units, table.labels
     device = table.rows.device
-    for size in range(length):
-        _check_keys(U, L, size)
+    check_formula_length(length, U, L)
     # singles: |M_u AND l| (U, L), |l| (L,), |M_u| (U,)
     m_l = subset_counts(table.rows, table.count, table.unit, torch.arange(U, device=device), 0, L, index=table.sig)
     t_l = subset_counts(table.rows, table.pixels, None, torch.zeros(1, dtype=torch.int64, device=device), 0, L)[0]
