@@ -111,7 +111,7 @@ def test_overwrite_replaces_the_run_once_finished(tiny_dataset, tmp_path):
     result = dissect(LookupNet(tiny_maps()), data, ["layer"], out, overwrite=True, **new)
     fresh = dissect(LookupNet(tiny_maps()), data, ["layer"], tmp_path / "fresh", **new)
     assert result.directory == out
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "layer", "notes.txt", "run.json", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "layer", "netdissect.json", "notes.txt", "run.json", "summary.json"]
     for name in ("tally.csv", "iou.npz", "top_maps.npz"):
         assert (out / "layer" / name).read_bytes() == (fresh.directory / "layer" / name).read_bytes()
     record = json.loads((out / "run.json").read_text())

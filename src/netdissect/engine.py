@@ -29,6 +29,7 @@ from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
 from .models.preprocess import Preprocess
+from .outputs import DISSECTION, OutputKind, claim_output
 from .passes import TORCH_MEMORY_FORMATS, Runner
 from .results import DissectionResult, LayerResult
 from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key, resume_together
@@ -67,6 +68,18 @@ def dissect(
         A :class:`~netdissect.results.DissectionResult`.
     """
     config = DissectConfig(**{**(asdict(config) if config else {}), **options})
+    return run_dissection(model, dataset, layers, out, config, DISSECTION)
+
+
+def run_dissection(
+    model: nn.Module | LoadedModel | str,
+    dataset: BrodenDataset | str | os.PathLike,
+    layers: Sequence[str],
+    out: str | os.PathLike | None,
+    config: DissectConfig,
+    kind: OutputKind,
+) -> DissectionResult:
+    """:func:`dissect`, with ``out`` marked as an output of ``kind`` (a GAN dissection marks its own)."""
     if isinstance(model, str):
         model = load_model(model)
     preprocess = model.preprocess if isinstance(model, LoadedModel) else Preprocess()
@@ -106,6 +119,7 @@ def dissect(
             return result
         with contextlib.ExitStack() as stack:
             try:  # the other ranks wait for the outcome: they get the error too (a held lock, another run)
+                claim_output(run_dir, kind)
                 stack.enter_context(run_lock(run_dir))
                 # refuses other runs; an overwrite writes into a staging directory (work)
                 work, all_layers, done = prepare_run_dir(run_dir, metadata, layers, config.overwrite)

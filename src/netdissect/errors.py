@@ -44,3 +44,29 @@ class RunDirectoryError(NetDissectError):
 
 class OptionError(NetDissectError):
     """An option has a value outside its range."""
+
+
+#: What to do about an OS error, by errno name.
+_OS_HINTS = {
+    "EACCES": "permission denied: check the folder's permissions or choose another --out",
+    "EPERM": "operation not permitted: check the folder's permissions or choose another --out",
+    "EROFS": "read-only file system: choose another --out",
+    "ENOSPC": "no space left on the device: free some space or choose another --out",
+    "EDQUOT": "disk quota exceeded: free some space or choose another --out",
+    "ENOTDIR": "a part of the path is a file, not a folder",
+    "EISDIR": "is a folder, a file was expected",
+    "ENOENT": "not found",
+    "EEXIST": "already exists",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OS error: the path at fault and what to do about it."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    reason = _OS_HINTS.get(name) or (exc.strerror or "").lower() or _original_message(str(exc))
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return _original_message(str(exc)).strip().splitlines()[-1] if str(exc) else type(exc).__name__
+    return f"{' -> '.join(paths)}: {reason}"

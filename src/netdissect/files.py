@@ -38,3 +38,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def read_text_lines(path: str | os.PathLike, option: str) -> list[str]:
+    """The stripped, non-empty lines of a UTF-8 text file given as ``option`` (e.g. ``--classes``).
+
+    A missing file, a folder, a binary file or one that is not UTF-8 gives one line naming the
+    option and the path.
+    """
+    from .errors import OptionError
+
+    path = Path(path)
+    if not path.exists():
+        raise OptionError(f"{option} {path}: not found")
+    if path.is_dir():
+        raise OptionError(f"{option} {path} is a folder, not a text file")
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise OptionError(f"{option} {path} is a binary file, not a text file of one entry per line")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OptionError(f"{option} {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -31,6 +31,7 @@ import numpy as np
 
 from .errors import DatasetError, OptionError, RunDirectoryError
 from .files import atomic_write_bytes, atomic_write_json, layer_dirname
+from .outputs import IMPORTED, claim_output
 from .results import SUMMARY_FILE, DissectionResult, LayerResult
 from .rundir import RUN_FILE, read_run, run_lock, set_state
 
@@ -263,6 +264,7 @@ def import_results(
     if not layer:
         raise OptionError("--layer must name the layer the results belong to")
     source = path.read_bytes()
+    claim_output(out, IMPORTED)
     with run_lock(out):
         previous = read_run(out)
         imported = previous.get("key", {}).get("imported") is True

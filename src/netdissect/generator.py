@@ -33,16 +33,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import DissectConfig
-from .data.annotate import AnnotationWriter
+from .data.annotate import SEG_BYTES_PER_PIXEL, AnnotationWriter
 from .data.broden import BrodenDataset
 from .devices import resolve_device
-from .engine import dissect
+from .engine import run_dissection
 from .errors import ModelError, NetDissectError, OptionError, RunDirectoryError
 from .files import atomic_write_json, layer_dirname
 from .hooks import first_line, resolve_layers
+from .memory import require_memory
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
 from .models.preprocess import Preprocess
+from .outputs import GENERATOR, claim_output
 from .report import add_extra_page
 from .report.causal import CausalEffect, write_causal_page
 from .results import DissectionResult, LayerResult
@@ -224,6 +226,8 @@ def dissect_generator(
     for option, value, low in (("--z-dim", z_dim, 1), ("--samples", samples, 1), ("--ablate-top", ablate_top, 0)):
         if value < low:
             raise OptionError(f"{option} must be >= {low}, got {value}")
+    if seg_size is not None:
+        require_memory(config.batch_size * seg_size * seg_size * SEG_BYTES_PER_PIXEL, f"--seg-size {seg_size}")
     if config.memory_format == "channels_last" and z_shape == "vector":
         raise OptionError("--memory-format channels_last needs --z-shape image (4-D latents)")
     if isinstance(generator, str):
@@ -255,7 +259,9 @@ def dissect_generator(
     dataset_dir = (
         run_dir / f"{SAMPLES_DIR}-{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]}"
     )
-    others = [d for d in run_dir.glob(f"{SAMPLES_DIR}-*") if d != dataset_dir]
+    claim_output(run_dir, GENERATOR)  # before any sample is written
+    # an interrupted run's samples are staged in <samples>.partial: the same command goes on with them
+    others = [d for d in run_dir.glob(f"{SAMPLES_DIR}-*") if d.name.split(".")[0] != dataset_dir.name]
     if others and not config.overwrite:
         raise RunDirectoryError(
             f"{run_dir} holds the samples of another generator run (other model, latents or segmenter); "
@@ -274,7 +280,7 @@ def dissect_generator(
         writer.close()
         np.save(dataset_dir / LATENTS_FILE, latents.numpy())
     dataset = LatentDataset(dataset_dir, shape_latents(latents, z_shape), names)
-    result = dissect(generator, dataset, layers, run_dir, config)
+    result = run_dissection(generator, dataset, layers, run_dir, config, GENERATOR)
     for stale in others:  # the replaced run's samples
         shutil.rmtree(stale, ignore_errors=True)
     if ablate_top:

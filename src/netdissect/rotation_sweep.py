@@ -6,10 +6,9 @@ and plots the detector counts against P.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .engine import dissect
 from .files import atomic_write_json
+from .outputs import ROTATION, claim_output
 
 SWEEP_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -28,7 +27,7 @@ def rotation_sweep(
     Returns ``{"powers": [...], "layers": {layer: {"detectors": [...], "unique_detectors": [...]}}}``
     and writes it as ``out/rotation_sweep.json`` with a plot ``out/rotation_sweep.png``.
     """
-    out = Path(out)
+    out = claim_output(out, ROTATION)
     curves: dict = {"powers": [float(p) for p in powers], "seed": seed, "layers": {}}
     for power in powers:
         result = dissect(

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from .data.broden import BrodenDataset
 
 RUN_FILE = "run.json"
-ABLATION_RUN_FILE = "ablation-run.json"  # the mark of a `netdissect ablate` output directory
 LOCK_FILE = ".lock"
 STAGING_DIR = ".overwrite"  # a new run written beside the old one until it has finished
 REPLACED_DIR = ".replaced"  # the old run's entries while the new ones move in
@@ -119,8 +118,6 @@ def prepare_run_dir(
     ``overwrite`` replaces a different run), all its layers (earlier ones first) and those
     already finished there. A different run is refused without ``overwrite``.
     """
-    if (run_dir / ABLATION_RUN_FILE).exists():
-        raise RunDirectoryError(f"{run_dir} holds an ablation (netdissect ablate): choose another --out")
     finish_replacement(run_dir)
     key = json.loads(json.dumps({k: metadata[k] for k in ("model", "model_fingerprint", "dataset", "options")}))
     work = run_dir
@@ -155,10 +152,21 @@ def replace_run(run_dir: Path) -> None:
     ones deleted. The journal of renames is written first, so :func:`finish_replacement`
     completes a replacement cut short. Other files in ``run_dir`` stay.
     """
-    staging = run_dir / STAGING_DIR
-    new = sorted(p.name for p in staging.iterdir() if p.name != CHECKPOINT_DIR)
     owned = [RUN_FILE, SUMMARY_FILE, CHECKPOINT_DIR, *REPORT_FILES]
     owned += [layer_dirname(name) for name in read_run(run_dir).get("layers", [])]
+    swap_in_staged(run_dir, owned, skip=(CHECKPOINT_DIR,))
+
+
+def swap_in_staged(run_dir: Path, owned: list[str], skip: tuple[str, ...] = ()) -> None:
+    """Replace the entries ``owned`` of ``run_dir`` (and any the new output brings) by the staged ones.
+
+    The staged output in ``run_dir/.overwrite`` (less the entries ``skip``) moves in; the old
+    entries are moved aside first and deleted last, every step a rename in a journal written
+    beforehand (:func:`finish_replacement` completes a swap cut short). Any command that
+    stages an overwrite ends with this.
+    """
+    staging = run_dir / STAGING_DIR
+    new = sorted(p.name for p in staging.iterdir() if p.name not in skip)
     old = [name for name in dict.fromkeys(owned + new) if (run_dir / name).exists() or (run_dir / name).is_symlink()]
     trash = run_dir / REPLACED_DIR
     shutil.rmtree(trash, ignore_errors=True)

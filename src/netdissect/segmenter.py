@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import ModelError, OptionError
+from .files import read_text_lines
 from .models.base import LoadedModel
 from .models.loading import load_model
 from .models.preprocess import Preprocess
@@ -46,12 +46,7 @@ class Segmenter:
 
 def read_classes(path: str | os.PathLike) -> list[str]:
     """Class names from a file of one name per line (blank lines ignored; the first is the background)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise OptionError(f"--classes {path}: cannot read it ({exc.strerror or exc})") from None
-    return check_classes([line.strip() for line in lines if line.strip()], str(path))
+    return check_classes(read_text_lines(path, "--classes"), str(path))
 
 
 def check_classes(names: Sequence[str], source: str) -> list[str]:

@@ -154,7 +154,7 @@ def test_cli_layers_and_dissect(tmp_path, synthetic, capsys):
 
 
 def test_missing_unreadable_and_unconvertible_files(tmp_path):
-    with pytest.raises(ModelError, match=r"ONNX file .*nowhere\.onnx does not exist"):
+    with pytest.raises(ModelError, match=r"--model .*nowhere\.onnx: ONNX file not found"):
         load_model(str(tmp_path / "nowhere.onnx"))
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00not an onnx file at all\xff" * 10)

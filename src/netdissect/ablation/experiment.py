@@ -25,18 +25,18 @@ from .._version import __version__
 from ..devices import resolve_device
 from ..errors import ModelError, OptionError, RunDirectoryError
 from ..files import atomic_write_json
-from ..hooks import first_line
+from ..hooks import first_line, resolve_layers
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
+from ..outputs import ABLATION, MANIFEST, claim_output
 from ..resume import Checkpointer, checkpoint_key
-from ..rundir import ABLATION_RUN_FILE, run_lock
-from ..rundir import RUN_FILE as DISSECTION_RUN_FILE
+from ..rundir import LOCK_FILE, REPLACED_DIR, STAGING_DIR, finish_replacement, run_lock, swap_in_staged
 from . import compute
 from .images import ImageDataset, LabelledImages, collate_images, labelled_images, model_class_names, read_class_file
 from .result import JSON_FILE, AblationResult, rank_units
 from .split import split_model
 
-RUN_FILE = ABLATION_RUN_FILE
+RUN_FILE = "ablation-run.json"
 CHECKPOINT = Path("checkpoints") / "ablation.ckpt"
 METHODS = ("zero", "mean")
 
@@ -98,6 +98,7 @@ def ablate(
         model = load_model(model)
     loaded = model if isinstance(model, LoadedModel) else LoadedModel(model, Preprocess(), type(model).__name__)
     module = loaded.module.eval()
+    resolve_layers(module, [layer])  # a wrong layer fails before anything is written
     names_source = "folders"
     if isinstance(classes, (str, os.PathLike)):
         class_names: list[str] | None = read_class_file(classes)
@@ -137,10 +138,8 @@ def ablate(
 
         check_dissection(dissection, layer, fingerprint)
     directory = Path(out) if out is not None else None
-    with _run_directory(directory, key_parts, overwrite):
-        checkpointer = Checkpointer(
-            directory / CHECKPOINT if directory else None, checkpoint_key(key_parts), checkpoint_every
-        )
+    with _run_directory(directory, key_parts, overwrite) as work:
+        checkpointer = Checkpointer(work / CHECKPOINT if work else None, checkpoint_key(key_parts), checkpoint_every)
         result = runner.run(checkpointer)
         result.metadata.update(
             {
@@ -161,43 +160,73 @@ def ablate(
             from .join import join_dissection
 
             join_dissection(result, dissection, layer)
-        if directory is not None:
-            result.save(directory)
+        if work is not None and directory is not None:
+            result.save(work)
             checkpointer.clear()
-            if report:
-                from .page import write_ablation_page
+            if work != directory:  # an overwrite: the finished new ablation replaces the old one now
+                swap_in_staged(directory, _entries(directory))
+            from .page import remove_page, write_ablation_page
 
+            if report:
                 write_ablation_page(result, directory, dissection)
+            else:  # a page left from before would describe other results or link a replaced run
+                remove_page(directory)
     return result
 
 
-@contextlib.contextmanager
-def _run_directory(directory: Path | None, key_parts: dict, overwrite: bool) -> Iterator[None]:
-    if directory is None:
-        yield
-        return
-    if (directory / DISSECTION_RUN_FILE).exists() or (
-        (directory.parent / DISSECTION_RUN_FILE).exists() and (directory / "units.json").exists()
-    ):
-        raise RunDirectoryError(
-            f"{directory} holds a dissection run (or one of its layers): give --out a directory of its own "
-            "(e.g. RUN/ablation)"
-        )
-    with run_lock(directory):
-        key = json.loads(json.dumps(key_parts, default=str))
-        path = directory / RUN_FILE
-        if path.exists() and json.loads(path.read_text()).get("key") != key:
-            if not overwrite and (directory / JSON_FILE).exists():
-                raise RunDirectoryError(
-                    f"{directory} holds a different ablation (other model, images or options); "
-                    "choose another --out or pass --overwrite"
-                )
-            from .page import clear_outputs
+def _entries(directory: Path) -> list[str]:
+    """The entries of an ablation's folder that an overwrite replaces (all but the lock and staging)."""
+    keep = {LOCK_FILE, STAGING_DIR, REPLACED_DIR, MANIFEST}
+    return sorted(p.name for p in directory.iterdir() if p.name not in keep)
 
-            clear_outputs(directory)
-            shutil.rmtree(directory / CHECKPOINT.parent, ignore_errors=True)
-        atomic_write_json(path, {"key": key})
-        yield
+
+@contextlib.contextmanager
+def _run_directory(directory: Path | None, key_parts: dict, overwrite: bool) -> Iterator[Path | None]:
+    """Lock ``directory`` and yield where this ablation writes: the folder, or its staging folder.
+
+    A different finished ablation is refused without ``overwrite``; with it, the new one is
+    written into ``<out>/.overwrite`` and replaces the old one only once it has finished, so a
+    failed or interrupted overwrite leaves the old results as they were (the same command
+    resumes the staged one).
+    """
+    if directory is None:
+        yield None
+        return
+    if (directory.parent / "run.json").exists() and (directory / "units.json").exists():
+        raise RunDirectoryError(
+            f"{directory} is a layer of a dissection run: give --out a directory of its own (e.g. RUN/ablation)"
+        )
+    claim_output(directory, ABLATION)
+    with run_lock(directory):
+        finish_replacement(directory)
+        key = json.loads(json.dumps(key_parts, default=str))
+        work = directory
+        if _key(directory) not in (None, key):
+            if (directory / JSON_FILE).exists():
+                if not overwrite:
+                    raise RunDirectoryError(
+                        f"{directory} holds a different ablation (other model, images or options); "
+                        "choose another --out or pass --overwrite"
+                    )
+                work = directory / STAGING_DIR
+                if _key(work) != key:  # nothing staged, or a staged ablation of other options
+                    shutil.rmtree(work, ignore_errors=True)
+            else:  # an unfinished different ablation: nothing finished to keep
+                from .page import clear_outputs
+
+                clear_outputs(directory)
+                shutil.rmtree(directory / CHECKPOINT.parent, ignore_errors=True)
+        work.mkdir(exist_ok=True)
+        atomic_write_json(work / RUN_FILE, {"key": key})
+        yield work
+
+
+def _key(directory: Path) -> dict | None:
+    """The key recorded in ``directory``'s ablation-run.json, or None."""
+    try:
+        return json.loads((directory / RUN_FILE).read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 class _Experiment:

@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError, OptionError
+from ..files import read_text_lines
 from ..labels import display_name
 from ..models.base import LoadedModel
 from ..models.preprocess import Preprocess
@@ -68,11 +69,7 @@ def normalise(name: str) -> str:
 
 def read_class_file(path: str | os.PathLike) -> list[str]:
     """Class names, one per line in the model's output order (blank lines and ``#`` lines skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise OptionError(f"--classes file {path} does not exist")
-    names = [line.strip() for line in path.read_text().splitlines()]
-    names = [n for n in names if n and not n.startswith("#")]
+    names = [n for n in read_text_lines(path, "--classes") if not n.startswith("#")]
     if not names:
         raise OptionError(f"--classes file {path} lists no class")
     return names

@@ -260,18 +260,25 @@ def _save(figure, path: Path) -> Path:
 def write_ablation_page(
     result: AblationResult, out: str | os.PathLike, dissection: str | os.PathLike | None = None
 ) -> Path:
-    """Write ``index.html`` and the PNG plots into ``out``; with a dissection run, link the page from it."""
+    """Write ``index.html`` and the PNG plots into ``out``; link the page from a writable dissection run."""
     out = Path(out)
     run = Path(dissection) if dissection is not None else None
     context = page_context(result, out, run)
     atomic_write_bytes(out / INDEX, render_page(context).encode("utf-8"))
     save_plots(result, out)
-    if run is not None:
+    if run is not None and os.access(run, os.W_OK):  # a read-only run keeps its pages as they are
         add_extra_page(run, f"Unit ablation · {context['layer']}", out / INDEX)
     return out / INDEX
 
 
 def clear_outputs(out: Path) -> None:
-    """Remove an ablation's result files from ``out`` (before an overwrite)."""
-    for name in (NPZ_FILE, JSON_FILE, INDEX, GROUP_PNG, SCATTER_PNG):
+    """Remove an ablation's result files and page from ``out``."""
+    for name in (NPZ_FILE, JSON_FILE):
+        (out / name).unlink(missing_ok=True)
+    remove_page(out)
+
+
+def remove_page(out: Path) -> None:
+    """Remove an ablation's page and plots from ``out`` (a run written without its page)."""
+    for name in (INDEX, GROUP_PNG, SCATTER_PNG):
         (out / name).unlink(missing_ok=True)

@@ -35,17 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (1 with a one-line message on bad input)."""
-    from ..errors import NetDissectError
+    from ..errors import NetDissectError, os_error_message
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except NetDissectError as exc:
-        print(f"netdissect: error: {exc.message}", file=sys.stderr)
-        return 1
+        return _fail(exc.message)
+    except OSError as exc:  # read-only or full disk, a file where a folder belongs, a vanished input
+        return _fail(os_error_message(exc))
+    except UnicodeDecodeError as exc:  # a text file that is not UTF-8 text, read outside files.read_text_lines
+        return _fail(f"a text file is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except MemoryError:
+        return _fail("out of memory: try a smaller --batch-size or image size")
     except KeyboardInterrupt:
         print("netdissect: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(message: str) -> int:
+    """Print ``message`` as the command's one-line error; the exit status 1."""
+    print(f"netdissect: error: {message}", file=sys.stderr)
+    return 1
 
 
 def run() -> NoReturn:

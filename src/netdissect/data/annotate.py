@@ -31,7 +31,9 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import DatasetError, OptionError
+from ..memory import require_memory
 from ..models.base import model_fingerprint
+from ..outputs import DATASET, MANIFEST, check_output
 from ..segmenter import Segmenter, load_segmenter, segment
 from .broden import decode_label_png
 from .colors import COLOR_NAMES, color_layer
@@ -42,6 +44,10 @@ ANNOTATION_FILE = "annotation.json"
 STATE_FILE = ".annotate-state.json"
 DONE_FILE = ".annotate-done.jsonl"
 VAL_FRACTION = 0.2
+#: Lower bounds of the memory one pixel takes: a stored label (int64 map, its PNG, the resize) and
+#: an image (uint8, float input, and at least two classes' float logits).
+SEG_BYTES_PER_PIXEL = 16
+IMAGE_BYTES_PER_PIXEL = 3 + 12 + 2 * 4
 
 
 def label_specs(classes: Sequence[str], colors: bool) -> tuple[list[str], list[LabelSpec]]:
@@ -116,6 +122,8 @@ class AnnotationWriter:
 
     def _finished(self) -> bool:
         if not (self.out / "index.csv").exists():
+            if self.out.is_dir() and any(p.name != MANIFEST for p in self.out.iterdir()):
+                raise DatasetError(f"{self.out} exists and is not empty: choose a new or empty --out")
             return False
         if _read_json(self.out / ANNOTATION_FILE) == self.identity:
             return True
@@ -314,6 +322,13 @@ def annotate_images(
         raise OptionError(f"--batch-size must be >= 1, got {batch_size}")
     if workers < 0:
         raise OptionError(f"--workers must be >= 0, got {workers}")
+    check_output(out, DATASET)
+    for option, side, per_pixel in (
+        ("--seg-size", seg_size, SEG_BYTES_PER_PIXEL),
+        ("--size", size, IMAGE_BYTES_PER_PIXEL),
+    ):
+        if side is not None:
+            require_memory(batch_size * side * side * per_pixel, f"{option} {side} (batch of {batch_size})")
     torch_device = resolve_device(device)
     root = Path(images)
     files = image_files(root, pattern)

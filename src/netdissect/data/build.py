@@ -45,6 +45,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
+from ..outputs import DATASET, check_output
 from .broden import decode_label_png
 from .build_sources import Record, ade20k_records, dtd_records, opensurfaces_records, pascal_records, read_rgb
 from .colors import color_layer
@@ -186,6 +187,7 @@ def build_broden(
     randomness (the split comes from a hash of each image's path).
     """
     out = Path(out)
+    check_output(out, DATASET)
     if (out / "index.csv").exists():
         return out
     if size < 2:

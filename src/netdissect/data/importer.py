@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
+from ..outputs import DATASET, check_output
 from .writer import BrodenWriter, LabelSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -84,6 +85,7 @@ def import_dataset(
 ) -> Path:
     """Write a Broden-format dataset from images, class-map PNGs and a label list; returns ``out``."""
     images, masks = Path(images), Path(masks)
+    check_output(out, DATASET)
     if not images.is_dir():
         raise DatasetError(f"image folder {images} does not exist")
     if not masks.is_dir():

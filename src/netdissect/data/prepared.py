@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..errors import DatasetError
+from ..outputs import PREPARED, check_output
 
 if TYPE_CHECKING:
     from .broden import BrodenDataset
@@ -246,6 +247,8 @@ def prepare_dataset(
     """
     key = dataset_key(dataset)  # before decoding: a file changed meanwhile gets a new key
     owned = out is None  # the default location belongs to us: whatever is there may be replaced
+    if out is not None:
+        check_output(out, PREPARED)
     out = Path(out) if out is not None else default_prepared_path(dataset, key)
     info = _read_info(out)
     if info is not None and info["key"] == key:

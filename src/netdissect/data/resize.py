@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
+from ..outputs import DATASET, check_output
 from .broden import BrodenMeta, decode_label_png
 from .writer import BrodenWriter, LabelSpec
 
@@ -24,6 +25,7 @@ def resize_dataset(source: str | os.PathLike, size: int, out: str | os.PathLike,
     """Write ``source`` resized so that images' longer side is ``size`` into ``out``; returns ``out``."""
     if size < 2:
         raise DatasetError(f"--size must be >= 2, got {size}")
+    check_output(out, DATASET)
     meta = BrodenMeta.load(source)
     if Path(out).resolve() == meta.directory.resolve():
         raise DatasetError("--out must differ from the source dataset")

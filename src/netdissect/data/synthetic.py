@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..outputs import DATASET, check_output
 from .synthetic_scenes import (
     CATEGORIES,
     LABELS,
@@ -136,6 +137,7 @@ def make_synthetic_dataset(
         raise ValueError(f"size must be >= 16, got {size}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    check_output(directory, DATASET)
     writer = BrodenWriter(directory, CATEGORIES, label_specs())
     val = _val_rows(n, seed)
     seg_size = size // 2

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..hooks import first_line
-from .base import LoadedModel, ModelSource, register_source
+from .base import LoadedModel, ModelSource, model_options, register_source
 from .preprocess import Preprocess
 
 #: The newest default-domain opset every onnx2torch converter we rely on handles.
@@ -131,10 +131,12 @@ def _convert(onnx2torch, model):
 
 def load_onnx(path: str | os.PathLike) -> LoadedModel:
     """Load an ONNX file as a torch module in eval mode (see the module docstring)."""
-    onnx, onnx2torch = _require()
     path = Path(path)
+    if not path.exists():  # before the packages: a mistyped path is not a missing package
+        raise ModelError(f"{model_options().spec} {path}: ONNX file not found")
     if not path.is_file():
-        raise ModelError(f"ONNX file {path} does not exist")
+        raise ModelError(f"{model_options().spec} {path} is a folder, not an ONNX file")
+    onnx, onnx2torch = _require()
     try:
         model = onnx.load(str(path))
     except Exception as exc:

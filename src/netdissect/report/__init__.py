@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from ..errors import DatasetError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes, layer_dirname
+from ..outputs import DISSECTION, GENERATOR, IMPORTED, read_kind
 from . import strips as _strips
 from .categories import bar_data
 from .datarows import Rows, read_rows, rows_of
@@ -237,6 +238,12 @@ def write_report(
     run_dir = Path(run_dir)
     if examples < 1:
         raise OptionError(f"--examples must be >= 1, got {examples}")
+    found = read_kind(run_dir)
+    if found is not None and found not in (DISSECTION, GENERATOR, IMPORTED):
+        raise RunDirectoryError(
+            f"{run_dir} holds {found.what} (written by `netdissect {found.command}`), not a dissection run; "
+            "its page is rebuilt by the command that wrote it"
+        )
     if not (run_dir / SUMMARY_FILE).is_file():
         raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
     run = RunView.load(run_dir)

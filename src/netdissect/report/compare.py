@@ -35,6 +35,7 @@ from markupsafe import Markup
 from ..errors import NetDissectError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes
 from ..labels import display_name
+from ..outputs import COMPARISON, claim_output
 from ..results import SUMMARY_FILE, DissectionResult, LayerResult
 from .categories import category_colours, ordered_categories
 from .compare_charts import (
@@ -418,7 +419,7 @@ def compare_runs(
     run_dirs = [Path(r) for r in runs]
     if any(out.resolve() == d.resolve() for d in run_dirs):
         raise OptionError(f"--out {out} is one of the compared runs: choose another directory")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, COMPARISON)
     pngs = {"unique": UNIQUE_PNG, "detectors": DETECTORS_PNG, "emergence": None}
     save_unique_detectors_png(data, out / UNIQUE_PNG)
     save_detectors_per_layer_png(data, out / DETECTORS_PNG)

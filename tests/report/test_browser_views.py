@@ -1,0 +1,151 @@
+"""What the report's pages show, checked in a real browser (headless Chromium driven by Playwright):
+long formulas wrap on the cards, the large view keeps the unit's outline under the formula and the
+ground truth, and charts fill their cards. Skipped when Chromium or Playwright is missing, as
+tests/report/test_browser.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from netdissect import dissect
+from netdissect.data.synthetic import make_synthetic_dataset
+from netdissect.models import load_model
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("NETDISSECT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+if os.environ.get("CI") and not CHROMIUM:
+    raise RuntimeError("CI must run the browser tests: install Debian's chromium (see .ci/run)")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+
+GOLD = (255, 215, 0, 255)  # the unit's outline
+CYAN = {(0, 200, 255, 140), (0, 200, 255, 255)}  # the ground truth's tint (inside, edge)
+MAGENTA = {(255, 60, 200, 140), (255, 60, 200, 255)}  # the formula's tint (inside, edge)
+LONG_FORMULA = (
+    "((((rug AND NOT red-c) AND NOT orange-c) OR (window AND NOT door)) AND NOT "
+    "(a-label-name-far-too-long-to-fit-on-one-line-of-any-unit-card-at-all OR wood)) OR fabric"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.problems = problems
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def formula_report(tmp_path_factory) -> Path:
+    """A dissection of the demo model's conv4 with formulas of two labels, and its report; the
+    first unit with a formula is given a long one (the text only: its mask stays the real one)."""
+    from netdissect.report import write_report
+
+    root = tmp_path_factory.mktemp("browser-views")
+    data = make_synthetic_dataset(root / "data", n=40, size=64, seed=3)
+    out = root / "run"
+    dissect(
+        load_model("demo"), data, ["conv4"], out, workers=0, progress=False, device="cpu", quantile=0.02, formula_length=2
+    )
+    units = out / "conv4" / "units.json"
+    record = json.loads(units.read_text())
+    first = next(u for u in record["units"] if u.get("formula"))
+    first["formula"] = LONG_FORMULA
+    units.write_text(json.dumps(record))
+    write_report(out, progress=False)
+    return out
+
+
+def open_layer(page, run: Path, layer: str = "conv4"):
+    page.goto((run / layer / "index.html").as_uri())
+    page.wait_for_selector(".unit-card")
+    page.wait_for_selector("body[data-tiles=ready]")
+
+
+def overlay_pixels(page, selector: str) -> list[tuple[int, ...]]:
+    """The RGBA of every pixel of the overlay canvases under ``selector``, canvas after canvas."""
+    flat = page.eval_on_selector_all(
+        selector + " canvas",
+        "cs => cs.flatMap(c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data))",
+    )
+    return [tuple(flat[i : i + 4]) for i in range(0, len(flat), 4)]
+
+
+def test_long_formula_wraps_on_its_card(page, formula_report):
+    open_layer(page, formula_report)
+    page.select_option("#sort", "unit")
+    card = page.locator(".unit-card", has=page.locator(".formula", has_text="a-label-name-far-too-long")).first
+    card.scroll_into_view_if_needed()
+    box = card.evaluate(
+        """c => { const f = c.querySelector('.formula'), r = f.getBoundingClientRect(), cr = c.getBoundingClientRect();
+                  return {text: f.textContent, scroll: f.scrollWidth, client: f.clientWidth, height: r.height,
+                          line: parseFloat(getComputedStyle(f).lineHeight) || 18, right: r.right, cardRight: cr.right}; }"""
+    )
+    assert LONG_FORMULA in box["text"]
+    assert box["scroll"] <= box["client"] + 1, box  # nothing cut off or hidden
+    assert box["right"] <= box["cardRight"], box  # the text stays inside its card
+    assert box["height"] > 1.5 * box["line"], box  # on several lines
+    # the large view shows it whole too
+    card.click()
+    page.wait_for_selector("#viewer", state="visible")
+    viewer = page.eval_on_selector("#viewer-meta .formula", "f => [f.scrollWidth, f.clientWidth]")
+    assert viewer[0] <= viewer[1] + 1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-long-formula.png"))
+    assert page.problems == []
+
+
+def gold_positions(pixels: list[tuple[int, ...]]) -> set[int]:
+    return {i for i, p in enumerate(pixels) if p == GOLD}
+
+
+def test_large_view_keeps_the_unit_outline_with_formula_and_ground_truth(page, formula_report):
+    """F and G draw the formula's mask or the label's ground truth tinted, and the unit's own
+    outline over them at the same pixels as in the unit's view, so that they can be compared."""
+    open_layer(page, formula_report)
+    card = page.locator(".unit-card[data-formula]").first
+    unit = card.get_attribute("data-unit")
+    card.click()
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:unit']")
+    outline = gold_positions(overlay_pixels(page, "#viewer-tiles"))
+    assert outline  # the unit fires somewhere on its top images
+    assert "unit " + unit in page.text_content("#viewer-legend")
+
+    page.keyboard.press("f")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:formula']")
+    formula = overlay_pixels(page, "#viewer-tiles")
+    assert MAGENTA & set(formula)  # the formula's mask
+    assert gold_positions(formula) == outline  # and the unit's outline, unchanged
+    assert page.eval_on_selector_all("#viewer-tiles canvas", "cs => cs.every(c => c.dataset.outline === 'unit')")
+    legend = page.text_content("#viewer-legend")
+    assert "unit " + unit in legend and "formula" in legend
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-viewer-formula.png"))
+
+    page.keyboard.press("g")
+    page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:truth']")
+    truth = overlay_pixels(page, "#viewer-tiles")
+    assert CYAN & set(truth)
+    assert gold_positions(truth) == outline
+    assert "ground truth" in page.text_content("#viewer-legend")
+    assert page.problems == []
