@@ -65,7 +65,15 @@ def formula_report(tmp_path_factory) -> Path:
     data = make_synthetic_dataset(root / "data", n=40, size=64, seed=3)
     out = root / "run"
     dissect(
-        load_model("demo"), data, ["conv4"], out, workers=0, progress=False, device="cpu", quantile=0.02, formula_length=2
+        load_model("demo"),
+        data,
+        ["conv4"],
+        out,
+        workers=0,
+        progress=False,
+        device="cpu",
+        quantile=0.02,
+        formula_length=2,
     )
     units = out / "conv4" / "units.json"
     record = json.loads(units.read_text())
