@@ -294,7 +294,7 @@ def test_outputs_files_and_round_trip(tmp_path):
 def test_run_key_unchanged_without_formulas():
     base = DissectConfig(device="cpu").result_options()
     assert "formula_length" not in base
-    assert DissectConfig(device="cpu", formula_length=1, beam=9).result_options() == base
+    assert DissectConfig(device="cpu", formula_length=1, formula_ops="andnot,or,and").result_options() == base
     assert DissectConfig(device="cpu", formula_length=2).result_options()["formula_ops"] == ["and", "or", "andnot"]
 
 
@@ -313,8 +313,37 @@ def test_bad_options(options, message):
 
 
 @pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"beam": 9}, "--beam 9 applies only to formulas: add --formula-length N (N >= 2), or leave it out"),
+        ({"formula_ops": "or"}, "--formula-ops or applies only to formulas: add --formula-length N (N >= 2)"),
+        (
+            {"beam": 2, "formula_ops": ["and", "andnot"]},
+            "--beam 2 and --formula-ops and,andnot apply only to formulas: add --formula-length N (N >= 2), "
+            "or leave them out",
+        ),
+    ],
+)
+def test_formula_options_without_formulas_are_refused(options, message):
+    """--beam and --formula-ops do nothing at --formula-length 1: refused rather than silently ignored."""
+    with pytest.raises(OptionError) as info:
+        DissectConfig(device="cpu", **options)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    DissectConfig(device="cpu", formula_length=2, **options)  # with formulas they apply
+
+
+def test_formula_option_defaults_pass_without_formulas():
+    assert DissectConfig(device="cpu").formula_length == 1
+    DissectConfig(device="cpu", beam=5, formula_ops="and,or,andnot")  # the defaults, given explicitly
+    DissectConfig(device="cpu", formula_ops=["andnot", "and", "or"])  # the same set in another order
+
+
+@pytest.mark.parametrize(
     "flags,message",
     [
+        (["--beam", "3"], "--beam 3 applies only to formulas: add --formula-length N (N >= 2)"),
+        (["--formula-ops", "and"], "--formula-ops and applies only to formulas"),
+        (["--formula-length", "1", "--beam", "3", "--formula-ops", "or"], "--beam 3 and --formula-ops or apply"),
         (["--formula-length", "0"], "--formula-length must be >= 1"),
         (["--beam", "-1"], "--beam must be >= 1"),
         (["--formula-ops", "and,nand"], "unknown operator 'nand'"),

@@ -15,6 +15,7 @@ IOU_MODES = ("paper", "lite")
 MAX_NULL_SAMPLES = 100  # null counts take 8 * K * units * labels bytes per layer
 MEMORY_FORMATS = ("contiguous", "channels_last")
 FORMULA_OPS = ("and", "or", "andnot")  # as netdissect.formulas.OPS (this module imports no torch)
+DEFAULT_BEAM = 5  # the beam width of the formula search
 NULL_SEED = 20170721  # the null's shifts are reproducible: a fixed seed, batches in dataset order
 
 
@@ -68,6 +69,9 @@ class DissectConfig:
         beam: B >= 1, the beam width of the formula search.
         formula_ops: the operators formulas use, a subset of ``and``, ``or``, ``andnot``
             (a sequence or a comma-separated string).
+
+    ``beam`` and ``formula_ops`` other than their defaults need ``formula_length >= 2``: with
+    ``formula_length == 1`` they would be ignored, so they stop with an :class:`OptionError`.
     """
 
     quantile: float = 0.005
@@ -92,7 +96,7 @@ class DissectConfig:
     amp: bool = False
     checkpoint_every: float = 300.0
     formula_length: int = 1
-    beam: int = 5
+    beam: int = DEFAULT_BEAM
     formula_ops: tuple[str, ...] | str = FORMULA_OPS
 
     def __post_init__(self) -> None:
@@ -127,7 +131,22 @@ class DissectConfig:
             raise OptionError(f"--formula-length must be >= 1, got {self.formula_length}")
         if self.beam < 1:
             raise OptionError(f"--beam must be >= 1, got {self.beam}")
+        if self.formula_length == 1:
+            self._refuse_formula_options()
         resolve_device(self.device)
+
+    def _refuse_formula_options(self) -> None:
+        """Without formulas, a non-default --beam or --formula-ops would be ignored: refuse them."""
+        given = []
+        if self.beam != DEFAULT_BEAM:
+            given.append(f"--beam {self.beam}")
+        if self.formula_ops != FORMULA_OPS:
+            given.append(f"--formula-ops {','.join(self.formula_ops)}")
+        if given:
+            verb, pronoun = ("apply", "them") if len(given) > 1 else ("applies", "it")
+            raise OptionError(
+                f"{' and '.join(given)} {verb} only to formulas: add --formula-length N (N >= 2), or leave {pronoun} out"
+            )
 
     def result_options(self) -> dict:
         """The options that determine the results (the cache key of a run directory)."""
