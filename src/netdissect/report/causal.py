@@ -48,10 +48,41 @@ def _change(before: float, after: float) -> str:
     return f"{100 * (after - before) / before:+.0f} %"
 
 
+def _units_phrase(counts: Sequence[int], ablate_top: int) -> str:
+    """How many units each concept had zeroed, in words that match the data: "its best detector
+    unit (by IoU) is", "its best 3 detector units (by IoU) are", or, when the concepts differ,
+    "its best detector units (by IoU; up to 20, fewer where it has fewer detectors) are"."""
+    distinct = sorted(set(counts))
+    if len(distinct) == 1:
+        n = distinct[0]
+        return "its best detector unit (by IoU) is" if n == 1 else f"its best {n} detector units (by IoU) are"
+    return f"its best detector units (by IoU; up to {ablate_top}, fewer where it has fewer detectors) are"
+
+
+def causal_context(layer: str, model: str, concepts: Sequence[dict], samples: int, ablate_top: int) -> dict:
+    """The template context of the causal page: ``concepts`` as built by :func:`write_causal_page`."""
+    counts = [len(c["units"]) for c in concepts]
+    return {
+        "layer": layer,
+        "model": model,
+        "concepts": concepts,
+        "samples": samples,
+        "samples_text": f"{samples} sample{'s' if samples != 1 else ''}",
+        "ablate_top": ablate_top,
+        "units_phrase": _units_phrase(counts, ablate_top) if counts else "",
+        "zeroed": "the unit" if counts and max(counts) == 1 else "the units",
+    }
+
+
 def write_causal_page(
     directory: str | Path, layer: str, model: str, effects: Sequence[CausalEffect], samples: int, ablate_top: int
 ) -> Path:
-    """Write ``directory/causal.html`` and its sample images; returns the page's path."""
+    """Write ``directory/causal.html`` and its sample images; returns the page's path.
+
+    The page states the units zeroed for each concept as they are (a concept with one detector had
+    one unit zeroed, whatever ``ablate_top``, the most allowed), and shows no image preprocessing:
+    a generator's input is its latents.
+    """
     directory = Path(directory)
     concepts = []
     for effect in effects:
@@ -61,22 +92,21 @@ def write_causal_page(
             atomic_write_bytes(directory / f"{stem}_before.png", _png(before))
             atomic_write_bytes(directory / f"{stem}_after.png", _png(after))
             pairs.append({"sample": sample, "before": f"{stem}_before.png", "after": f"{stem}_after.png"})
+        n = len(effect.units)
         concepts.append(
             {
                 "anchor": f"label{effect.label}",
                 "name": effect.name,
                 "units": effect.units,
+                "units_text": f"{n} unit{'s' if n != 1 else ''} zeroed",
                 "before": effect.before,
                 "after": effect.after,
                 "change": _change(effect.before, effect.after),
                 "pairs": pairs,
             }
         )
-    html = (
-        environment()
-        .get_template(CAUSAL_PAGE)
-        .render(layer=layer, model=model, concepts=concepts, samples=samples, ablate_top=ablate_top)
-    )
+    context = causal_context(layer, model, concepts, samples, ablate_top)
+    html = environment().get_template(CAUSAL_PAGE).render(**context)
     page = directory / CAUSAL_PAGE
     atomic_write_bytes(page, html.encode("utf-8"))
     return page

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -241,6 +242,27 @@ def _imported(meta: Mapping) -> dict | None:
     }
 
 
+def latent_input(result: AnyRun, dataset: Mapping) -> str | None:
+    """The input of a generator run (``dissect-generator``: the model's input is its latents, not
+    images) in words, e.g. ``"latents z ~ N(0, I): 48 of dimension 8"``; None for other runs."""
+    directory = getattr(result, "directory", None)
+    if directory is None:
+        return None
+    from ..outputs import GENERATOR, read_kind
+
+    kind = read_kind(directory)
+    if kind is None or kind.name != GENERATOR.name:
+        return None
+    text = "latents z ~ N(0, I)"
+    try:
+        shape = np.load(Path(str(dataset.get("path", ""))) / "latents.npy", mmap_mode="r").shape
+    except (OSError, ValueError):
+        return text
+    if len(shape) >= 2:
+        text += f": {shape[0]} of dimension {int(np.prod(shape[1:]))}"
+    return text
+
+
 def run_context(result: AnyRun, extra_pages: Sequence[Mapping[str, str]] = ()) -> dict:
     """The template context of the run page (``<out>/index.html``); ``extra_pages`` are more pages
     of the run, ``{"title", "href"}`` relative to the run directory, linked from the page."""
@@ -289,11 +311,15 @@ def run_context(result: AnyRun, extra_pages: Sequence[Mapping[str, str]] = ()) -
             }
         )
     dataset = meta.get("dataset", {}) if isinstance(meta.get("dataset"), Mapping) else {"path": meta.get("dataset")}
+    latents = latent_input(result, dataset)
+    if latents is not None:  # a generator's input: its latents, never preprocessed images
+        dataset = {k: v for k, v in dataset.items() if k != "preprocess"}
     sections = [
         (
             "Model",
             [("model", _scalar(meta.get("model", "")))]
-            + ([("fingerprint", _scalar(meta["model_fingerprint"]))] if "model_fingerprint" in meta else []),
+            + ([("fingerprint", _scalar(meta["model_fingerprint"]))] if "model_fingerprint" in meta else [])
+            + ([("input", latents)] if latents is not None else []),
         ),
         ("Dataset", _flatten(dataset)),
         ("Options", _flatten(meta.get("options", {}))),
