@@ -191,7 +191,7 @@ def test_a_failed_overwrite_leaves_the_old_run_and_its_samples(tmp_path, monkeyp
     def fail(*args, **kwargs):
         raise RuntimeError("the new run dies")
 
-    monkeypatch.setattr(generator_module, "dissect", fail)
+    monkeypatch.setattr(generator_module, "run_dissection", fail)
     with pytest.raises(RuntimeError, match="the new run dies"):
         dissect_generator(
             GENERATOR, SEGMENTER, ["features"], out, z_dim=8, samples=16, seed=1, overwrite=True, ablate_top=0, **FAST

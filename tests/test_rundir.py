@@ -165,7 +165,7 @@ def test_replacement_cut_short_is_completed_by_the_next_run(tiny_dataset, tmp_pa
             dissect(LookupNet(tiny_maps()), data, ["layer"], out, overwrite=True, **new)
         monkeypatch.undo()
         again = dissect(LookupNet(tiny_maps()), data, ["layer"], out, overwrite=True, **new)
-        assert sorted(p.name for p in out.iterdir()) == [".lock", "layer", "run.json", "summary.json"], fail_at
+        assert sorted(p.name for p in out.iterdir()) == [".lock", "layer", "netdissect.json", "run.json", "summary.json"], fail_at
         assert (out / "layer" / "tally.csv").read_bytes() == (reference.directory / "layer" / "tally.csv").read_bytes()
         assert again["layer"].summary() == reference["layer"].summary()
         assert json.loads((out / "run.json").read_text())["state"] == "done"

@@ -139,11 +139,11 @@ def test_ablations_and_dissections_keep_to_their_own_directories(demo_run, capsy
     argv = ["ablate", "--model", "demo", "--layer", "conv4", "--images", str(data), "--no-progress", "--device", "cpu"]
     for target in (run, run / "conv4"):  # a run, or one of its layers
         assert main([*argv, "--out", str(target)]) == 1
-        assert "holds a dissection run" in capsys.readouterr().err
+        assert "dissection run" in capsys.readouterr().err
     assert (run / "index.html").read_bytes() == before
     dissect_argv = ["dissect", "--model", "demo", "--layers", "conv4", "--dataset", str(data), "--no-progress"]
     assert main([*dissect_argv, "--out", str(out), "--device", "cpu", "--workers", "0"]) == 1
-    assert "holds an ablation" in capsys.readouterr().err
+    assert "holds a unit ablation" in capsys.readouterr().err
     assert AblationResult.load(out).units.size == 128
 
 

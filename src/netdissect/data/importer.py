@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
+from ..files import read_text_lines
 from ..outputs import DATASET, check_output
 from .writer import BrodenWriter, LabelSpec
 
@@ -37,9 +38,7 @@ def stable_split(name: str, val_fraction: float) -> str:
 
 def read_label_list(path: Path, category: str) -> dict[int, tuple[str, str]]:
     """``{class value: (name, category)}`` from a CSV ``value,name[,category]`` or a names-per-line file."""
-    if not path.is_file():
-        raise DatasetError(f"label list {path} does not exist")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = read_text_lines(path, "--labels")
     if not lines:
         raise DatasetError(f"label list {path} is empty")
     if "," not in lines[0]:
@@ -59,16 +58,13 @@ def read_label_list(path: Path, category: str) -> dict[int, tuple[str, str]]:
 
 def read_image_labels(path: Path) -> dict[str, list[tuple[str, str]]]:
     """``{image stem: [(name, category), ...]}`` from rows ``image,name[,category]``."""
-    if not path.is_file():
-        raise DatasetError(f"image-level label file {path} does not exist")
     found: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    with open(path, newline="", encoding="utf-8") as f:
-        for row_number, row in enumerate(csv.reader(f), 1):
-            if not row or (row_number == 1 and row[0].strip().lower() == "image"):
-                continue
-            if len(row) not in (2, 3):
-                raise DatasetError(f"{path} row {row_number}: expected image,name[,category]")
-            found[Path(row[0].strip()).stem].append((row[1].strip(), row[2].strip() if len(row) == 3 else "scene"))
+    for row_number, row in enumerate(csv.reader(read_text_lines(path, "--image-labels")), 1):
+        if not row or (row_number == 1 and row[0].strip().lower() == "image"):
+            continue
+        if len(row) not in (2, 3):
+            raise DatasetError(f"{path} row {row_number}: expected image,name[,category]")
+        found[Path(row[0].strip()).stem].append((row[1].strip(), row[2].strip() if len(row) == 3 else "scene"))
     return found
 
 

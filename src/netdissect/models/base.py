@@ -109,24 +109,63 @@ def prefix_matcher(prefix: str) -> Callable[[str], bool]:
     return lambda spec: spec.startswith(prefix)
 
 
-def torch_load(path: Path, trust_pickle: bool) -> Any:
-    """``torch.load`` on CPU, ``weights_only`` unless the user trusts the file's pickles."""
-    if not path.is_file():
-        raise ModelError(f"weights file {path} does not exist")
+def torch_load(path: Path, trust_pickle: bool, option: str | None = None) -> Any:
+    """``torch.load`` on CPU, ``weights_only`` unless the user trusts the file's pickles.
+
+    Every failure is one :class:`ModelError` line naming ``option`` (default: the weights
+    option of what is loaded, :func:`model_options`) and the path: not found, a folder, pickled
+    objects without ``trust_pickle``, or "cannot be read as a checkpoint: <cause>".
+    """
+    path = Path(path)
+    name = f"{option or model_options().weights} {path}"
+    check_file(path, name, "a checkpoint file")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{name} cannot be read as a checkpoint: the file is empty")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if not _holds_objects(exc):
+            raise ModelError(f"{name} cannot be read as a checkpoint: {_cause(exc)}") from None
         if not trust_pickle:
             raise ModelError(
-                f"{path} holds pickled Python objects, which can run code when loaded; pass "
+                f"{name} holds pickled Python objects, which can run code when loaded; pass "
                 "--trust-pickle (trust_pickle=True) only if you trust the file"
             ) from None
     except Exception as exc:
-        raise ModelError(f"cannot read weights file {path}: {exc}") from None
+        raise ModelError(f"{name} cannot be read as a checkpoint: {_cause(exc)}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ModelError(f"cannot read weights file {path}: {exc}") from None
+        raise ModelError(f"{name} cannot be read as a checkpoint: {_cause(exc)}") from None
+
+
+def check_file(path: Path, name: str, what: str) -> None:
+    """One line starting with ``name`` (``--weights PATH``) unless ``path`` is a file: not found, or a folder."""
+    if not path.exists():
+        raise ModelError(f"{name}: not found")
+    if not path.is_file():
+        raise ModelError(f"{name} is a folder, not {what}")
+
+
+def _holds_objects(exc: pickle.UnpicklingError) -> bool:
+    """Whether ``weights_only`` refused a well-formed pickle for its classes (not a broken file)."""
+    text = str(exc)
+    return any(s in text for s in ("Unsupported global", "Unsupported class", "not an allowed global"))
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of why a file could not be read, with the exception's type unless the text names it."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    marker = "WeightsUnpickler error:"  # torch wraps the unpickler's reason in a long explanation
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    kind = type(exc).__name__
+    if not lines:
+        return kind
+    return lines[0] if kind in lines[0] else f"{kind}: {lines[0]}"
 
 
 def cwd_on_path() -> None:
@@ -135,17 +174,32 @@ def cwd_on_path() -> None:
         sys.path.insert(0, os.getcwd())
 
 
-def load_checkpoint(module: nn.Module, path: str | os.PathLike, trust_pickle: bool = False) -> None:
-    """Load a state dict (plain, ``{'state_dict': ...}``, or with ``module.`` prefixes) into ``module``."""
+def load_checkpoint(
+    module: nn.Module, path: str | os.PathLike, trust_pickle: bool = False, option: str | None = None
+) -> None:
+    """Load a state dict (plain, ``{'state_dict': ...}``, or with ``module.`` prefixes) into ``module``.
+
+    Errors name ``option`` (default: the weights option of what is loaded) and the path.
+    """
+    load_state(module, checkpoint_state(path, trust_pickle, option), path)
+
+
+def checkpoint_state(path: str | os.PathLike, trust_pickle: bool = False, option: str | None = None) -> dict:
+    """The tensors of a checkpoint: a state dict, ``{'state_dict': ...}`` or a whole model, ``module.`` stripped."""
     path = Path(path)
-    state = torch_load(path, trust_pickle)
+    state = torch_load(path, trust_pickle, option)
     if isinstance(state, nn.Module):
         state = state.state_dict()
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{path} is not a state dict (nor a dict with a 'state_dict' entry)")
-    load_state(module, {k.removeprefix("module."): v for k, v in state.items()}, path)
+        held = f"a dict with keys {', '.join(map(str, list(state)[:5]))}" if isinstance(state, dict) else None
+        held = held or f"a {type(state).__name__}"
+        raise ModelError(
+            f"{option or model_options().weights} {path} holds {held}, not a state dict "
+            "(nor a dict with a 'state_dict' entry)"
+        )
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
@@ -171,7 +225,10 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | 
             k = wrong[0]
             parts.append(f"shape mismatch at {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
         raise ModelError(f"weights {source} do not fit the model: {'; '.join(parts)}")
-    module.load_state_dict(state)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        raise ModelError(f"weights {source} do not fit the model: {str(exc).strip().splitlines()[-1]}") from None
 
 
 def model_fingerprint(module: nn.Module) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from .base import check_file, model_options
 
 
 def read_prototxt(path: str | os.PathLike):
@@ -20,8 +21,7 @@ def read_prototxt(path: str | os.PathLike):
     from .caffe_schema import parse_prototxt
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Caffe prototxt {path} does not exist")
+    check_file(path, f"{model_options().spec} caffe:{path}", "a Caffe prototxt file")
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
         return parse_prototxt(text)
@@ -43,14 +43,13 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[CaffeBlob]]:
     from .caffe_schema import NetParameter
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Caffe weights file {path} does not exist")
+    name = f"{model_options().weights} {path}"
+    check_file(path, name, "a .caffemodel file")
     try:
         net = NetParameter.FromString(path.read_bytes())
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelError(
-            f"cannot read {path} as a binary Caffe .caffemodel: {str(exc).strip() or type(exc).__name__}"
-        ) from None
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        cause = (exc.strerror if isinstance(exc, OSError) else None) or str(exc).strip() or type(exc).__name__
+        raise ModelError(f"{name} cannot be read as a binary Caffe .caffemodel: {cause.splitlines()[0]}") from None
     result: dict[str, list[CaffeBlob]] = {}
     for layer in list(net.layer) + list(net.layers):
         if not layer.blobs or layer.name in result:

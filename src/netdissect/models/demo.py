@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .base import checkpoint_state, load_state
+
 WEIGHTS = Path(__file__).with_name("demo_weights.pt")
 #: The demo's input resolution: the synthetic demo dataset is drawn at this size.
 DEMO_IMAGE_SIZE = 128
@@ -41,11 +43,16 @@ class DemoNet(nn.Module):
         return self.fc(self.gmp(x).flatten(1))
 
 
-def demo_model(weights: str | Path | None = WEIGHTS) -> DemoNet:
-    """The demo model with its shipped weights (random init when ``weights`` is None)."""
+def demo_model(weights: str | Path | None = WEIGHTS, trust_pickle: bool = False) -> DemoNet:
+    """The demo model with its shipped weights, or those of a checkpoint (random init when ``weights`` is None).
+
+    The number of classes is the checkpoint's (``fc.weight``); a file that is missing, unreadable
+    or does not fit stops with one :class:`~netdissect.errors.ModelError` line naming it.
+    """
     if weights is None:
         return DemoNet().eval()
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    model = DemoNet(num_classes=state["fc.weight"].shape[0])
-    model.load_state_dict(state)
+    state = checkpoint_state(weights, trust_pickle)
+    fc = state.get("fc.weight")
+    model = DemoNet(num_classes=fc.shape[0] if fc is not None and fc.dim() == 2 else 5)
+    load_state(model, state, weights)
     return model.eval()

@@ -83,7 +83,7 @@ def _ordered_sources() -> list[ModelSource]:
 
 
 def _load_demo(spec: str, weights: str | None, trust_pickle: bool, model_args: dict) -> LoadedModel:
-    module = demo_model(weights) if weights else demo_model()
+    module = demo_model(weights, trust_pickle) if weights else demo_model()
     return LoadedModel(module, Preprocess(), spec, weights)
 
 
@@ -116,7 +116,7 @@ def _torchvision(name: str, weights: str | None, trust_pickle: bool, model_args:
         close = difflib.get_close_matches(name, available, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown torchvision model {name!r}{hint}")
-    if weights and not os.path.exists(weights) and not weights.endswith((".pth", ".pt", ".tar", ".ckpt")):
+    if weights and not _looks_like_path(weights):
         enum = torchvision.models.get_model_weights(name)
         key = weights.split(".")[-1]
         if key not in enum.__members__:
@@ -141,6 +141,15 @@ def _torchvision(name: str, weights: str | None, trust_pickle: bool, model_args:
     if weights:
         load_checkpoint(module, weights, trust_pickle)
     return module
+
+
+def _looks_like_path(weights: str) -> bool:
+    """A checkpoint path rather than a torchvision weights name (``IMAGENET1K_V1``, ``ResNet18_Weights.DEFAULT``)."""
+    return (
+        os.path.exists(weights)
+        or weights.endswith((".pth", ".pt", ".tar", ".ckpt"))
+        or any(sep in weights for sep in {"/", os.sep, os.altsep or "/"})
+    )
 
 
 def _callable(spec: str, model_args: dict) -> nn.Module:
@@ -171,7 +180,7 @@ def _callable(spec: str, model_args: dict) -> nn.Module:
 
 def _whole_model(path: Path, trust_pickle: bool) -> nn.Module:
     cwd_on_path()  # a pickled model's classes usually live beside it
-    loaded = torch_load(path, trust_pickle)
+    loaded = torch_load(path, trust_pickle, model_options().spec)
     if not isinstance(loaded, nn.Module):
         options = model_options()
         raise ModelError(

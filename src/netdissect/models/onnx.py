@@ -175,11 +175,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
 
 
-register_source(
-    ModelSource(
-        "onnx",
-        lambda spec: spec.lower().endswith(".onnx"),
-        lambda spec, weights, trust, args: load_onnx(spec),
-        "path/to/model.onnx",
-    )
-)
+def _load_source(spec: str, weights: str | None, trust_pickle: bool, model_args: dict) -> LoadedModel:
+    if weights:
+        options = model_options()
+        raise ModelError(
+            f"{options.weights} {weights} does not apply to ONNX models: {options.spec} {spec} holds its weights"
+        )
+    return load_onnx(spec)
+
+
+register_source(ModelSource("onnx", lambda spec: spec.lower().endswith(".onnx"), _load_source, "path/to/model.onnx"))

@@ -80,7 +80,8 @@ def load_places365(arch: str, weights: str | None = None, trust_pickle: bool = F
     """``places365:<arch>`` with its Places365 weights (downloaded) or those of ``weights``."""
     model = build_places365(arch)
     path = Path(weights) if weights else _download(arch)
-    state = _state_dict(torch_load(path, trust_pickle), path)
+    # a broken download is named as such (delete it to download it again)
+    state = _state_dict(torch_load(path, trust_pickle, None if weights else "downloaded checkpoint"), path)
     load_state(model, state, path)
     return LoadedModel(model.eval(), Preprocess(), f"places365:{arch}", str(path))
 
