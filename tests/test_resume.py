@@ -341,7 +341,15 @@ def test_killed_overwrite_keeps_the_old_run_and_resumes(dataset, reference, tmp_
     for layer in ("conv1", "conv2"):
         same_layer_results(reference / layer, out / layer)
     assert json.loads((out / "run.json").read_text())["state"] == "done"
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "conv1", "conv2", "netdissect.json", "notes.txt", "run.json", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "conv1",
+        "conv2",
+        "netdissect.json",
+        "notes.txt",
+        "run.json",
+        "summary.json",
+    ]
 
 
 def test_other_options_do_not_reuse_a_checkpoint(dataset, tmp_path):

@@ -111,7 +111,14 @@ def test_overwrite_replaces_the_run_once_finished(tiny_dataset, tmp_path):
     result = dissect(LookupNet(tiny_maps()), data, ["layer"], out, overwrite=True, **new)
     fresh = dissect(LookupNet(tiny_maps()), data, ["layer"], tmp_path / "fresh", **new)
     assert result.directory == out
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "layer", "netdissect.json", "notes.txt", "run.json", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "layer",
+        "netdissect.json",
+        "notes.txt",
+        "run.json",
+        "summary.json",
+    ]
     for name in ("tally.csv", "iou.npz", "top_maps.npz"):
         assert (out / "layer" / name).read_bytes() == (fresh.directory / "layer" / name).read_bytes()
     record = json.loads((out / "run.json").read_text())
@@ -165,7 +172,13 @@ def test_replacement_cut_short_is_completed_by_the_next_run(tiny_dataset, tmp_pa
             dissect(LookupNet(tiny_maps()), data, ["layer"], out, overwrite=True, **new)
         monkeypatch.undo()
         again = dissect(LookupNet(tiny_maps()), data, ["layer"], out, overwrite=True, **new)
-        assert sorted(p.name for p in out.iterdir()) == [".lock", "layer", "netdissect.json", "run.json", "summary.json"], fail_at
+        assert sorted(p.name for p in out.iterdir()) == [
+            ".lock",
+            "layer",
+            "netdissect.json",
+            "run.json",
+            "summary.json",
+        ], fail_at
         assert (out / "layer" / "tally.csv").read_bytes() == (reference.directory / "layer" / "tally.csv").read_bytes()
         assert again["layer"].summary() == reference["layer"].summary()
         assert json.loads((out / "run.json").read_text())["state"] == "done"
