@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netdissect",
         description="Network Dissection: label the hidden units of vision networks with the concepts they detect.",
+        epilog="Each command marks the folder it writes (netdissect.json) and refuses, before writing, a --out "
+        "that is a file, cannot be written, or holds another command's output. See docs/long-runs.md.",
     )
     parser.add_argument("--version", action="version", version=f"netdissect {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

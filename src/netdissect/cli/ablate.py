@@ -174,7 +174,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a different ablation found in --out (its results are removed when the new one starts)",
+        help="replace a different ablation found in --out (its results stay until the new one has finished; "
+        "a failed or interrupted overwrite leaves them as they were)",
     )
     p.add_argument("--no-report", action="store_true", help="do not write index.html and the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

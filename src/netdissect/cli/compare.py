@@ -62,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and with --series the emergence of concepts over checkpoints given in order.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `netdissect dissect`")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory of the comparison")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="output directory of the comparison (rewritten by each compare)"
+    )
     p.add_argument("--series", action="store_true", help="the runs are checkpoints in order: chart concept emergence")
     p.add_argument("--labels", nargs="+", metavar="NAME", help="names of the runs on the page (default: directories)")
     p.add_argument("--iou-threshold", type=float, help="one detector threshold for every run (default: each run's)")
@@ -97,6 +99,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_preprocess_options(p)
     _add_layout_options(p)
     _add_prepared_option(p)
-    p.add_argument("--overwrite", action="store_true", help="replace different runs found in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace different runs found in --out (each old run stays until its new one has finished)",
+    )
     _add_run_options(p)
     p.set_defaults(func=cmd_rotation_sweep)

@@ -202,7 +202,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="units zeroed per concept: its K best detectors by IoU; 0: no intervention (default: %(default)s)",
     )
     _add_preprocess_options(p)
-    p.add_argument("--overwrite", action="store_true", help="replace a different run found in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different run found in --out (the old run and its samples stay until the new one has finished)",
+    )
     _add_run_options(p)
     _add_report_options(p)
     p.set_defaults(func=cmd_dissect_generator)
