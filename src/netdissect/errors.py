@@ -42,8 +42,8 @@ class RunDirectoryError(NetDissectError):
     """The output directory holds a different run."""
 
 
-class OptionError(NetDissectError):
-    """An option has a value outside its range."""
+class OptionError(NetDissectError, ValueError):
+    """An option has a value outside its range (a ``ValueError`` too, for callers of the API)."""
 
 
 #: What to do about an OS error, by errno name.

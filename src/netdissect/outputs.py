@@ -43,6 +43,13 @@ class OutputKind:
     def command(self) -> str:
         return self.commands[0]
 
+    @property
+    def written_by(self) -> str:
+        """The commands that write this kind, for messages (`netdissect dissect` or `demo`)."""
+        if len(self.commands) > 2:
+            return "a dataset command"
+        return " or ".join(f"`{'netdissect ' if i == 0 else ''}{c}`" for i, c in enumerate(self.commands))
+
 
 #: Every output kind, by name: the only list.
 KINDS: dict[str, OutputKind] = {}
@@ -106,7 +113,7 @@ def check_output(folder: str | os.PathLike, kind: OutputKind, option: str = "--o
     found = read_kind(folder)
     if found is not None and found.name != kind.name:
         raise RunDirectoryError(
-            f"{option} {folder} holds {found.what} (written by `netdissect {found.command}`), "
+            f"{option} {folder} holds {found.what} (written by {found.written_by}), "
             f"not {kind.what}: choose another {option}, or remove that folder first"
         )
 

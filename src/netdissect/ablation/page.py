@@ -18,6 +18,7 @@ from ..report import add_extra_page
 from ..report.pages import environment
 from ..report.runview import UNITS_FILE, LayerView
 from ..report.strips import IMAGES_DIR, image_name
+from ..report.svg import CARD_WIDTH, svg_open
 from .result import JSON_FILE, NPZ_FILE, AblationResult
 
 INDEX = "index.html"
@@ -41,9 +42,9 @@ def _pct(x: float) -> str:
     return "–" if not np.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def curves_svg(curves: dict[str, np.ndarray], width: int = 360, height: int = 200) -> str:
+def curves_svg(curves: dict[str, np.ndarray], width: int = 360, height: int = 214) -> str:
     """A line chart of accuracy (0-1) against k = 1..K for the :data:`SERIES` in ``curves``."""
-    left, right, top, bottom = 40, 10, 10, 30
+    left, right, top, bottom = 54, 10, 10, 42
     k = max(len(v) for v in curves.values())
     pw, ph = width - left - right, height - top - bottom
 
@@ -58,8 +59,15 @@ def curves_svg(curves: dict[str, np.ndarray], width: int = 360, height: int = 20
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#dde1e6"/>')
         parts.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" font-size="11">{int(t * 100)}%</text>')
     for i in sorted({1, k, (k + 1) // 2}):
-        parts.append(f'<text x="{x(i):.1f}" y="{height - 12}" text-anchor="middle" font-size="11">{i}</text>')
-    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 1}" text-anchor="middle" font-size="11">k units</text>')
+        parts.append(f'<text x="{x(i):.1f}" y="{top + ph + 16}" text-anchor="middle" font-size="11">{i}</text>')
+    parts.append(
+        f'<text class="axis-title" x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle" font-size="11">'
+        "k units</text>"
+    )
+    parts.append(
+        f'<text class="axis-title" x="11" y="{top + ph / 2:.1f}" text-anchor="middle" font-size="11" '
+        f'transform="rotate(-90 11 {top + ph / 2:.1f})">accuracy</text>'
+    )
     for key, name, colour, dashed in SERIES:
         values = curves.get(key)
         if values is None:
@@ -74,28 +82,77 @@ def curves_svg(curves: dict[str, np.ndarray], width: int = 360, height: int = 20
     return "".join(parts)
 
 
-def scatter_svg(iou: np.ndarray, hits: np.ndarray, labels: list[str], units: np.ndarray) -> str:
-    """IoU (x) against the number of classes a unit is among the top-k for (y), one dot per unit."""
-    width, height, left, right, top, bottom = 560, 320, 46, 14, 12, 36
+def _nice(top: float) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving about five ticks up to ``top``."""
+    raw = max(top, 1e-9) / 5
+    power = 10 ** np.floor(np.log10(raw))
+    return float(next(m * power for m in (1, 2, 5, 10) if raw <= m * power))
+
+
+SCATTER_W, SCATTER_H = CARD_WIDTH, 400  # the chart fills its page-wide card
+DOT_R = 3.5
+JITTER = 0.22  # vertical jitter (in classes) so that units with equal counts stay visible
+
+
+def scatter_svg(iou: np.ndarray, hits: np.ndarray, labels: list[str], units: np.ndarray, k: int | None = None) -> str:
+    """IoU (x) against the number of classes a unit is among the top-``k`` for (y), one dot per unit.
+
+    Every dot, jitter included, lies inside the plot area (``rect.plot-area``), clear of the tick
+    labels; both axes have titles (``text.axis-title``).
+    """
+    width, height = SCATTER_W, SCATTER_H
+    left, right, top, bottom = 78, 18, 14, 58
     pw, ph = width - left - right, height - top - bottom
-    xmax = max(float(np.max(iou, initial=0.0)), 1e-6) * 1.05
+    step = _nice(max(float(np.max(iou, initial=0.0)), 1e-6))
+    xmax = step * np.ceil(max(float(np.max(iou, initial=0.0)), 1e-6) / step - 1e-9)
     ymax = max(int(np.max(hits, initial=0)), 1)
-    parts = [f'<svg id="scatter-svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
+    ystep = max(1, int(np.ceil(_nice(ymax))))
+    pad = DOT_R + 3  # dots at the extremes stay a radius inside the plot area
+
+    def x(v: float) -> float:
+        return left + pad + (pw - 2 * pad) * v / xmax
+
+    def y(v: float) -> float:  # counts from -0.5 to ymax + 0.5: the jitter never leaves the plot
+        return top + ph * (1 - (v + 0.5) / (ymax + 1))
+
+    title = f"classes with the unit in their top {k}" if k else "classes with the unit in their top k"
+    parts = [
+        svg_open(
+            "scatter", width, height, "interpretability against importance, one dot per unit", ' id="scatter-svg"'
+        ),
+        f'<rect class="plot-area" x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" />',
+    ]
+    for j in range(0, ymax + 1, ystep):
+        yy = y(j)
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eceef1"/>')
+        parts.append(
+            f'<text class="tick" x="{left - 8}" y="{yy + 4:.1f}" text-anchor="end" font-size="11" fill="#555">{j}</text>'
+        )
+    decimals = max(0, int(-np.floor(np.log10(step))))
+    for t in np.arange(0, xmax + step / 2, step):
+        xx = x(float(t))
+        parts.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#9aa0a6"/>')
+        parts.append(
+            f'<text class="tick" x="{xx:.1f}" y="{top + ph + 17}" text-anchor="middle" font-size="11" fill="#555">'
+            f"{t:.{decimals}f}</text>"
+        )
     parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#9aa0a6"/>')
     parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#9aa0a6"/>')
-    for j in range(ymax + 1):
-        yy = top + ph * (1 - j / ymax)
-        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11">{j}</text>')
-    for t in np.linspace(0, xmax, 5):
-        xx = left + pw * t / xmax
-        parts.append(f'<text x="{xx:.1f}" y="{top + ph + 16}" text-anchor="middle" font-size="11">{t:.2f}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 2}" text-anchor="middle" font-size="12">IoU</text>')
-    rng = np.random.default_rng(0)  # vertical jitter so equal counts stay visible
+    parts.append(
+        f'<text class="axis-title" x="{left + pw / 2:.1f}" y="{height - 12}" text-anchor="middle" font-size="12.5" '
+        f'fill="#333">IoU of the unit\'s label</text>'
+    )
+    cy = top + ph / 2
+    parts.append(
+        f'<text class="axis-title" x="18" y="{cy:.1f}" text-anchor="middle" font-size="12.5" fill="#333" '
+        f'transform="rotate(-90 18 {cy:.1f})">{_e(title)}</text>'
+    )
+    rng = np.random.default_rng(0)
     for v, h, name, u in zip(iou, hits, labels, units):
-        xx = left + pw * float(v) / xmax
-        yy = top + ph * (1 - (float(h) + rng.uniform(-0.15, 0.15)) / ymax)
+        xx = x(float(v))
+        yy = y(float(h) + rng.uniform(-JITTER, JITTER))
         parts.append(
-            f'<circle class="dot" cx="{xx:.1f}" cy="{yy:.1f}" r="3.5" fill="#4e79a7" fill-opacity=".65">'
+            f'<circle class="dot" cx="{xx:.1f}" cy="{yy:.1f}" r="{DOT_R}" fill="#4e79a7" fill-opacity=".65">'
             f"<title>unit {int(u)}: {_e(name)} (IoU {float(v):.3f}, {int(h)} classes)</title></circle>"
         )
     parts.append("</svg>")
@@ -176,7 +233,7 @@ def page_context(result: AblationResult, out: Path, run: Path | None = None) -> 
         iou = np.array([d["iou"] for d in joined["units"]])
         hits = np.array([d["top_k_classes"] for d in joined["units"]])
         scatter = {
-            "svg": Markup(scatter_svg(iou, hits, [d["label"] for d in joined["units"]], np.array(units))),
+            "svg": Markup(scatter_svg(iou, hits, [d["label"] for d in joined["units"]], np.array(units), joined["k"])),
             "pearson": joined.get("pearson_iou_vs_classes"),
             "spearman": joined.get("spearman_iou_vs_classes"),
             "k": joined["k"],

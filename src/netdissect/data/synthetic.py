@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import OptionError
 from ..outputs import DATASET, check_output
 from .synthetic_scenes import (
     CATEGORIES,
@@ -132,11 +133,11 @@ def make_synthetic_dataset(
     Returns the dataset directory.
     """
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise OptionError(f"--n must be >= 1, got {n}")
     if size < 16:
-        raise ValueError(f"size must be >= 16, got {size}")
+        raise OptionError(f"--size must be >= 16, got {size}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise OptionError(f"--seed must be >= 0, got {seed}")
     check_output(directory, DATASET)
     writer = BrodenWriter(directory, CATEGORIES, label_specs())
     val = _val_rows(n, seed)

@@ -132,10 +132,7 @@ def _convert(onnx2torch, model):
 def load_onnx(path: str | os.PathLike) -> LoadedModel:
     """Load an ONNX file as a torch module in eval mode (see the module docstring)."""
     path = Path(path)
-    if not path.exists():  # before the packages: a mistyped path is not a missing package
-        raise ModelError(f"{model_options().spec} {path}: ONNX file not found")
-    if not path.is_file():
-        raise ModelError(f"{model_options().spec} {path} is a folder, not an ONNX file")
+    _check_path(path)  # before the packages: a mistyped path is not a missing package
     onnx, onnx2torch = _require()
     try:
         model = onnx.load(str(path))
@@ -153,6 +150,13 @@ def load_onnx(path: str | os.PathLike) -> LoadedModel:
         if module is None:
             raise ModelError(f"cannot convert ONNX file {path} with onnx2torch: {_describe(error)}") from None
     return LoadedModel(module, Preprocess(), str(path), None)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise ModelError(f"{model_options().spec} {path}: ONNX file not found")
+    if not path.is_file():
+        raise ModelError(f"{model_options().spec} {path} is a folder, not an ONNX file")
 
 
 def _optimized(onnx2torch, model):
@@ -176,6 +180,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _load_source(spec: str, weights: str | None, trust_pickle: bool, model_args: dict) -> LoadedModel:
+    _check_path(Path(spec))
     if weights:
         options = model_options()
         raise ModelError(

@@ -241,7 +241,7 @@ def write_report(
     found = read_kind(run_dir)
     if found is not None and found not in (DISSECTION, GENERATOR, IMPORTED):
         raise RunDirectoryError(
-            f"{run_dir} holds {found.what} (written by `netdissect {found.command}`), not a dissection run; "
+            f"{run_dir} holds {found.what} (written by {found.written_by}), not a dissection run; "
             "its page is rebuilt by the command that wrote it"
         )
     if not (run_dir / SUMMARY_FILE).is_file():

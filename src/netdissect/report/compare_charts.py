@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from .categories import category_colours
 from .charts import _save, _text, save_stacked_bars_png
-from .svg import FONT, _e, _nice_step, _shorten, stacked_segments
+from .svg import CARD_WIDTH, CHAR, _e, _nice_step, _shorten, empty_svg, fill_step, stacked_segments, svg_open
 
 RUN_COLOURS = (
     "#4e79a7",
@@ -30,10 +30,7 @@ RUN_COLOURS = (
 
 
 def _svg_open(cls: str, width: float, height: float, label: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{_e(label)}" {FONT}>'
-    )
+    return svg_open(cls, width, height, label)
 
 
 def _axis(
@@ -79,18 +76,20 @@ def unique_detectors_svg(data: Mapping) -> str:
     categories, rows = list(data["categories"]), list(data["rows"])
     colours = category_colours(categories)
     if not rows:
-        return (
-            _svg_open("unique-chart", 300, 40, "no layers")
-            + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
-        )
+        return empty_svg("unique-chart", "No layers.")
     peak = max(max(r["unique_detectors"] for r in rows), 1)
     ymax, tick = _scale(peak)
-    plot_h, top, step = 220, 20, 60
-    bar_w = step * 0.62
+    plot_h, top, step = 220, 20, 60.0
     names = [_shorten(f"{r['run']} · {r['layer']}", 30) for r in rows]
-    longest = max(len(n) for n in names)
-    drop = longest * 6.2 * math.sin(math.radians(40)) + 16
-    left = max(50.0, longest * 6.2 * math.cos(math.radians(40)) - step / 2 + 10)
+    extent = max(len(n) for n in names) * CHAR
+    left = max(50.0, extent * math.cos(math.radians(40)) - step / 2 + 10)
+    step = fill_step(step, len(rows), CARD_WIDTH - left - 24 - 130)
+    angle = 0 if extent <= step - 6 else 40
+    if not angle:  # the labels need no room on the left: the bars take it
+        left = 50.0
+        step = fill_step(step, len(rows), CARD_WIDTH - left - 24 - 130)
+    bar_w = min(step * 0.62, 96)
+    drop = extent * math.sin(math.radians(angle)) + 16 if angle else 24
     legend_x = left + step * len(rows) + 24
     width, height = legend_x + 130, max(top + plot_h + drop + 10, top + 22 * len(categories) + 10)
     base = top + plot_h
@@ -111,10 +110,15 @@ def unique_detectors_svg(data: Mapping) -> str:
             f"{row['unique_detectors']}</text>"
         )
         cx, cy = x + bar_w / 2, base + 14
-        out.append(
-            f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
-            f'transform="rotate(-40 {cx:.1f} {cy:.1f})">{_e(name)}</text>'
-        )
+        if angle:
+            out.append(
+                f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
+                f'transform="rotate(-{angle} {cx:.1f} {cy:.1f})">{_e(name)}</text>'
+            )
+        else:
+            out.append(
+                f'<text x="{cx:.1f}" y="{cy + 2:.1f}" font-size="11" text-anchor="middle" fill="#222">{_e(name)}</text>'
+            )
     _legend(out, legend_x, top, [(c, colours[c]) for c in reversed(categories)])
     out.append("</svg>")
     return "".join(out)
@@ -125,17 +129,14 @@ def detectors_per_layer_svg(data: Mapping) -> str:
     d = data["detectors_per_layer"]
     layers, runs, values = list(d["layers"]), list(d["runs"]), d["detectors"]
     if not layers:
-        return (
-            _svg_open("detectors-chart", 300, 40, "no layers")
-            + '<text x="10" y="25" font-size="14">No layers.</text></svg>'
-        )
+        return empty_svg("detectors-chart", "No layers.")
     peak = max([v for row in values for v in row if v is not None] + [1])
     ymax, tick = _scale(peak)
     plot_h, top = 220, 20
-    bar = 18
-    group = bar * len(runs) + 18
     names = [_shorten(n, 22) for n in layers]
     left = 50.0
+    group = fill_step(18.0 * len(runs) + 18, len(layers), CARD_WIDTH - left - 24 - 160)
+    bar = min((group - 18) / max(len(runs), 1), 48.0)  # wider bars when few, the group centred
     legend_x = left + group * len(layers) + 24
     width, height = legend_x + 160, max(top + plot_h + 40, top + 22 * len(runs) + 10)
     base = top + plot_h
@@ -143,7 +144,7 @@ def detectors_per_layer_svg(data: Mapping) -> str:
     out = [_svg_open("detectors-chart", width, height, "detectors per layer, per run")]
     _axis(out, left, legend_x - 14, base, plot_h, ymax, tick, "detectors", top)
     for li, name in enumerate(names):
-        x0 = left + li * group + 9
+        x0 = left + li * group + (group - bar * len(runs)) / 2
         for ri, run in enumerate(runs):
             v = values[ri][li]
             if v is None:
@@ -152,7 +153,7 @@ def detectors_per_layer_svg(data: Mapping) -> str:
             x = x0 + ri * bar
             colour = RUN_COLOURS[ri % len(RUN_COLOURS)]
             out.append(
-                f'<rect class="bar" x="{x:.1f}" y="{base - h:.1f}" width="{bar - 2}" height="{h:.1f}" fill="{colour}" '
+                f'<rect class="bar" x="{x:.1f}" y="{base - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" fill="{colour}" '
                 f'data-run="{_e(run)}" data-layer="{_e(layers[li])}" data-count="{v}">'
                 f"<title>{_e(run)} · {_e(layers[li])}: {v} detectors</title></rect>"
             )
@@ -176,9 +177,10 @@ def emergence_svg(runs: Sequence[str], layer: Mapping, categories: Sequence[str]
     n = len(runs)
     step = max(40.0, min(120.0, 640.0 / max(n, 1)))
     names = [_shorten(r, 20) for r in runs]
-    longest = max(len(x) for x in names)
-    drop = longest * 6.2 * math.sin(math.radians(35)) + 16
-    left = max(50.0, longest * 6.2 * math.cos(math.radians(35)) - step / 2 + 10)
+    extent = max(len(x) for x in names) * CHAR
+    drop = extent * math.sin(math.radians(35)) + 16
+    left = max(50.0, extent * math.cos(math.radians(35)) - step / 2 + 10)
+    step = fill_step(step, n, CARD_WIDTH - left - 24 - 160)
     legend_x = left + step * n + 24
     width, height = legend_x + 160, max(top + plot_h + drop + 10, top + 22 * len(lines) + 10)
     base = top + plot_h

@@ -3,6 +3,10 @@ the units detecting each category.
 
 They escape their text and attributes themselves (their output is handed to the templates as
 markup); the same charts as PNG files are drawn by :mod:`netdissect.report.charts`.
+
+Sizes: a chart is laid out at least :data:`CARD_WIDTH` wide (its bars spread out to fill it) and
+the pages scale it to its card (CSS ``width: 100%; height: auto``, the ``viewBox`` keeping its
+proportions); a chart that needs more room keeps its size (``min-width``) and scrolls in its card.
 """
 
 from __future__ import annotations
@@ -51,6 +55,37 @@ def place_in_rows(spans: Sequence[tuple[float, float]]) -> list[int]:
 
 FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif\""
 
+#: The width charts are laid out for: about the inside of a page-wide card on a laptop screen.
+CARD_WIDTH = 1100
+CHAR = 6.2  # approximate width of a character at font-size 11
+
+
+def svg_open(cls: str, width: float, height: float, label: str, attributes: str = "") -> str:
+    """The ``<svg>`` tag of a chart drawn in ``width`` x ``height`` units (its ``viewBox``).
+
+    The page scales it to its card; it never shrinks below its own width when it is wider than
+    :data:`CARD_WIDTH` (it scrolls), nor below about half of it otherwise (text stays readable).
+    """
+    least = width if width > CARD_WIDTH else 0.55 * width
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" preserveAspectRatio="xMidYMid meet" '
+        f'style="min-width: {least:.0f}px" role="img" aria-label="{_e(label)}"{attributes} {FONT}>'
+    )
+
+
+def empty_svg(cls: str, message: str) -> str:
+    """A chart's card when there is nothing to draw: one line of text, as wide as a chart."""
+    return (
+        svg_open(cls, CARD_WIDTH, 44, message)
+        + f'<text x="10" y="28" font-size="14" fill="#666">{_e(message)}</text></svg>'
+    )
+
+
+def fill_step(step: float, count: int, room: float) -> float:
+    """The step between ``count`` bars: ``step`` at least, more to fill ``room`` units."""
+    return max(step, room / max(count, 1))
+
 
 def stacked_segments(
     values: Mapping[str, float], categories: Iterable[str], base: float, scale: float
@@ -78,21 +113,20 @@ def bar_graph_svg(bars: Sequence[tuple[str, str, int]], categories: Iterable[str
     categories = list(categories) if categories is not None else [c for c, _, _ in bars]
     colours = category_colours([*categories, *(c for c, _, _ in bars)])
     if not bars:
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" class="bar-graph" width="420" height="60" '
-            f'viewBox="0 0 420 60" role="img" aria-label="no detectors" {FONT}>'
-            '<text x="10" y="35" font-size="14" fill="#666">No unit reaches the IoU threshold.</text></svg>'
-        )
-    step = 24 if len(bars) <= 40 else 18
-    width_bar = round(step * 0.72)
-    plot_h = 170
+        return empty_svg("bar-graph", "No unit reaches the IoU threshold.")
+    plot_h = 200
     names = [_shorten(label) for _, label, _ in bars]
-    longest = max(len(n) for n in names)
-    angle = 60  # label rotation (degrees from horizontal)
-    char = 6.2  # approximate width of a character at font-size 11
-    label_extent = longest * char
-    drop = label_extent * math.sin(math.radians(angle)) + 8
-    left = max(46.0, label_extent * math.cos(math.radians(angle)) - step + 12)
+    label_extent = max(len(n) for n in names) * CHAR
+    step = 24.0 if len(bars) <= 40 else 18.0
+    left = max(50.0, label_extent * math.cos(math.radians(60)) - step + 12)
+    step = fill_step(step, len(bars), CARD_WIDTH - left - 16)  # few bars spread over the card
+    width_bar = round(min(step * 0.72, 48))
+    angle = 0 if label_extent <= step - 8 else 60  # label rotation (degrees from horizontal)
+    if not angle:  # the labels need no room on the left: the bars take it
+        left = 50.0
+        step = fill_step(step, len(bars), CARD_WIDTH - left - 16)
+        width_bar = round(min(step * 0.72, 48))
+    drop = label_extent * math.sin(math.radians(angle)) + 8 if angle else 18.0
     top = 26
     # category names under their groups, in a second row where a group is too narrow for its name
     groups: list[tuple[str, int, int]] = []  # category, first bar, last bar
@@ -111,11 +145,7 @@ def bar_graph_svg(bars: Sequence[tuple[str, str, int]], categories: Iterable[str
     scale = plot_h / ymax
     base = top + plot_h
 
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="bar-graph" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="{_e(f"detectors per label, {len(bars)} labels")}" {FONT}>'
-    ]
+    out = [svg_open("bar-graph", width, height, f"detectors per label, {len(bars)} labels")]
     # axis and grid
     for value in range(0, ymax + 1, tick):
         y = base - value * scale
@@ -141,11 +171,17 @@ def bar_graph_svg(bars: Sequence[tuple[str, str, int]], categories: Iterable[str
             f'<text x="{x + width_bar / 2:.1f}" y="{base - h - 4:.1f}" font-size="10" text-anchor="middle" '
             f'fill="#333">{count}</text>'
         )
-        cx, cy = x + width_bar / 2 + 3, base + 10
-        out.append(
-            f'<text class="bar-label" x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
-            f'transform="rotate(-{angle} {cx:.1f} {cy:.1f})">{_e(name)}</text>'
-        )
+        if angle:
+            cx, cy = x + width_bar / 2 + 3, base + 10
+            out.append(
+                f'<text class="bar-label" x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
+                f'transform="rotate(-{angle} {cx:.1f} {cy:.1f})">{_e(name)}</text>'
+            )
+        else:
+            out.append(
+                f'<text class="bar-label" x="{x + width_bar / 2:.1f}" y="{base + 15:.1f}" font-size="11" '
+                f'text-anchor="middle" fill="#222">{_e(name)}</text>'
+            )
     out.append(f'<line x1="{left - 4:.1f}" y1="{base:.1f}" x2="{width - 8:.1f}" y2="{base:.1f}" stroke="#888" />')
     # category groups
     gy = base + drop + 6
@@ -172,33 +208,31 @@ def category_fractions_svg(data: Mapping) -> str:
     categories, rows = list(data["categories"]), list(data["layers"])
     colours = category_colours(categories)
     if not rows:
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" class="fractions-chart" width="300" height="40" '
-            f'viewBox="0 0 300 40" {FONT}><text x="10" y="25" font-size="14">No layers.</text></svg>'
-        )
+        return empty_svg("fractions-chart", "No layers.")
     totals = [sum(r["fractions"].values()) for r in rows]
     peak = max(max(totals), 0.01)
     tick = _nice_step(peak, 5)
     ymax = min(1.0, tick * math.ceil(peak / tick - 1e-9)) if peak <= 1 else tick * math.ceil(peak / tick)
     ymax = max(ymax, tick)
     plot_h, top = 220, 20
-    step = max(56, min(110, 640 // max(len(rows), 1)))
-    bar_w = step * 0.62
     names = [_shorten(r["layer"], 22) for r in rows]
-    longest = max(len(n) for n in names)
-    rotate = longest * 6.2 > step - 6
-    drop = (longest * 6.2 * math.sin(math.radians(35)) + 14) if rotate else 22
-    left = 56 if not rotate else max(56.0, longest * 6.2 * math.cos(math.radians(35)) - step / 2 + 10)
+    extent = max(len(n) for n in names) * CHAR
+    step = float(max(56, min(110, 640 // max(len(rows), 1))))
+    left = max(56.0, extent * math.cos(math.radians(35)) - step / 2 + 10)
+    step = fill_step(step, len(rows), CARD_WIDTH - left - 24 - 130)
+    bar_w = min(step * 0.62, 96)
+    rotate = extent > step - 6
+    drop = (extent * math.sin(math.radians(35)) + 14) if rotate else 22
+    if not rotate:  # the labels need no room on the left: the bars take it
+        left = 56.0
+        step = fill_step(step, len(rows), CARD_WIDTH - left - 24 - 130)
+        bar_w = min(step * 0.62, 96)
     legend_x = left + step * len(rows) + 24
     width = legend_x + 130
     height = max(top + plot_h + drop + 24, top + 22 * len(categories) + 10)
     base = top + plot_h
     scale = plot_h / ymax
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="fractions-chart" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="fraction of units detecting each category, per layer" {FONT}>'
-    ]
+    out = [svg_open("fractions-chart", width, height, "fraction of units detecting each category, per layer")]
     value = 0.0
     while value <= ymax + 1e-9:
         y = base - value * scale
