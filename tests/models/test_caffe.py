@@ -458,10 +458,10 @@ def test_unsupported_layer_type_names_type_and_layer(tmp_path):
 
 def test_missing_files(tmp_path, caffe_files):
     prototxt, caffemodel, _ = caffe_files
-    with pytest.raises(ModelError, match="prototxt .*nope.prototxt does not exist") as exc:
+    with pytest.raises(ModelError, match=r"caffe:.*nope\.prototxt: not found") as exc:
         load_caffe(tmp_path / "nope.prototxt", caffemodel)
     one_line(exc)
-    with pytest.raises(ModelError, match="weights file .*nope.caffemodel does not exist") as exc:
+    with pytest.raises(ModelError, match=r"--weights .*nope\.caffemodel: not found") as exc:
         load_model(f"caffe:{prototxt}", weights=str(tmp_path / "nope.caffemodel"))
     one_line(exc)
 
@@ -490,7 +490,7 @@ def test_weights_of_another_net_and_garbage(tmp_path, caffe_files):
     one_line(exc)
     garbage = tmp_path / "garbage.caffemodel"
     garbage.write_bytes(b"\xff\xff\xff\xff not a protobuf")
-    with pytest.raises(ModelError, match="cannot read .* as a binary Caffe .caffemodel") as exc:
+    with pytest.raises(ModelError, match=r"--weights .*garbage\.caffemodel cannot be read as a binary Caffe \.caffemodel") as exc:
         load_caffe(prototxt, garbage)
     one_line(exc)
 

@@ -85,7 +85,7 @@ def test_unknown_arch_and_wrong_weights(tmp_path):
     csail_checkpoint(build_places365("resnet18"), path)
     with pytest.raises(ModelError, match=r"do not fit the model: missing keys features\.0\.weight"):
         load_model("places365:alexnet", weights=str(path))
-    with pytest.raises(ModelError, match=r"weights file .*none\.pth does not exist"):
+    with pytest.raises(ModelError, match=r"--weights .*none\.pth: not found"):
         load_model("places365:resnet18", weights=str(tmp_path / "none.pth"))
 
 

@@ -54,7 +54,7 @@ def curves_svg(curves: dict[str, np.ndarray], width: int = 360, height: int = 21
     def y(v: float) -> float:
         return top + ph * (1 - v)
 
-    parts = [f'<svg class="curves" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
+    parts = [svg_open("curves", width, height, "accuracy against the number k of units removed or kept")]
     for t in (0, 0.5, 1):
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#dde1e6"/>')
         parts.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" font-size="11">{int(t * 100)}%</text>')

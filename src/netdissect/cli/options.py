@@ -247,6 +247,10 @@ def _preprocess(args: argparse.Namespace, base):
     if getattr(args, "input_size", None) is not None:
         if args.input_size < 1:
             raise OptionError(f"--input-size must be >= 1, got {args.input_size}")
+        from ..memory import require_memory
+
+        batch = getattr(args, "batch_size", 1)  # one batch of float32 RGB inputs: a lower bound
+        require_memory(batch * 3 * 4 * args.input_size**2, f"--input-size {args.input_size} (batch of {batch})")
         changes["input_size"] = (args.input_size, args.input_size)
     return dataclasses.replace(base, **changes)
 

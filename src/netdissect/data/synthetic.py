@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import OptionError
+from ..memory import require_memory
 from ..outputs import DATASET, check_output
 from .synthetic_scenes import (
     CATEGORIES,
@@ -72,6 +73,9 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- images and dataset
+
+#: A lower bound of the memory drawing one image takes per pixel (float RGB canvas, masks, the JPEG).
+DRAW_BYTES_PER_PIXEL = 32
 
 
 @dataclass
@@ -138,6 +142,7 @@ def make_synthetic_dataset(
         raise OptionError(f"--size must be >= 16, got {size}")
     if seed < 0:
         raise OptionError(f"--seed must be >= 0, got {seed}")
+    require_memory(DRAW_BYTES_PER_PIXEL * size * size, f"--size {size}")
     check_output(directory, DATASET)
     writer = BrodenWriter(directory, CATEGORIES, label_specs())
     val = _val_rows(n, seed)

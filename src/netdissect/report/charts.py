@@ -22,6 +22,9 @@ from .categories import NO_CATEGORY_COLOUR, category_colours
 from .svg import place_in_rows
 
 DPI = 150
+#: The least width of a chart (inches): as wide for its height as the page's chart in its card,
+#: so that a chart of a few bars is not a narrow column.
+MIN_WIDTH = 6.4
 
 
 def _text(s: str) -> str:
@@ -51,13 +54,13 @@ def save_bar_graph_png(
     (``key``: a digest stored in the PNG's text, see :data:`CHART_KEY`)."""
     colours = category_colours(c for c, _, _ in bars)
     n = len(bars)
-    width = min(60.0, max(4.0, 0.22 * n + 1.4))
+    width = min(60.0, max(MIN_WIDTH, 0.22 * n + 1.4))
     figure = Figure(figsize=(width, 3.4))
     ax = figure.add_subplot()
     if n:
         xs = range(n)
         counts = [count for _, _, count in bars]
-        ax.bar(xs, counts, width=0.75, color=[colours.get(c, NO_CATEGORY_COLOUR) for c, _, _ in bars])
+        ax.bar(xs, counts, width=0.75 if n > 8 else 0.6, color=[colours.get(c, NO_CATEGORY_COLOUR) for c, _, _ in bars])
         ax.set_xticks(list(xs))
         ax.set_xticklabels(
             [_text(label) for _, label, _ in bars], rotation=60, ha="right", rotation_mode="anchor", fontsize=8
@@ -112,7 +115,7 @@ def save_stacked_bars_png(
 ) -> Path:
     """Stacked bars, one per name, one segment per category (in ``categories`` order), as a PNG."""
     colours = category_colours(categories)
-    figure = Figure(figsize=(max(4.5, bar_width * len(bar_names) + 2.8), 3.7))
+    figure = Figure(figsize=(max(MIN_WIDTH, bar_width * len(bar_names) + 2.8), 3.7))
     ax = figure.add_subplot()
     xs = list(range(len(bar_names)))
     bottoms = [0.0] * len(bar_names)

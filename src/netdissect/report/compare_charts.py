@@ -12,7 +12,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from .categories import category_colours
-from .charts import _save, _text, save_stacked_bars_png
+from .charts import MIN_WIDTH, _save, _text, save_stacked_bars_png
 from .svg import CARD_WIDTH, CHAR, _e, _nice_step, _shorten, empty_svg, fill_step, stacked_segments, svg_open
 
 RUN_COLOURS = (
@@ -229,7 +229,7 @@ def save_unique_detectors_png(data: Mapping, path: str | os.PathLike) -> Path:
 def save_detectors_per_layer_png(data: Mapping, path: str | os.PathLike) -> Path:
     d = data["detectors_per_layer"]
     layers, runs = list(d["layers"]), list(d["runs"])
-    figure = Figure(figsize=(max(4.5, (0.3 * len(runs) + 0.4) * len(layers) + 2.8), 3.6))
+    figure = Figure(figsize=(max(MIN_WIDTH, (0.3 * len(runs) + 0.4) * len(layers) + 2.8), 3.6))
     ax = figure.add_subplot()
     width = 0.8 / max(len(runs), 1)
     for ri, run in enumerate(runs):
@@ -248,7 +248,7 @@ def save_detectors_per_layer_png(data: Mapping, path: str | os.PathLike) -> Path
 def save_emergence_png(series: Mapping, categories: Sequence[str], path: str | os.PathLike) -> Path:
     layers, runs = list(series["layers"]), list(series["runs"])
     colours = category_colours(categories)
-    figure = Figure(figsize=(max(5.0, 0.5 * len(runs) + 3.5), 2.9 * max(len(layers), 1) + 0.4))
+    figure = Figure(figsize=(max(MIN_WIDTH, 0.5 * len(runs) + 3.5), 2.9 * max(len(layers), 1) + 0.4))
     xs = list(range(len(runs)))
     for i, layer in enumerate(layers):
         ax = figure.add_subplot(max(len(layers), 1), 1, i + 1)
