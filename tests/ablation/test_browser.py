@@ -75,3 +75,57 @@ def test_ablation_page_shows_classes_curves_scatter_and_top_images(page, demo_ru
     page.wait_for_load_state()
     assert Path(page.url.removeprefix("file://")).resolve() == (run / "index.html").resolve()
     assert page.problems == []
+
+
+def boxes(page, selector: str) -> list[dict]:
+    return page.eval_on_selector_all(
+        selector,
+        "els => els.map(e => { const r = e.getBoundingClientRect(); "
+        "return {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom, text: e.textContent}; })",
+    )
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"] and b["y0"] < a["y1"]
+
+
+def test_scatter_dots_stay_in_the_plot_and_both_axes_have_titles(page, demo_run):
+    """The jittered dots lie inside the plot area, clear of the tick labels; both axes are titled."""
+    _, _, out = demo_run
+    page.goto((out / "index.html").as_uri())
+    page.eval_on_selector("#scatter", "e => e.scrollIntoView()")
+    (area,) = boxes(page, "#scatter-svg rect.plot-area")
+    dots = boxes(page, "#scatter-svg circle.dot")
+    assert len(dots) == 128
+    outside = [
+        d for d in dots if d["x0"] < area["x0"] or d["x1"] > area["x1"] or d["y0"] < area["y0"] or d["y1"] > area["y1"]
+    ]
+    assert outside == []
+    ticks = boxes(page, "#scatter-svg text.tick")
+    assert ticks and not [(d, t) for d in dots for t in ticks if overlap(d, t)]
+    titles = boxes(page, "#scatter-svg text.axis-title")
+    assert [t["text"] for t in titles] == ["IoU of the unit's label", "classes with the unit in their top 5"]
+    (x_title, y_title) = ((t["x1"] - t["x0"], t["y1"] - t["y0"]) for t in titles)
+    assert x_title[0] > 3 * x_title[1] and y_title[1] > 3 * y_title[0]  # drawn: along the x axis, up the y axis
+    assert not [(d, t) for d in dots for t in titles if overlap(d, t)]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ablation-scatter.png"))
+    assert page.problems == []
+
+
+def test_ablation_charts_fill_their_cards(page, demo_run):
+    _, _, out = demo_run
+    page.goto((out / "index.html").as_uri())
+    fits = page.eval_on_selector_all(
+        "#scatter-svg, svg.curves",
+        """svgs => svgs.map(svg => {
+            const holder = svg.parentElement, style = getComputedStyle(holder), r = svg.getBoundingClientRect();
+            return {width: r.width, height: r.height,
+                    room: holder.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)};
+        })""",
+    )
+    assert len(fits) == 1 + 5  # the scatter and a chart per class
+    for fit in fits:
+        assert 0.97 * fit["room"] <= fit["width"] <= fit["room"] + 1, fit
+        assert 0.2 * fit["width"] < fit["height"] < 0.7 * fit["width"], fit
+    assert page.problems == []

@@ -157,3 +157,46 @@ def test_large_view_keeps_the_unit_outline_with_formula_and_ground_truth(page, f
     assert gold_positions(truth) == outline
     assert "ground truth" in page.text_content("#viewer-legend")
     assert page.problems == []
+
+
+def chart_fit(page, selector: str) -> list[dict]:
+    """Per chart under ``selector``: its drawn size and the width its card gives it."""
+    return page.eval_on_selector_all(
+        selector,
+        """svgs => svgs.map(svg => {
+            const holder = svg.parentElement, style = getComputedStyle(holder), r = svg.getBoundingClientRect();
+            const room = holder.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+            return {cls: svg.getAttribute('class'), width: r.width, height: r.height, room: room};
+        })""",
+    )
+
+
+def assert_fills(fits: list[dict]) -> None:
+    assert fits
+    for fit in fits:
+        assert fit["width"] >= 0.97 * fit["room"], fit  # the chart fills its card's width ...
+        assert fit["width"] <= fit["room"] + 1, fit  # ... without spilling over it
+        assert 0.12 * fit["width"] < fit["height"] < 0.6 * fit["width"], fit  # at a chart's proportions
+
+
+def test_charts_fill_their_cards(page, formula_report, tmp_path):
+    from netdissect.report.compare import compare_runs
+
+    page.goto((formula_report / "index.html").as_uri())
+    assert_fills(chart_fit(page, "#fractions-chart svg"))
+    open_layer(page, formula_report)
+    assert_fills(chart_fit(page, "#bar-graph svg"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-layer-chart.png"))
+    other = tmp_path / "other"
+    shutil.copytree(formula_report, other)
+    compare_runs([formula_report, other], tmp_path / "compare", labels=["first", "second"], series=True)
+    page.goto((tmp_path / "compare" / "index.html").as_uri())
+    fits = chart_fit(page, ".chart svg")
+    assert {f["cls"] for f in fits} == {"unique-chart", "detectors-chart", "emergence-chart"}
+    assert_fills(fits)
+    page.screenshot(path=str(ARTIFACTS / "compare-charts.png"), full_page=True)
+    # in a narrow window a chart shrinks with its card, down to about half its size
+    page.set_viewport_size({"width": 760, "height": 900})
+    assert_fills(chart_fit(page, "#unique-chart svg"))
+    assert page.problems == []
