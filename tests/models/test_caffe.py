@@ -490,7 +490,9 @@ def test_weights_of_another_net_and_garbage(tmp_path, caffe_files):
     one_line(exc)
     garbage = tmp_path / "garbage.caffemodel"
     garbage.write_bytes(b"\xff\xff\xff\xff not a protobuf")
-    with pytest.raises(ModelError, match=r"--weights .*garbage\.caffemodel cannot be read as a binary Caffe \.caffemodel") as exc:
+    with pytest.raises(
+        ModelError, match=r"--weights .*garbage\.caffemodel cannot be read as a binary Caffe \.caffemodel"
+    ) as exc:
         load_caffe(prototxt, garbage)
     one_line(exc)
 
