@@ -27,6 +27,8 @@ _EXPORTS = {
     "DissectConfig": "config",
     "dissect": "engine",
     "import_results": "foreign",
+    "describe": "describe",
+    "DescriptionResult": "describe",
     "NetDissectError": "errors",
     "LayerCapture": "hooks",
     "LoadedModel": "models.base",
@@ -44,6 +46,7 @@ __all__ = [
     "AblationResult",
     "BrodenDataset",
     "BrodenMeta",
+    "DescriptionResult",
     "DissectConfig",
     "DissectionResult",
     "LayerCapture",
@@ -55,6 +58,7 @@ __all__ = [
     "__version__",
     "ablate",
     "annotate_images",
+    "describe",
     "dissect",
     "dissect_generator",
     "import_results",
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from .config import DissectConfig
     from .data.annotate import annotate_images
     from .data.broden import BrodenDataset, BrodenMeta
+    from .describe import DescriptionResult, describe
     from .engine import dissect
     from .errors import NetDissectError
     from .foreign import import_results

@@ -119,7 +119,10 @@ def as_feature_map(
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         tokens_off = tokens == "off" and isinstance(output, torch.Tensor) and output.dim() == 3
         hint = " (a token sequence: --tokens off refuses those)" if tokens_off else ""
-        raise ModelError(f"layer {name!r} output is not a (B, C, H, W) map: got {shape}{hint}")
+        raise ModelError(
+            f"layer {name!r} output is not a (B, C, H, W) map: got {shape}{hint}; "
+            "`netdissect describe` describes the units of any layer"
+        )
     if channels_last:
         return channels_last_to_map(name, output)
     return output

@@ -68,6 +68,7 @@ GENERATOR = register_kind(
 )
 IMPORTED = register_kind(OutputKind("imported-results", "imported results", ("import-results",), ("*/imported.csv",)))
 DISSECTION = register_kind(OutputKind("dissection", "a dissection run", ("dissect", "demo"), ("run.json",)))
+DESCRIPTION = register_kind(OutputKind("description", "unit descriptions", ("describe",), ("describe.json",)))
 COMPARISON = register_kind(OutputKind("comparison", "a comparison of runs", ("compare",), ("compare.json",)))
 ROTATION = register_kind(
     OutputKind("rotation-sweep", "a rotation sweep", ("rotation-sweep",), ("rotation_sweep.json", "power_*"))

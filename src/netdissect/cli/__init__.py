@@ -17,7 +17,7 @@ from typing import NoReturn
 from .._version import __version__
 
 #: Subcommand modules, in the order their commands appear in ``--help``.
-COMMAND_MODULES = ("run", "compare", "ablate", "results", "data", "segment")
+COMMAND_MODULES = ("run", "describe", "compare", "ablate", "results", "data", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:
