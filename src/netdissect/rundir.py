@@ -42,6 +42,8 @@ REPLACED_DIR = ".replaced"  # the old run's entries while the new ones move in
 JOURNAL_FILE = ".journal.json"  # in REPLACED_DIR: the renames of a replacement
 #: Top-level report files and pages other tools linked to the run (they describe the old run).
 REPORT_FILES = ("index.html", "summary.png", "report-images", "extra_pages.json")
+#: The descriptions `netdissect describe` joined to the run (they describe the old run's model).
+DESCRIBE_FILES = ("describe.json", "describe.html", "describe-images")
 
 fcntl: ModuleType | None
 try:  # POSIX
@@ -152,8 +154,13 @@ def replace_run(run_dir: Path) -> None:
     ones deleted. The journal of renames is written first, so :func:`finish_replacement`
     completes a replacement cut short. Other files in ``run_dir`` stay.
     """
-    owned = [RUN_FILE, SUMMARY_FILE, CHECKPOINT_DIR, *REPORT_FILES]
+    owned = [RUN_FILE, SUMMARY_FILE, CHECKPOINT_DIR, *REPORT_FILES, *DESCRIBE_FILES]
     owned += [layer_dirname(name) for name in read_run(run_dir).get("layers", [])]
+    try:
+        described = json.loads((run_dir / DESCRIBE_FILES[0]).read_text()).get("layers", [])
+    except (OSError, ValueError, AttributeError):
+        described = []
+    owned += [layer_dirname(name) for name in described]
     swap_in_staged(run_dir, owned, skip=(CHECKPOINT_DIR,))
 
 
