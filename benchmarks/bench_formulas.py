@@ -57,7 +57,9 @@ def child_main(data: str, n: int, beam: int) -> int:
     model = load_model("demo")
     dataset = BrodenDataset(data, preprocess=model.preprocess)
     start = time.perf_counter()
-    result = dissect(model, dataset, [LAYER], workers=0, progress=False, device="cpu", formula_length=n, beam=beam)
+    result = dissect(
+        model, dataset, [LAYER], workers=0, progress=False, device="cpu", formula_length=n, beam=beam if n > 1 else 5
+    )
     seconds = time.perf_counter() - start
     layer = result[LAYER]
     record = {

@@ -358,7 +358,7 @@ def test_checkpoint_that_does_not_fit(capsys, model_module, tiny_dataset, tmp_pa
         capsys,
         dissect_argv(f"{model_module}:make", tiny_dataset, "out", ("conv",), "--weights", "none.pth"),
         "none.pth",
-        "does not exist",
+        "not found",
     )
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     cli_error(

@@ -55,9 +55,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         print(f"classes without images: {', '.join(meta['classes_without_images'])}")
     joined = meta.get("dissection")
     if joined:
-        r = joined.get("pearson_iou_vs_classes")
-        text = "undefined" if r is None else f"{r:.3f}"
-        print(f"correlation of IoU with the number of classes having the unit in their top {joined['k']}: {text}")
+        pearson, spearman = (joined.get(f"{name}_iou_vs_classes") for name in ("pearson", "spearman"))
+        r, rho = ("undefined" if v is None else f"{v:.3f}" for v in (pearson, spearman))
+        print(
+            f"correlation of IoU with the number of classes having the unit in their top {joined['k']}: "
+            f"Pearson r = {r}, Spearman rho = {rho}"
+        )
     print(f"results: {Path(args.out).resolve()} (ablation.npz, ablation.json)")
     if not args.no_report:
         print(f"page: {(Path(args.out) / 'index.html').resolve()}")

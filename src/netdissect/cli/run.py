@@ -139,12 +139,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..models import load_model
     from ..models.demo import DEMO_LAYERS
 
+    config = _config(args, overwrite=True)  # bad options fail before the dataset is generated
     print(f"preparing the synthetic demo dataset ({args.images} images) ...", flush=True)
     data_dir = demo_dataset(args.images, args.seed, progress=not args.no_progress)
     model = load_model("demo")
     dataset = BrodenDataset(data_dir, preprocess=model.preprocess, prepared=_prepared(args))
     print(f"dataset: {data_dir}\nmodel: demo CNN, layers {', '.join(DEMO_LAYERS)}", flush=True)
-    result = dissect(model, dataset, list(DEMO_LAYERS), out=args.out, config=_config(args, overwrite=True))
+    result = dissect(model, dataset, list(DEMO_LAYERS), out=args.out, config=config)
     print(result.format_table())
     print(f"results: {Path(args.out).resolve()} (summary.json, <layer>/tally.csv, units.json, iou.npz)")
     _report(args, args.out, dataset)

@@ -55,7 +55,11 @@ def cmd_dissect_generator(args: argparse.Namespace) -> int:
     from ..models import load_model
 
     generator = load_model(
-        args.generator, args.generator_weights, args.trust_pickle, _json_object(args.generator_args, "--generator-args")
+        args.generator,
+        args.generator_weights,
+        args.trust_pickle,
+        _json_object(args.generator_args, "--generator-args"),
+        role="generator",
     )
     result = dissect_generator(
         generator,
