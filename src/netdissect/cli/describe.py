@@ -64,6 +64,34 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The demo describes these layers of the demo model: a conv layer and the classifier's output.
+DEMO_DESCRIBE_LAYERS = ("conv4", "fc")
+
+
+def demo_describe(model, data_dir: Path, args: argparse.Namespace) -> None:
+    """The demo's descriptions: conv4 and fc of the demo model by image-level AUC on the dataset's
+    labels, joined to the demo run (``<out>/describe.html``); the final-layer accuracy on its scenes."""
+    from ..describe import describe
+
+    print(f"describing {', '.join(DEMO_DESCRIBE_LAYERS)} by image-level AUC ...", flush=True)
+    result = describe(
+        model,
+        list(DEMO_DESCRIBE_LAYERS),
+        args.out,
+        dataset=data_dir,
+        batch_size=args.batch_size,
+        device=args.device,
+        overwrite=True,
+        progress=not args.no_progress,
+        report=not args.no_report,
+    )
+    print(result.format_table())
+    fc = result["fc"]
+    print("  fc (one unit per scene): " + ", ".join(f"{u} {c}" for u, c in enumerate(fc.best("auc"), 1)))
+    page = "" if args.no_report else f" (page: {(Path(args.out) / 'describe.html').resolve()})"
+    print(f"descriptions: {Path(args.out).resolve()}/<layer>/descriptions.csv{page}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the describe subcommand."""
     from ..config import FORMULA_OPS

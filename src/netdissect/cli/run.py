@@ -153,6 +153,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .ablate import demo_ablation
 
         demo_ablation(model, data_dir, args)
+    if not args.no_describe:
+        from .describe import demo_describe
+
+        demo_describe(model, data_dir, args)
     return 0
 
 
@@ -264,6 +268,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_run_options(p)
     _add_report_options(p)
     p.add_argument("--no-ablation", action="store_true", help="skip the unit ablation of conv4 on the scene labels")
+    p.add_argument(
+        "--no-describe", action="store_true", help="skip describing conv4 and the output layer fc by image-level AUC"
+    )
     # The demo CNN runs again in pass 2 at no measurable cost; keeping its ~380 MB of activations
     # between the passes would only raise the peak memory.
     p.set_defaults(func=cmd_demo, cache_memory=0.0)
