@@ -84,8 +84,8 @@ def describe(
         concepts: the words WPMI chooses from (a list or a file, one per line); default: the label names.
         clip: a CLIP spec (``demo``, ``open_clip:ARCH/PRETRAINED``, ``hf:NAME_OR_DIR``, ``package.module:callable``).
         top_k: descriptions kept per unit and method.
-        min_images, max_fraction: a concept (or formula) is scored by AUC when it holds on at least
-            ``min_images`` images and at most ``max_fraction`` of them.
+        min_images: a concept (or formula) is scored by AUC when it holds on at least this many images ...
+        max_fraction: ... and on at most this fraction of them.
         formula_length: with N >= 2, also the best AND / OR / AND NOT formulas of up to N concepts by AUC.
         classes: the model's class names (a list or a file) for the final-layer accuracy;
             default: the model source's, or an ImageFolder's folders.
