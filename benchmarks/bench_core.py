@@ -490,92 +490,20 @@ def _mib(kib: float) -> str:
     return f"{kib / 1024:,.0f} MiB"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--n",
-        type=int,
-        default=None,
-        help="images of the smaller dataset (default 100; --quick: 32); the larger has 4N",
-    )
-    parser.add_argument("--quick", action="store_true", help="CI mode: N = 32, one repetition")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions of each timing (default 3; --quick: 1)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for every run (default 0)")
-    parser.add_argument("--size", type=int, default=demo_module.DEMO_IMAGE_SIZE, help="image size in pixels")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where generated datasets are kept")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
-    # internal: one dissection in a fresh process
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--dataset", help=argparse.SUPPRESS)
-    parser.add_argument("--layers", default=",".join(ALL_LAYERS), help=argparse.SUPPRESS)
-    parser.add_argument("--cache-memory", default="default", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        return child_main(args)
-
-    # quick: N = the engine's batch size, so that both datasets are made of full batches (a lone
-    # partial batch would make the N-vs-4N memory comparison meaningless)
-    n = args.n or (DissectConfig().batch_size if args.quick else 100)
-    reps = args.reps or (1 if args.quick else 3)
-    if n < 1 or reps < 1:
-        parser.error("--n and --reps must be >= 1")
-    sizes = {"N": n, "4N": 4 * n}
-    wall = time.perf_counter()
-    config = engine_config(args.workers)
-    model, weights = load_demo()
-
-    datasets = {key: ensure_dataset(args.cache_dir, count, args.size) for key, count in sizes.items()}
-    print(
-        f"netdissect {netdissect.__version__} core benchmark: demo CNN ({weights}), {args.size} px images "
-        f"(segmentations {args.size // 2} px), CPU, torch {torch.__version__} with {torch.get_num_threads()} "
-        f"threads, {os.cpu_count()} cores, workers={args.workers}, batch {config.batch_size}, best of {reps}"
-    )
-
-    # warm-up (untimed): first-call costs (thread pools, oneDNN kernels, file cache) hit neither side
-    warm = dissect(model, datasets["N"], ["conv4"], config=config)
-    run_baseline(model, datasets["N"], ["conv4"], {"conv4": warm["conv4"].thresholds}, config)
-
-    load = MachineLoad()
-    end_to_end: dict = {}
-    problems: list[str] = []
-    results_n = None
-    for key, data_dir in datasets.items():
-        for set_name, layers in LAYER_SETS.items():
-            row, result = compare_end_to_end(model, data_dir, layers, sizes[key], config, reps)
-            end_to_end.setdefault(key, {})[set_name] = row
-            problems += [f"{key} {set_name}: {p}" for p in row["mismatches"]]
-            if key == "N" and set_name == "conv1-4":
-                results_n = result
-    load_timed = {"end_to_end": load.read()}
-
-    # (c) counting only, on the N dataset's pre-computed activations
-    dataset, store = collect_activations(model, datasets["N"], config)
-    kernels = {
-        set_name: time_kernels(dataset, store, layers, results_n, config, reps)
-        for set_name, layers in LAYER_SETS.items()
-    }
-    del store
-    load_timed["kernel"] = load.read()
-    for set_name, k in kernels.items():
-        # what a faster counting kernel could save at most: its share of the whole dissection
-        k["share_of_dissection"] = k["ours_best_seconds"] / end_to_end["N"][set_name]["ours"]["best_seconds"]
-        if not k["counts_identical"]:
-            problems.append(f"kernel {set_name}: counts differ")
-
+def measure_memory(datasets: dict[str, Path], workers: int) -> dict:
+    """(d) peak RSS of dissect(conv1-4) on the N and 4N datasets in fresh processes, streaming and cached."""
     memory: dict = {}
-    if not args.no_memory:
-        for mode, cache in (("streaming", "0"), ("default_cache", "default")):
-            memory[mode] = {key: run_child(datasets[key], cache, args.workers) for key in sizes}
-            small, large = memory[mode]["N"], memory[mode]["4N"]
-            memory[mode]["growth"] = large["peak_rss_kib"] / small["peak_rss_kib"] - 1
-            memory[mode]["dissect_increment_growth"] = (large["peak_rss_kib"] - large["rss_before_dissect_kib"]) / max(
-                1, small["peak_rss_kib"] - small["rss_before_dissect_kib"]
-            ) - 1
+    for mode, cache in (("streaming", "0"), ("default_cache", "default")):
+        memory[mode] = {key: run_child(data_dir, cache, workers) for key, data_dir in datasets.items()}
+        small, large = memory[mode]["N"], memory[mode]["4N"]
+        memory[mode]["growth"] = large["peak_rss_kib"] / small["peak_rss_kib"] - 1
+        memory[mode]["dissect_increment_growth"] = (large["peak_rss_kib"] - large["rss_before_dissect_kib"]) / max(
+            1, small["peak_rss_kib"] - small["rss_before_dissect_kib"]
+        ) - 1
+    return memory
 
-    counts_identical = not problems
+
+def _targets(kernels: dict, memory: dict) -> dict:
     kernel_speedup = kernels["conv1-4"]["speedup"]
     targets = {
         "counting_kernel_speedup_conv1-4": {
@@ -591,11 +519,16 @@ def main(argv=None) -> int:
             "value": growth,
             "met": growth <= MEMORY_TARGET,
         }
+    return targets
 
-    # ------------------------------------------------------------------ table
+
+def print_tables(
+    n: int, problems: list[str], end_to_end: dict, kernels: dict, memory: dict, load_timed: dict, targets: dict
+) -> None:
+    """The benchmark's tables: (a) vs (b) end to end, (c) counting only, (d) memory, machine load, targets."""
     print()
     print(
-        f"counts identical (engine vs per-unit loop, inter/act/truth, every layer, N and 4N): {'yes' if counts_identical else 'NO'}"
+        f"counts identical (engine vs per-unit loop, inter/act/truth, every layer, N and 4N): {'NO' if problems else 'yes'}"
     )
     for p in problems:
         print(f"  MISMATCH {p}")
@@ -658,6 +591,93 @@ def main(argv=None) -> int:
     for name, t in targets.items():
         value = f"{t['value']:.2f}x" if "speedup" in name else f"{t['value']:.1%}"
         print(f"target {name}: {t['target']}, measured {value}: {'MET' if t['met'] else 'NOT MET'}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="images of the smaller dataset (default 100; --quick: 32); the larger has 4N",
+    )
+    parser.add_argument("--quick", action="store_true", help="CI mode: N = 32, one repetition")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions of each timing (default 3; --quick: 1)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for every run (default 0)")
+    parser.add_argument("--size", type=int, default=demo_module.DEMO_IMAGE_SIZE, help="image size in pixels")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where generated datasets are kept")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    # internal: one dissection in a fresh process
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", help=argparse.SUPPRESS)
+    parser.add_argument("--layers", default=",".join(ALL_LAYERS), help=argparse.SUPPRESS)
+    parser.add_argument("--cache-memory", default="default", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+
+    # quick: N = the engine's batch size, so that both datasets are made of full batches (a lone
+    # partial batch would make the N-vs-4N memory comparison meaningless)
+    n = args.n or (DissectConfig().batch_size if args.quick else 100)
+    reps = args.reps or (1 if args.quick else 3)
+    if n < 1 or reps < 1:
+        parser.error("--n and --reps must be >= 1")
+    sizes = {"N": n, "4N": 4 * n}
+    wall = time.perf_counter()
+    config = engine_config(args.workers)
+    model, weights = load_demo()
+
+    datasets = {key: ensure_dataset(args.cache_dir, count, args.size) for key, count in sizes.items()}
+    print(
+        f"netdissect {netdissect.__version__} core benchmark: demo CNN ({weights}), {args.size} px images "
+        f"(segmentations {args.size // 2} px), CPU, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads, {os.cpu_count()} cores, workers={args.workers}, batch {config.batch_size}, best of {reps}"
+    )
+
+    # warm-up (untimed): first-call costs (thread pools, oneDNN kernels, file cache) hit neither side
+    warm = dissect(model, datasets["N"], ["conv4"], config=config)
+    run_baseline(model, datasets["N"], ["conv4"], {"conv4": warm["conv4"].thresholds}, config)
+
+    load = MachineLoad()
+    end_to_end: dict = {}
+    problems: list[str] = []
+    results_n = None
+    for key, data_dir in datasets.items():
+        for set_name, layers in LAYER_SETS.items():
+            row, result = compare_end_to_end(model, data_dir, layers, sizes[key], config, reps)
+            end_to_end.setdefault(key, {})[set_name] = row
+            problems += [f"{key} {set_name}: {p}" for p in row["mismatches"]]
+            if key == "N" and set_name == "conv1-4":
+                results_n = result
+    load_timed = {"end_to_end": load.read()}
+
+    # (c) counting only, on the N dataset's pre-computed activations
+    dataset, store = collect_activations(model, datasets["N"], config)
+    kernels = {
+        set_name: time_kernels(dataset, store, layers, results_n, config, reps)
+        for set_name, layers in LAYER_SETS.items()
+    }
+    del store
+    load_timed["kernel"] = load.read()
+    for set_name, k in kernels.items():
+        # what a faster counting kernel could save at most: its share of the whole dissection
+        k["share_of_dissection"] = k["ours_best_seconds"] / end_to_end["N"][set_name]["ours"]["best_seconds"]
+        if not k["counts_identical"]:
+            problems.append(f"kernel {set_name}: counts differ")
+
+    memory = {} if args.no_memory else measure_memory(datasets, args.workers)
+
+    counts_identical = not problems
+    targets = _targets(kernels, memory)
+    print_tables(n, problems, end_to_end, kernels, memory, load_timed, targets)
     seconds = time.perf_counter() - wall
     print(f"benchmark wall time {seconds:.1f} s")
 

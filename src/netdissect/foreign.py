@@ -54,6 +54,9 @@ SOURCE_FILE = "imported.csv"
 BASE_COLUMNS = ("unit", "category", "label", "score")
 GROUP_FIELDS = ("label", "truth", "activation", "intersect", "iou")
 
+#: One unit's best label in one category: (label, truth, activation, intersect, iou); counts None when not given.
+_Group = tuple[str, int | None, int | None, int | None, float]
+
 
 @dataclass
 class ForeignTable:
@@ -62,8 +65,7 @@ class ForeignTable:
     path: Path
     categories: list[str]
     best: dict[int, tuple[str, str, float]] = field(default_factory=dict)  # unit -> (category, label, score)
-    # unit -> category -> (label, truth, activation, intersect, iou); counts None when not given
-    groups: dict[int, dict[str, tuple[str, int | None, int | None, int | None, float]]] = field(default_factory=dict)
+    groups: dict[int, dict[str, _Group]] = field(default_factory=dict)  # unit -> category -> its best
 
     @property
     def units(self) -> int:
@@ -111,14 +113,7 @@ def _iou(text: str, what: str, where: str) -> float:
     return value
 
 
-def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[ForeignTable, str]:
-    """Parse and check a foreign per-unit CSV; return it and its format (given or detected).
-
-    Raises :class:`~netdissect.errors.DatasetError` naming the file and row at fault.
-    """
-    path = Path(path)
-    if fmt is not None and fmt not in FORMATS:
-        raise OptionError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+def _read_rows(path: Path) -> list[list[str]]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
@@ -128,7 +123,11 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
         raise DatasetError(f"cannot read {path}: {error}") from None
     if not rows:
         raise DatasetError(f"{path} is empty")
-    header = [name.strip() for name in rows[0]]
+    return rows
+
+
+def _check_header(path: Path, header: list[str], fmt: str | None) -> tuple[str, dict[str, dict[str, int]]]:
+    """The format (given or detected) and the per-category columns of a checked header."""
     missing = [c for c in BASE_COLUMNS if c not in header]
     if missing:
         raise DatasetError(f"{path} row 1: the header lacks column(s) {', '.join(missing)} (not a per-unit result CSV)")
@@ -136,6 +135,83 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
     groups = _groups(header)
     if fmt == "netdissect" and not groups:
         raise DatasetError(f"{path} row 1: a NetDissect result has <category>-label and <category>-iou columns")
+    return fmt, groups
+
+
+def _unit_number(text: str, table: ForeignTable, where: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise DatasetError(f"{where}: unit {text!r} is not a unit number (1, 2, ...)")
+    unit = int(text)
+    if unit in table.best:
+        raise DatasetError(f"{where}: unit {unit} appears twice")
+    return unit
+
+
+def _count(row: list[str], cols: dict[str, int], name: str, cat: str, where: str) -> int | None:
+    """A ``<cat>-<name>`` count, None when the column is absent or the cell empty."""
+    if name not in cols or not row[cols[name]].strip():
+        return None
+    return int(_number(row[cols[name]].strip(), f"{cat}-{name}", where, integer=True))
+
+
+def _per_category(row: list[str], groups: dict[str, dict[str, int]], where: str) -> dict[str, _Group]:
+    """A row's best label per category with its counts and IoU; categories without a label left out."""
+    per_category: dict[str, _Group] = {}
+    for cat, cols in groups.items():
+        cat_label = row[cols["label"]].strip()
+        cat_iou = _iou(row[cols["iou"]].strip() or "0", f"{cat}-iou", where)
+        if not cat_label:  # no label (the tools' label 0): its IoU, if any, is not a concept's
+            continue
+        t, a, i = (_count(row, cols, k, cat, where) for k in ("truth", "activation", "intersect"))
+        per_category[cat] = (cat_label, t, a, i, cat_iou)
+    return per_category
+
+
+def _read_row(
+    row: list[str], col: dict[str, int], groups: dict[str, dict[str, int]], table: ForeignTable, where: str
+) -> None:
+    """Check one unit's row and add it to ``table``."""
+    unit = _unit_number(row[col["unit"]].strip(), table, where)
+    category, label = row[col["category"]].strip(), row[col["label"]].strip()
+    score = _iou(row[col["score"]].strip(), "score", where)
+    if not category:
+        raise DatasetError(f"{where}: unit {unit} has no category")
+    if groups and category not in groups:
+        raise DatasetError(f"{where}: category {category!r} has no {category}-label/{category}-iou columns")
+    if category not in table.categories:
+        table.categories.append(category)
+    per_category = _per_category(row, groups, where)
+    if groups and label:
+        mine = per_category.get(category)
+        if mine is None or mine[0] != label or abs(mine[4] - score) > 1e-9:
+            raise DatasetError(
+                f"{where}: unit {unit}'s label {label!r} ({category}, {score}) disagrees with its {category}- columns"
+            )
+    table.best[unit] = (category, label, score)
+    table.groups[unit] = per_category
+
+
+def _check_units(table: ForeignTable) -> None:
+    """Refuse a table without units or with a unit number missing."""
+    if not table.best:
+        raise DatasetError(f"{table.path} has a header but no units")
+    expected = set(range(1, max(table.best) + 1))
+    if set(table.best) != expected:
+        gap = min(expected - set(table.best))
+        raise DatasetError(f"{table.path}: unit {gap} is missing (units 1-{max(table.best)} expected, one row each)")
+
+
+def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[ForeignTable, str]:
+    """Parse and check a foreign per-unit CSV; return it and its format (given or detected).
+
+    Raises :class:`~netdissect.errors.DatasetError` naming the file and row at fault.
+    """
+    path = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        raise OptionError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    rows = _read_rows(path)
+    header = [name.strip() for name in rows[0]]
+    fmt, groups = _check_header(path, header, fmt)
     col = {name: header.index(name) for name in BASE_COLUMNS}
     table = ForeignTable(path, list(groups))
     for number, row in enumerate(rows[1:], start=2):
@@ -144,47 +220,8 @@ def read_table(path: str | os.PathLike, fmt: str | None = None) -> tuple[Foreign
             continue  # a blank line
         if len(row) != len(header):
             raise DatasetError(f"{where}: {len(row)} fields, the header has {len(header)}")
-        unit_text = row[col["unit"]].strip()
-        if not unit_text.isdigit() or int(unit_text) < 1:
-            raise DatasetError(f"{where}: unit {unit_text!r} is not a unit number (1, 2, ...)")
-        unit = int(unit_text)
-        if unit in table.best:
-            raise DatasetError(f"{where}: unit {unit} appears twice")
-        category, label = row[col["category"]].strip(), row[col["label"]].strip()
-        score = _iou(row[col["score"]].strip(), "score", where)
-        if not category:
-            raise DatasetError(f"{where}: unit {unit} has no category")
-        if groups and category not in groups:
-            raise DatasetError(f"{where}: category {category!r} has no {category}-label/{category}-iou columns")
-        if category not in table.categories:
-            table.categories.append(category)
-        per_category: dict[str, tuple[str, int | None, int | None, int | None, float]] = {}
-        for cat, cols in groups.items():
-            cat_label = row[cols["label"]].strip()
-            cat_iou = _iou(row[cols["iou"]].strip() or "0", f"{cat}-iou", where)
-            if not cat_label:  # no label (the tools' label 0): its IoU, if any, is not a concept's
-                continue
-            t, a, i = (
-                int(_number(row[cols[k]].strip(), f"{cat}-{k}", where, integer=True))
-                if k in cols and row[cols[k]].strip()
-                else None
-                for k in ("truth", "activation", "intersect")
-            )
-            per_category[cat] = (cat_label, t, a, i, cat_iou)
-        if groups and label:
-            mine = per_category.get(category)
-            if mine is None or mine[0] != label or abs(mine[4] - score) > 1e-9:
-                raise DatasetError(
-                    f"{where}: unit {unit}'s label {label!r} ({category}, {score}) disagrees with its {category}- columns"
-                )
-        table.best[unit] = (category, label, score)
-        table.groups[unit] = per_category
-    if not table.best:
-        raise DatasetError(f"{path} has a header but no units")
-    expected = set(range(1, max(table.best) + 1))
-    if set(table.best) != expected:
-        gap = min(expected - set(table.best))
-        raise DatasetError(f"{path}: unit {gap} is missing (units 1-{max(table.best)} expected, one row each)")
+        _read_row(row, col, groups, table, where)
+    _check_units(table)
     return table, fmt
 
 

@@ -180,6 +180,53 @@ def _identity(latents: torch.Tensor, generator: LoadedModel, z_shape: str) -> di
     }
 
 
+def _check_options(
+    config: DissectConfig, z_dim: int, samples: int, z_shape: str, seg_size: int | None, ablate_top: int
+) -> None:
+    """Refuse ``dissect_generator``'s bad options before anything is loaded."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise OptionError("dissect-generator runs in one process: start it without torchrun")
+    if z_shape not in Z_SHAPES:
+        raise OptionError(f"--z-shape must be one of {', '.join(Z_SHAPES)}, got {z_shape!r}")
+    for option, value, low in (("--z-dim", z_dim, 1), ("--samples", samples, 1), ("--ablate-top", ablate_top, 0)):
+        if value < low:
+            raise OptionError(f"{option} must be >= {low}, got {value}")
+    if seg_size is not None:
+        require_memory(config.batch_size * seg_size * seg_size * SEG_BYTES_PER_PIXEL, f"--seg-size {seg_size}")
+    if config.memory_format == "channels_last" and z_shape == "vector":
+        raise OptionError("--memory-format channels_last needs --z-shape image (4-D latents)")
+
+
+def _as_loaded(generator: nn.Module | LoadedModel | str) -> LoadedModel:
+    if isinstance(generator, str):
+        return load_model(generator)
+    if not isinstance(generator, LoadedModel):
+        return LoadedModel(generator, Preprocess(), type(generator).__name__)
+    return generator
+
+
+def _write_samples(
+    writer: AnnotationWriter,
+    latents: torch.Tensor,
+    generator: LoadedModel,
+    segmenter: Segmenter,
+    z_shape: str,
+    device: torch.device,
+    config: DissectConfig,
+    min_confidence: float,
+) -> None:
+    """Generate and segment the samples ``writer`` still needs, and finish the dataset."""
+    todo = latents[writer.todo]
+    bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not config.progress)
+    with bar:
+        for start, pixels in _generate(generator.module, todo, z_shape, generator.spec, device, config.batch_size):
+            labels = segment(segmenter, pixels, device, min_confidence)
+            for offset, (image, label) in enumerate(zip(pixels, labels)):
+                writer.add(writer.todo[start + offset], image, label)
+            bar.update(len(pixels))
+    writer.close()
+
+
 def dissect_generator(
     generator: nn.Module | LoadedModel | str,
     segmenter: Segmenter | str,
@@ -219,21 +266,8 @@ def dissect_generator(
         The :class:`~netdissect.results.DissectionResult` of ``dissect``.
     """
     config = DissectConfig(**{**(asdict(config) if config else {}), **options})
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise OptionError("dissect-generator runs in one process: start it without torchrun")
-    if z_shape not in Z_SHAPES:
-        raise OptionError(f"--z-shape must be one of {', '.join(Z_SHAPES)}, got {z_shape!r}")
-    for option, value, low in (("--z-dim", z_dim, 1), ("--samples", samples, 1), ("--ablate-top", ablate_top, 0)):
-        if value < low:
-            raise OptionError(f"{option} must be >= {low}, got {value}")
-    if seg_size is not None:
-        require_memory(config.batch_size * seg_size * seg_size * SEG_BYTES_PER_PIXEL, f"--seg-size {seg_size}")
-    if config.memory_format == "channels_last" and z_shape == "vector":
-        raise OptionError("--memory-format channels_last needs --z-shape image (4-D latents)")
-    if isinstance(generator, str):
-        generator = load_model(generator)
-    elif not isinstance(generator, LoadedModel):
-        generator = LoadedModel(generator, Preprocess(), type(generator).__name__)
+    _check_options(config, z_dim, samples, z_shape, seg_size, ablate_top)
+    generator = _as_loaded(generator)
     generator.module.eval()
     segmenter = load_segmenter(segmenter, classes)
     layers = list(dict.fromkeys(layers))
@@ -269,15 +303,7 @@ def dissect_generator(
         )
     writer = AnnotationWriter(dataset_dir, segmenter.classes, names, identity, seg_size=seg_size, val_fraction=0)
     if not writer.finished:
-        todo = latents[writer.todo]
-        bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not config.progress)
-        with bar:
-            for start, pixels in _generate(generator.module, todo, z_shape, generator.spec, device, config.batch_size):
-                labels = segment(segmenter, pixels, device, min_confidence)
-                for offset, (image, label) in enumerate(zip(pixels, labels)):
-                    writer.add(writer.todo[start + offset], image, label)
-                bar.update(len(pixels))
-        writer.close()
+        _write_samples(writer, latents, generator, segmenter, z_shape, device, config, min_confidence)
         np.save(dataset_dir / LATENTS_FILE, latents.numpy())
     dataset = LatentDataset(dataset_dir, shape_latents(latents, z_shape), names)
     result = run_dissection(generator, dataset, layers, run_dir, config, GENERATOR)

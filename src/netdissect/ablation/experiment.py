@@ -85,30 +85,11 @@ def ablate(
         split: ``"auto"`` (torch.fx split, hook fallback) or ``"hook"``.
         size: use only this many images, taken in turn from each class (Broden: its first rows).
     """
-    if method not in METHODS:
-        raise OptionError(f"--method must be zero or mean, got {method!r}")
-    for name, value in (("top-k", top_k), ("batch-size", batch_size), ("ablation-batch", ablation_batch)):
-        if value < 1:
-            raise OptionError(f"--{name} must be >= 1, got {value}")
-    if split not in ("auto", "hook"):
-        raise OptionError(f"split must be auto or hook, got {split!r}")
-    if isinstance(model, str):
-        from ..models.loading import load_model
-
-        model = load_model(model)
-    loaded = model if isinstance(model, LoadedModel) else LoadedModel(model, Preprocess(), type(model).__name__)
+    _check_options(method, top_k, batch_size, ablation_batch, split)
+    loaded = _as_loaded(model)
     module = loaded.module.eval()
     resolve_layers(module, [layer])  # a wrong layer fails before anything is written
-    names_source = "folders"
-    if isinstance(classes, (str, os.PathLike)):
-        class_names: list[str] | None = read_class_file(classes)
-        names_source = f"--classes {classes}"
-    elif classes is not None:
-        class_names = [str(c) for c in classes]
-        names_source = "given"
-    else:
-        class_names = model_class_names(loaded)
-        names_source = "model" if class_names else "folders"
+    class_names, names_source = _class_names(classes, loaded)
     if not isinstance(images, LabelledImages):
         images = labelled_images(images, class_names, size=size)
     dev = resolve_device(device)
@@ -161,17 +142,60 @@ def ablate(
 
             join_dissection(result, dissection, layer)
         if work is not None and directory is not None:
-            result.save(work)
-            checkpointer.clear()
-            if work != directory:  # an overwrite: the finished new ablation replaces the old one now
-                swap_in_staged(directory, _entries(directory))
-            from .page import remove_page, write_ablation_page
-
-            if report:
-                write_ablation_page(result, directory, dissection)
-            else:  # a page left from before would describe other results or link a replaced run
-                remove_page(directory)
+            _save(result, work, directory, checkpointer, report, dissection)
     return result
+
+
+def _check_options(method: str, top_k: int, batch_size: int, ablation_batch: int, split: str) -> None:
+    if method not in METHODS:
+        raise OptionError(f"--method must be zero or mean, got {method!r}")
+    for name, value in (("top-k", top_k), ("batch-size", batch_size), ("ablation-batch", ablation_batch)):
+        if value < 1:
+            raise OptionError(f"--{name} must be >= 1, got {value}")
+    if split not in ("auto", "hook"):
+        raise OptionError(f"split must be auto or hook, got {split!r}")
+
+
+def _as_loaded(model: nn.Module | LoadedModel | str) -> LoadedModel:
+    """A model SPEC loaded, a bare module with ImageNet preprocessing; a LoadedModel as it is."""
+    if isinstance(model, str):
+        from ..models.loading import load_model
+
+        model = load_model(model)
+    return model if isinstance(model, LoadedModel) else LoadedModel(model, Preprocess(), type(model).__name__)
+
+
+def _class_names(
+    classes: Sequence[str] | str | os.PathLike | None, loaded: LoadedModel
+) -> tuple[list[str] | None, str]:
+    """The model's class names in output order (None: the folders' names) and where they came from."""
+    if isinstance(classes, (str, os.PathLike)):
+        return read_class_file(classes), f"--classes {classes}"
+    if classes is not None:
+        return [str(c) for c in classes], "given"
+    class_names = model_class_names(loaded)
+    return class_names, "model" if class_names else "folders"
+
+
+def _save(
+    result: AblationResult,
+    work: Path,
+    directory: Path,
+    checkpointer: Checkpointer,
+    report: bool,
+    dissection: str | os.PathLike | None,
+) -> None:
+    """Write the finished ablation into ``work``, swap it in over an old one, write or drop its page."""
+    result.save(work)
+    checkpointer.clear()
+    if work != directory:  # an overwrite: the finished new ablation replaces the old one now
+        swap_in_staged(directory, _entries(directory))
+    from .page import remove_page, write_ablation_page
+
+    if report:
+        write_ablation_page(result, directory, dissection)
+    else:  # a page left from before would describe other results or link a replaced run
+        remove_page(directory)
 
 
 def _entries(directory: Path) -> list[str]:

@@ -173,6 +173,25 @@ def _int(text: str, path: Path, row: int, column: str) -> int:
         raise DatasetError(f"{path} row {row}: column {column} must be an integer, got {text!r}") from None
 
 
+def _split_cell(cell: str, known: np.ndarray, where: str, cat: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """An index cell's PNG paths and image-level label numbers (label 0 and empty items dropped)."""
+    layer_paths, numbers = [], []
+    for item in cell.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        if item.isascii() and item.isdigit():
+            number = int(item)
+            if number == 0:
+                continue
+            if number >= len(known) or not known[number]:
+                raise DatasetError(f"{where}: unknown label number {number} in column {cat}")
+            numbers.append(number)
+        else:
+            layer_paths.append(item)
+    return tuple(layer_paths), tuple(numbers)
+
+
 def _read_index(
     root: Path,
     all_categories: list[str],
@@ -202,24 +221,10 @@ def _read_index(
             if split is not None and values[1] != split:
                 continue
             ih, iw, sh, sw = (_int(values[j], path, i, expected[j]) for j in range(2, 6))
-            pngs, scalars = [], []
-            for cat, j in zip(selected, columns):
-                layer_paths, numbers = [], []
-                for item in values[j].split(";"):
-                    item = item.strip()
-                    if not item:
-                        continue
-                    if item.isascii() and item.isdigit():
-                        number = int(item)
-                        if number == 0:
-                            continue
-                        if number >= len(known) or not known[number]:
-                            raise DatasetError(f"{path} row {i}: unknown label number {number} in column {cat}")
-                        numbers.append(number)
-                    else:
-                        layer_paths.append(item)
-                pngs.append(tuple(layer_paths))
-                scalars.append(tuple(numbers))
+            where = f"{path} row {i}"
+            cells = [_split_cell(values[j], known, where, cat) for cat, j in zip(selected, columns)]
+            pngs = [layer_paths for layer_paths, _ in cells]
+            scalars = [numbers for _, numbers in cells]
             rows.append(IndexRow(i, values[0], values[1], ih, iw, sh, sw, tuple(pngs), tuple(scalars)))
             if size is not None and len(rows) >= size:
                 break

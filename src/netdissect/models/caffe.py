@@ -62,7 +62,7 @@ from .caffe_layers import (
     Scale,
     module_name,
 )
-from .caffe_table import SUPPORTED_TYPES, CaffeLayer, build_layer, is_included
+from .caffe_table import SUPPORTED_TYPES, CaffeLayer, build_layer, is_included, unsupported
 from .preprocess import Preprocess
 
 #: Caffe's ImageNet mean used by the NetDissect zoo, in B, G, R order and 0..255 units.
@@ -178,13 +178,8 @@ def _inputs(net, layers: list[CaffeLayer], source: str) -> tuple[list[tuple[str,
     return declared, rest
 
 
-def build_caffe_net(
-    net, weights: dict[str, list[CaffeBlob]] | None = None, source: str = "prototxt", weights_source: str = "weights"
-) -> CaffeNet:
-    """Convert a parsed NetParameter (and optional blobs by layer name) into a :class:`CaffeNet`."""
-    protos = list(net.layer) if len(net.layer) else list(net.layers)
-    layers = [CaffeLayer(proto, i) for i, proto in enumerate(protos)]
-    layers = [lay for lay in layers if is_included(list(lay.proto.include), list(lay.proto.exclude))]
+def _single_input(net, layers: list[CaffeLayer], source: str) -> tuple[str, tuple[int, ...], list[CaffeLayer]]:
+    """The one declared input blob's name and shape, and the layers without Input layers."""
     declared, layers = _inputs(net, layers, source)
     if not declared:
         raise ModelError(f"{source} declares no input (input: with input_dim, or an Input layer)")
@@ -196,61 +191,88 @@ def build_caffe_net(
     input_name, input_shape = declared[0]
     if len(input_shape) != 4 or min(input_shape[1:]) < 1:
         raise ModelError(f"{source}: input {input_name!r} has shape {input_shape}, not (N, C, H, W)")
+    return input_name, input_shape, layers
 
-    shapes: dict[str, tuple[int, ...]] = {input_name: input_shape}
-    container = CaffeLayers()
-    used_keys: set[str] = set()
-    steps: list[_Step] = []
-    blob_order = [input_name]
-    last_writer: dict[str, int] = {}
-    consumed: dict[str, bool] = {input_name: False}
-    layer_modules: dict[str, str] = {}
-    expected: list[tuple[CaffeLayer, nn.Module, list[tuple[int, ...]]]] = []
-    for layer in layers:
+
+def _check_blob_counts(layer: CaffeLayer) -> None:
+    """Refuse a layer with a number of bottom or top blobs its type does not take."""
+    if not layer.tops:
+        raise layer.error("has no top blob")
+    if layer.type not in ("Concat", "Eltwise", "Scale") and len(layer.bottoms) != 1:
+        raise layer.error(f"takes one bottom blob, got {len(layer.bottoms)}")
+    if layer.type == "Scale" and len(layer.bottoms) not in (1, 2):
+        raise layer.error(f"takes one or two bottom blobs, got {len(layer.bottoms)}")
+    if layer.type != "Split" and len(layer.tops) > 1:
+        raise layer.error(f"has {len(layer.tops)} top blobs; only Split may have several")
+
+
+class _Wiring:
+    """The graph being built: blob shapes, the layers' modules and steps, which blobs are read."""
+
+    def __init__(self, input_name: str, input_shape: tuple[int, ...]) -> None:
+        self.shapes: dict[str, tuple[int, ...]] = {input_name: input_shape}
+        self.container = CaffeLayers()
+        self.used_keys: set[str] = set()
+        self.steps: list[_Step] = []
+        self.blob_order = [input_name]
+        self.last_writer: dict[str, int] = {}
+        self.consumed: dict[str, bool] = {input_name: False}
+        self.layer_modules: dict[str, str] = {}
+        self.expected: list[tuple[CaffeLayer, nn.Module, list[tuple[int, ...]]]] = []
+
+    def add(self, layer: CaffeLayer) -> None:
         if layer.type not in SUPPORTED_TYPES:
-            raise ModelError(
-                f"Caffe layer {layer.name!r} has type {layer.type!r}, which netdissect cannot convert "
-                f"(supported: {', '.join(SUPPORTED_TYPES)})"
-            )
+            raise unsupported(layer)
         for bottom in layer.bottoms:
-            if bottom not in shapes:
+            if bottom not in self.shapes:
                 raise layer.error(f"reads blob {bottom!r}, which no earlier layer produces")
         if layer.type == "Silence":
             for bottom in layer.bottoms:
-                consumed[bottom] = True
-            continue
-        if not layer.tops:
-            raise layer.error("has no top blob")
-        if layer.type not in ("Concat", "Eltwise", "Scale") and len(layer.bottoms) != 1:
-            raise layer.error(f"takes one bottom blob, got {len(layer.bottoms)}")
-        if layer.type == "Scale" and len(layer.bottoms) not in (1, 2):
-            raise layer.error(f"takes one or two bottom blobs, got {len(layer.bottoms)}")
-        if layer.type != "Split" and len(layer.tops) > 1:
-            raise layer.error(f"has {len(layer.tops)} top blobs; only Split may have several")
-        built = build_layer(layer, [shapes[b] for b in layer.bottoms])
-        key = _unique(module_name(layer.name), used_keys)
-        container._modules[key] = built.module
-        layer_modules[layer.name] = key
+                self.consumed[bottom] = True
+            return
+        _check_blob_counts(layer)
+        built = build_layer(layer, [self.shapes[b] for b in layer.bottoms])
+        key = _unique(module_name(layer.name), self.used_keys)
+        self.container._modules[key] = built.module
+        self.layer_modules[layer.name] = key
         if built.blob_shapes:
-            expected.append((layer, built.module, built.blob_shapes))
+            self.expected.append((layer, built.module, built.blob_shapes))
         for bottom in layer.bottoms:
-            consumed[bottom] = True
+            self.consumed[bottom] = True
         for top, shape in zip(layer.tops, built.shapes):
-            if top not in shapes:
-                blob_order.append(top)
-            shapes[top] = shape
-            consumed[top] = False
-            last_writer[top] = len(steps)
-        steps.append(_Step(key, list(layer.bottoms), list(layer.tops)))
-    for top, index in last_writer.items():
-        steps[index].finals.append(top)
-    outputs = [b for b in blob_order if not consumed.get(b, False)] or [blob_order[-1]]
+            if top not in self.shapes:
+                self.blob_order.append(top)
+            self.shapes[top] = shape
+            self.consumed[top] = False
+            self.last_writer[top] = len(self.steps)
+        self.steps.append(_Step(key, list(layer.bottoms), list(layer.tops)))
+
+    def outputs(self) -> list[str]:
+        """The blobs no layer reads (else the last blob), after marking each blob's final writer."""
+        for top, index in self.last_writer.items():
+            self.steps[index].finals.append(top)
+        return [b for b in self.blob_order if not self.consumed.get(b, False)] or [self.blob_order[-1]]
+
+
+def build_caffe_net(
+    net, weights: dict[str, list[CaffeBlob]] | None = None, source: str = "prototxt", weights_source: str = "weights"
+) -> CaffeNet:
+    """Convert a parsed NetParameter (and optional blobs by layer name) into a :class:`CaffeNet`."""
+    protos = list(net.layer) if len(net.layer) else list(net.layers)
+    layers = [CaffeLayer(proto, i) for i, proto in enumerate(protos)]
+    layers = [lay for lay in layers if is_included(list(lay.proto.include), list(lay.proto.exclude))]
+    input_name, input_shape, layers = _single_input(net, layers, source)
+    wiring = _Wiring(input_name, input_shape)
+    for layer in layers:
+        wiring.add(layer)
+    outputs = wiring.outputs()
+    blob_order = wiring.blob_order
     container_name = _unique("layers", set(module_name(b) for b in blob_order))
-    model = CaffeNet(input_name, input_shape, container, container_name, steps, blob_order, outputs)
-    model.layer_modules = {name: f"{container_name}.{key}" for name, key in layer_modules.items()}
-    model.blob_shapes = dict(shapes)
+    model = CaffeNet(input_name, input_shape, wiring.container, container_name, wiring.steps, blob_order, outputs)
+    model.layer_modules = {name: f"{container_name}.{key}" for name, key in wiring.layer_modules.items()}
+    model.blob_shapes = dict(wiring.shapes)
     if weights is not None:
-        _load_blobs(expected, weights, weights_source)
+        _load_blobs(wiring.expected, weights, weights_source)
     return model.eval()
 
 

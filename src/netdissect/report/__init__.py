@@ -238,39 +238,15 @@ def write_report(
     run_dir = Path(run_dir)
     if examples < 1:
         raise OptionError(f"--examples must be >= 1, got {examples}")
-    found = read_kind(run_dir)
-    if found is not None and found not in (DISSECTION, GENERATOR, IMPORTED):
-        raise RunDirectoryError(
-            f"{run_dir} holds {found.what} (written by {found.written_by}), not a dissection run; "
-            "its page is rebuilt by the command that wrote it"
-        )
-    if not (run_dir / SUMMARY_FILE).is_file():
-        raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
-    run = RunView.load(run_dir)
+    run = _load_dissection(run_dir)
     imported = bool(run.metadata.get("imported_from"))  # another tool's results: no dataset, no images
-    for name, layer in run.layers.items():
-        if layer.top_maps is None and not imported:
-            raise RunDirectoryError(
-                f"layer {name} in {run_dir} has no top_maps.npz (made by an older version): dissect it again"
-            )
     names = list(run.layers)
-    model = str(run.metadata.get("model", ""))
     shown: dict[str, dict[int, list[int]]] = {
         name: {} if imported else {u + 1: [int(i) for i in layer.top_indices[u, :examples]] for u in range(layer.units)}
         for name, layer in run.layers.items()
     }
     rows: Rows | None = None if imported else _run_rows(run, dataset)
-    images = run_dir / _strips.IMAGES_DIR
-    truth: Any = None
-    if rows is None:
-        shutil.rmtree(images, ignore_errors=True)
-    else:
-        _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
-        wanted: dict[int, set[int]] = {}
-        for layer in run.layers.values():
-            for image, labels in _strips.tile_labels(layer, examples).items():
-                wanted.setdefault(image, set()).update(labels)
-        truth = _strips.truth_masks(rows, wanted, workers)
+    truth = _store_images(run, run_dir, rows, shown, examples, workers)
     listed = read_extra_pages(run_dir)
 
     bar = None
@@ -280,37 +256,92 @@ def write_report(
         bar = tqdm(total=len(names), desc="report", unit="layer")
     try:
         for name in names:
-            layer = run.layers[name]
             if bar is not None:
                 bar.set_postfix_str(name)
-            directory = run_dir / layer_dirname(name)
-            if rows is not None:
-                masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
-                table = _strips.image_table(rows, (i for t in shown[name].values() for i in t))
-                data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
-                atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
-            context = layer_context(
-                layer,
-                shown[name],
-                layers=names,
-                model=model,
-                extra_pages=extra_pages(directory, set(), _layer_listed(listed, layer_dirname(name))),
-            )
-            atomic_write_bytes(directory / INDEX, render_layer_page(context).encode("utf-8"))
-            shutil.rmtree(directory / OLD_STRIPS_DIR, ignore_errors=True)
-            title = f"{model} {name}".strip()
-
-            def draw(
-                key: str, bars: Any = context["bars"], path: Path = directory / BAR_GRAPH_PNG, t: str = title
-            ) -> None:
-                from .charts import save_bar_graph_png
-
-                save_bar_graph_png(bars, path, title=t, key=key)
-
-            _chart(directory / BAR_GRAPH_PNG, [context["bars"], title], draw)
+            _write_layer(run_dir, run, name, shown[name], rows, truth, examples, workers, listed)
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     return write_run_page(run_dir, run)
+
+
+def _load_dissection(run_dir: Path) -> RunView:
+    """The run of a finished dissection (or generator dissection, or imported results) at ``run_dir``."""
+    found = read_kind(run_dir)
+    if found is not None and found not in (DISSECTION, GENERATOR, IMPORTED):
+        raise RunDirectoryError(
+            f"{run_dir} holds {found.what} (written by {found.written_by}), not a dissection run; "
+            "its page is rebuilt by the command that wrote it"
+        )
+    if not (run_dir / SUMMARY_FILE).is_file():
+        raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
+    run = RunView.load(run_dir)
+    imported = bool(run.metadata.get("imported_from"))
+    for name, layer in run.layers.items():
+        if layer.top_maps is None and not imported:
+            raise RunDirectoryError(
+                f"layer {name} in {run_dir} has no top_maps.npz (made by an older version): dissect it again"
+            )
+    return run
+
+
+def _store_images(
+    run: RunView,
+    run_dir: Path,
+    rows: Rows | None,
+    shown: dict[str, dict[int, list[int]]],
+    examples: int,
+    workers: int | None,
+) -> Any:
+    """Copy the shown top images into ``report-images/`` and return their truth masks (None without rows)."""
+    images = run_dir / _strips.IMAGES_DIR
+    if rows is None:
+        shutil.rmtree(images, ignore_errors=True)
+        return None
+    _strips.store_images(rows, (i for tiles in shown.values() for t in tiles.values() for i in t), images, workers)
+    wanted: dict[int, set[int]] = {}
+    for layer in run.layers.values():
+        for image, labels in _strips.tile_labels(layer, examples).items():
+            wanted.setdefault(image, set()).update(labels)
+    return _strips.truth_masks(rows, wanted, workers)
+
+
+def _write_layer(
+    run_dir: Path,
+    run: RunView,
+    name: str,
+    shown: dict[int, list[int]],
+    rows: Rows | None,
+    truth: Any,
+    examples: int,
+    workers: int | None,
+    listed: Sequence[Mapping[str, str]],
+) -> None:
+    """One layer's ``masks.js``, ``index.html`` and ``bargraph.png``."""
+    layer = run.layers[name]
+    model = str(run.metadata.get("model", ""))
+    directory = run_dir / layer_dirname(name)
+    if rows is not None:
+        masks = _strips.layer_tiles(layer, rows, examples, truth, workers)
+        table = _strips.image_table(rows, (i for t in shown.values() for i in t))
+        data = json.dumps({"images": table, "units": masks}, separators=(",", ":"))
+        atomic_write_bytes(directory / MASKS_JS, f"window.NETDISSECT_TILES = {data};\n".encode())
+    context = layer_context(
+        layer,
+        shown,
+        layers=list(run.layers),
+        model=model,
+        extra_pages=extra_pages(directory, set(), _layer_listed(listed, layer_dirname(name))),
+    )
+    atomic_write_bytes(directory / INDEX, render_layer_page(context).encode("utf-8"))
+    shutil.rmtree(directory / OLD_STRIPS_DIR, ignore_errors=True)
+    title = f"{model} {name}".strip()
+
+    def draw(key: str) -> None:
+        from .charts import save_bar_graph_png
+
+        save_bar_graph_png(context["bars"], directory / BAR_GRAPH_PNG, title=title, key=key)
+
+    _chart(directory / BAR_GRAPH_PNG, [context["bars"], title], draw)

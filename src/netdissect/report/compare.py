@@ -219,94 +219,10 @@ def comparison_data(
         raise OptionError("compare needs at least one run directory")
     if iou_threshold is not None and not (0.0 <= float(iou_threshold) <= 1.0):
         raise OptionError(f"--iou-threshold must be between 0 and 1, got {iou_threshold}")
-    results, directories = [], []
-    for run in runs:
-        if isinstance(run, DissectionResult):
-            results.append(run)
-            directories.append(Path(run.directory) if run.directory is not None else Path(f"run{len(results)}"))
-        else:
-            directories.append(Path(run))
-            results.append(_load(Path(run)))
-    if labels is not None:
-        labels = [str(x) for x in labels]
-        if len(labels) != len(results):
-            raise OptionError(f"--labels gives {len(labels)} names for {len(results)} runs")
-        if len(set(labels)) != len(labels):
-            raise OptionError("--labels names must be distinct")
-    else:
-        labels = _run_names(directories)
-
-    categories: list[str] = []
-    layers: list[str] = []
-    for result in results:
-        for name, layer in result.layers.items():
-            categories += layer.categories
-            if name not in layers:
-                layers.append(name)
-    categories = ordered_categories(categories)
-
-    rows = []
-    counts: list[dict[str, dict]] = []
-    for label, result in zip(labels, results):
-        per_layer = {}
-        for name, layer in result.layers.items():
-            c = layer_counts(layer, iou_threshold)
-            c["detectors_by_category"] = {k: c["detectors_by_category"].get(k, 0) for k in categories}
-            c["unique_by_category"] = {k: c["unique_by_category"].get(k, 0) for k in categories}
-            c["unique_by_category_sum"] = {k: c["unique_by_category_sum"].get(k, 0) for k in categories}
-            per_layer[name] = c
-            rows.append({"run": label, "layer": name, **c})
-        counts.append(per_layer)
-
-    detectors_per_layer = {
-        "layers": layers,
-        "runs": labels,
-        "detectors": [[per_layer[n]["detectors"] if n in per_layer else None for n in layers] for per_layer in counts],
-        "units": [[per_layer[n]["units"] if n in per_layer else None for n in layers] for per_layer in counts],
-        "unique_detectors": [
-            [per_layer[n]["unique_detectors"] if n in per_layer else None for n in layers] for per_layer in counts
-        ],
-    }
-
-    changes: dict[str, Any] = {"available": False, "note": "", "before": None, "after": None, "layers": []}
-    if len(results) == 1:
-        changes["note"] = "Label changes need two runs."
-    elif len(results) > 2 and not series:
-        changes["note"] = "Label changes are shown for two runs, or for the first and last run of a series (--series)."
-    else:
-        i, j = 0, len(results) - 1
-        why = _same_architecture(results[i], results[j], (f"run {labels[i]}", f"run {labels[j]}"))
-        if why:
-            changes["note"] = f"No per-unit label changes: {why}."
-        else:
-            changes.update(available=True, before=labels[i], after=labels[j])
-            for name in results[i].layers:
-                a, b = results[i].layers[name], results[j].layers[name]
-                changes["layers"].append(
-                    {"layer": name, "units": a.units, "changes": label_changes(a, b, iou_threshold)}
-                )
-
-    series_data: dict[str, Any] | None = None
-    if series:
-        common = [n for n in layers if all(n in per_layer for per_layer in counts)]
-        series_data = {"runs": labels, "layers": [], "note": ""}
-        if not common:
-            series_data["note"] = "The runs share no layer: no concept-emergence chart."
-        for name in common:
-            series_data["layers"].append(
-                {
-                    "layer": name,
-                    "detectors": {
-                        c: [per_layer[name]["detectors_by_category"][c] for per_layer in counts] for c in categories
-                    },
-                    "unique": {
-                        c: [per_layer[name]["unique_by_category"][c] for per_layer in counts] for c in categories
-                    },
-                    "detectors_total": [per_layer[name]["detectors"] for per_layer in counts],
-                    "unique_total": [per_layer[name]["unique_detectors"] for per_layer in counts],
-                }
-            )
-
+    results, directories = _load_runs(runs)
+    labels = _labels(labels, results, directories)
+    categories, layers = _categories_and_layers(results)
+    rows, counts = _counts(labels, results, categories, iou_threshold)
     return {
         "runs": [
             {"label": label, "directory": str(d), "model": str(r.metadata.get("model", ""))}
@@ -315,10 +231,127 @@ def comparison_data(
         "categories": categories,
         "layers": layers,
         "rows": rows,
-        "detectors_per_layer": detectors_per_layer,
-        "label_changes": changes,
-        "series": series_data,
+        "detectors_per_layer": _detectors_per_layer(layers, labels, counts),
+        "label_changes": _label_changes(results, labels, series, iou_threshold),
+        "series": _series(layers, labels, counts, categories) if series else None,
     }
+
+
+def _load_runs(
+    runs: Sequence[str | os.PathLike | DissectionResult],
+) -> tuple[list[DissectionResult], list[Path]]:
+    """The runs' results and directories (``run<i>`` for a result that has none)."""
+    results: list[DissectionResult] = []
+    directories: list[Path] = []
+    for run in runs:
+        if isinstance(run, DissectionResult):
+            results.append(run)
+            directories.append(Path(run.directory) if run.directory is not None else Path(f"run{len(results)}"))
+        else:
+            directories.append(Path(run))
+            results.append(_load(Path(run)))
+    return results, directories
+
+
+def _labels(labels: Sequence[str] | None, results: list[DissectionResult], directories: list[Path]) -> list[str]:
+    """The runs' names: the given ``labels``, checked, else the directories' names made distinct."""
+    if labels is None:
+        return _run_names(directories)
+    labels = [str(x) for x in labels]
+    if len(labels) != len(results):
+        raise OptionError(f"--labels gives {len(labels)} names for {len(results)} runs")
+    if len(set(labels)) != len(labels):
+        raise OptionError("--labels names must be distinct")
+    return labels
+
+
+def _categories_and_layers(results: list[DissectionResult]) -> tuple[list[str], list[str]]:
+    """Every run's categories (in the usual order) and layers (in order of first appearance)."""
+    categories: list[str] = []
+    layers: list[str] = []
+    for result in results:
+        for name, layer in result.layers.items():
+            categories += layer.categories
+            if name not in layers:
+                layers.append(name)
+    return ordered_categories(categories), layers
+
+
+def _counts(
+    labels: list[str], results: list[DissectionResult], categories: list[str], iou_threshold: float | None
+) -> tuple[list[dict], list[dict[str, dict]]]:
+    """The table's rows (per run and layer) and, per run, ``{layer: counts}`` over all ``categories``."""
+    rows = []
+    counts: list[dict[str, dict]] = []
+    for label, result in zip(labels, results):
+        per_layer = {}
+        for name, layer in result.layers.items():
+            c = layer_counts(layer, iou_threshold)
+            for key in ("detectors_by_category", "unique_by_category", "unique_by_category_sum"):
+                c[key] = {k: c[key].get(k, 0) for k in categories}
+            per_layer[name] = c
+            rows.append({"run": label, "layer": name, **c})
+        counts.append(per_layer)
+    return rows, counts
+
+
+def _detectors_per_layer(layers: list[str], labels: list[str], counts: list[dict[str, dict]]) -> dict:
+    def per_run(key: str) -> list[list]:
+        return [[per_layer[n][key] if n in per_layer else None for n in layers] for per_layer in counts]
+
+    return {
+        "layers": layers,
+        "runs": labels,
+        "detectors": per_run("detectors"),
+        "units": per_run("units"),
+        "unique_detectors": per_run("unique_detectors"),
+    }
+
+
+def _label_changes(
+    results: list[DissectionResult], labels: list[str], series: bool, iou_threshold: float | None
+) -> dict[str, Any]:
+    """The per-unit label changes between two runs (the first and last of a series), or why there are none."""
+    changes: dict[str, Any] = {"available": False, "note": "", "before": None, "after": None, "layers": []}
+    if len(results) == 1:
+        changes["note"] = "Label changes need two runs."
+        return changes
+    if len(results) > 2 and not series:
+        changes["note"] = "Label changes are shown for two runs, or for the first and last run of a series (--series)."
+        return changes
+    i, j = 0, len(results) - 1
+    why = _same_architecture(results[i], results[j], (f"run {labels[i]}", f"run {labels[j]}"))
+    if why:
+        changes["note"] = f"No per-unit label changes: {why}."
+        return changes
+    changes.update(available=True, before=labels[i], after=labels[j])
+    for name in results[i].layers:
+        a, b = results[i].layers[name], results[j].layers[name]
+        changes["layers"].append({"layer": name, "units": a.units, "changes": label_changes(a, b, iou_threshold)})
+    return changes
+
+
+def _series(
+    layers: list[str], labels: list[str], counts: list[dict[str, dict]], categories: list[str]
+) -> dict[str, Any]:
+    """Per layer that every run has, each category's detectors and unique detectors along the runs."""
+    common = [n for n in layers if all(n in per_layer for per_layer in counts)]
+    series_data: dict[str, Any] = {"runs": labels, "layers": [], "note": ""}
+    if not common:
+        series_data["note"] = "The runs share no layer: no concept-emergence chart."
+    for name in common:
+        series_data["layers"].append(
+            {
+                "layer": name,
+                "detectors": {
+                    c: [per_layer[name]["detectors_by_category"][c] for per_layer in counts] for c in categories
+                },
+                "unique": {c: [per_layer[name]["unique_by_category"][c] for per_layer in counts] for c in categories},
+                "detectors_total": [per_layer[name]["detectors"] for per_layer in counts],
+                "unique_total": [per_layer[name]["unique_detectors"] for per_layer in counts],
+            }
+        )
+    return series_data
 
 
 # ---------------------------------------------------------------------------------------------
