@@ -9,6 +9,7 @@ this skips most of the work. The sparse evaluation uses exactly the same float32
 in the same order, as the dense :func:`upsample`, so both give bit-identical masks on any
 device. (They agree with ``torch.nn.functional.interpolate`` up to float rounding: a few
 float32 ulps.) When a map is shrunk, :func:`upsample` uses ``interpolate(antialias=True)``.
+The interpolation table and formula live in :mod:`netdissect.bilinear`, shared with the report.
 """
 
 from __future__ import annotations
@@ -19,59 +20,27 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# Values this far (relative) below a threshold cannot round up above it in a bilinear sum.
-_SLACK = 2.0**-20
+from .bilinear import SLACK, axis_table, bilinear
 
 
 @dataclass(frozen=True)
 class _Axis:
-    """Interpolation along one axis from ``n_in`` source to ``n_out`` output positions.
+    """:class:`netdissect.bilinear.AxisTable` as tensors on one device (the same fields)."""
 
-    Output positions are grouped into ``n_in + 1`` cells: cell 0 holds the positions before the
-    first source centre (clamped to source 0), cell ``a + 1`` those between source centres
-    ``a`` and ``a + 1``. A cell's values depend on its two source positions only.
-    """
-
-    lo: torch.Tensor  # (n_out,) lower source index
-    hi: torch.Tensor  # (n_out,) upper source index (lo + 1, clamped)
-    w_lo: torch.Tensor  # (n_out + 1,) float32 weight of lo (last entry NaN: padding, never kept)
-    w_hi: torch.Tensor  # (n_out + 1,) float32 weight of hi
-    cell_lo: torch.Tensor  # (n_in + 1,) lower source index of each cell
-    cell_hi: torch.Tensor  # (n_in + 1,) upper source index of each cell
-    cells: torch.Tensor  # (n_in + 1, width) output positions of each cell, padded with n_out
-    cell_w_lo: torch.Tensor  # (n_in + 1, width) w_lo of those positions (NaN for padding)
-    cell_w_hi: torch.Tensor  # (n_in + 1, width) w_hi of those positions
+    lo: torch.Tensor
+    hi: torch.Tensor
+    w_lo: torch.Tensor
+    w_hi: torch.Tensor
+    cell_lo: torch.Tensor
+    cell_hi: torch.Tensor
+    cells: torch.Tensor
+    cell_w_lo: torch.Tensor
+    cell_w_hi: torch.Tensor
 
 
 @functools.lru_cache(maxsize=64)
 def _axis(n_in: int, n_out: int, device: str) -> _Axis:
-    # float32 source positions, as interpolate computes them: scale * (out + 0.5) - 0.5
-    out = torch.arange(n_out, dtype=torch.float32)
-    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
-    raw = scale * (out + 0.5) - 0.5
-    src = raw.clamp(min=0.0)
-    lo = src.floor().long().clamp(max=n_in - 1)
-    lam = (src - lo.float()).clamp(0.0, 1.0)
-    nxt = (torch.arange(n_in) + 1).clamp(max=n_in - 1)
-    hi = nxt[lo]
-    # padding weight NaN: a padded position's value is NaN, and NaN > threshold is False
-    w_lo = torch.cat([1.0 - lam, torch.full((1,), float("nan"))])
-    w_hi = torch.cat([lam, torch.full((1,), float("nan"))])
-    cell = torch.where(raw < 0, 0, lo + 1)
-    counts = torch.bincount(cell, minlength=n_in + 1)
-    cells = torch.full((n_in + 1, int(counts.max())), n_out, dtype=torch.long)
-    start = torch.cumsum(counts, 0) - counts
-    cells[cell, torch.arange(n_out) - start[cell]] = torch.arange(n_out)
-    cell_lo = (torch.arange(n_in + 1) - 1).clamp(min=0)
-    tables = (lo, hi, w_lo, w_hi, cell_lo, nxt[cell_lo], cells, w_lo[cells], w_hi[cells])
-    return _Axis(*(t.to(device) for t in tables))
-
-
-def _bilinear(v00, v01, v10, v11, wx_lo, wx_hi, wy_lo, wy_hi):
-    """The one formula both the dense and the sparse paths evaluate (same operations, same order)."""
-    top = v00 * wx_lo + v01 * wx_hi
-    bottom = v10 * wx_lo + v11 * wx_hi
-    return top * wy_lo + bottom * wy_hi
+    return _Axis(*(torch.tensor(t, device=device) for t in axis_table(n_in, n_out).arrays()))
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -91,7 +60,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ay, ax = _axis(h, sh, str(maps.device)), _axis(w, sw, str(maps.device))
     maps = maps.float()
     rows_lo, rows_hi = maps[:, ay.lo], maps[:, ay.hi]  # (P, sh, w)
-    return _bilinear(
+    return bilinear(
         rows_lo[:, :, ax.lo],
         rows_lo[:, :, ax.hi],
         rows_hi[:, :, ax.lo],
@@ -118,7 +87,7 @@ def _hot_cells(maps: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
     """``(cells, 3)``: map index, row cell and column cell of every cell with a corner above ``floor``.
 
     A source value at (i, j) is a corner of the cells (i, j), (i, j + 1), (i + 1, j) and
-    (i + 1, j + 1) (see :class:`_Axis`). Only the few values above the floor are expanded;
+    (i + 1, j + 1) (see :class:`~netdissect.bilinear.AxisTable`). Only the few values above the floor are expanded;
     duplicates are merged.
     """
     _P, h, w = maps.shape
@@ -158,7 +127,7 @@ def masked_pixels(
             found.append((chunk[p], y, x))
         return _concat(found, maps.device)
     ay, ax = _axis(h, sh, str(maps.device)), _axis(w, sw, str(maps.device))
-    cells = _hot_cells(maps, thresholds - thresholds.abs() * _SLACK)
+    cells = _hot_cells(maps, thresholds - thresholds.abs() * SLACK)
     flat = maps.reshape(-1)
     found = []
     block = ay.cells.shape[1] * ax.cells.shape[1]
@@ -167,7 +136,7 @@ def masked_pixels(
         top = p * (h * w) + ay.cell_lo[row_cell] * w  # flat offsets of the cell's two source rows
         bottom = p * (h * w) + ay.cell_hi[row_cell] * w
         left, right = ax.cell_lo[col_cell], ax.cell_hi[col_cell]
-        value = _bilinear(
+        value = bilinear(
             flat[top + left][:, None, None],
             flat[top + right][:, None, None],
             flat[bottom + left][:, None, None],

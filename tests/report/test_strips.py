@@ -9,7 +9,7 @@ from helpers import RAW, LookupNet, gray_image
 from netdissect import dissect
 from netdissect.data import BrodenDataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
-from netdissect.masks import upsample
+from netdissect.masks import masked_pixels, upsample
 from netdissect.report.datarows import read_rows, rows_of
 from netdissect.report.strips import (
     COPY_BYTES_PER_PIXEL,
@@ -50,6 +50,19 @@ def test_masks_equal_the_dissection_upsampling(h, w, size):
     assert got.shape == (64, *size) and got.dtype == bool
     assert np.array_equal(got, expected)
     assert expected.any() and not expected.all()
+
+
+@pytest.mark.parametrize("h, w, size", [(7, 7, (224, 224)), (5, 9, (37, 61)), (3, 4, (113, 64)), (1, 1, (5, 5))])
+def test_masks_equal_the_engines_masked_pixels(h, w, size):
+    """Bit for bit the pixels the dissection counts (``masks.masked_pixels``, its sparse path) on random maps."""
+    rng = np.random.default_rng(h * 100 + w)
+    maps = rng.standard_normal((32, h, w)).astype(np.float32)
+    thresholds = np.quantile(maps.reshape(32, -1), 0.8, axis=1).astype(np.float32)
+    p, y, x = masked_pixels(torch.from_numpy(maps), torch.from_numpy(thresholds), size)
+    engine = np.zeros((32, *size), dtype=bool)
+    engine[p.numpy(), y.numpy(), x.numpy()] = True
+    assert np.array_equal(unit_masks(maps, thresholds, size), engine)
+    assert engine.any() and not engine.all()
 
 
 def test_pack_round_trip_with_odd_sizes():

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..bilinear import SLACK, axis_table, bilinear
 from ..files import atomic_write_json
 from ..formula_terms import Terms, evaluate_formula
 from .datarows import Rows
@@ -40,7 +41,6 @@ IMAGES_DIR = "report-images"
 MAX_SIDE = 512  # larger images are stored downscaled (the page scales masks to the image shown)
 JPEG_QUALITY = 75  # re-encoded images: about 10 KB at 224 px
 COPY_BYTES_PER_PIXEL = 0.25  # a JPEG at most this large (and MAX_SIDE) is copied as it is
-_SLACK = 2.0**-20  # as netdissect.masks: values this far below a threshold cannot round above it
 CHUNK_VALUES = 1 << 24  # upsampled values evaluated at once (memory bound)
 
 
@@ -54,30 +54,19 @@ def default_workers() -> int:
 
 @lru_cache(maxsize=64)
 def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
-    """Bilinear resizing with half-pixel centres along one axis, in float32 as
-    :func:`netdissect.masks.upsample` computes it, grouped into cells as ``masks._Axis``.
+    """The bilinear table of :func:`netdissect.bilinear.axis_table`, laid out for whole-cell blocks.
 
     Returns ``(cell_lo, cell_hi, positions, w_lo, w_hi)``: cell ``c`` (0 .. n_in) holds the output
     positions ``positions[c]`` (padded with ``n_out``) between its source positions ``cell_lo[c]``
     and ``cell_hi[c]``, with those positions' weights ``w_lo[c]``, ``w_hi[c]`` (NaN for padding).
+    The first cell is right-aligned (its padding first), so that the cells laid end to end put
+    the output positions in order.
     """
-    out = np.arange(n_out, dtype=np.float32)
-    scale = np.float32(n_in / n_out)
-    raw = scale * (out + np.float32(0.5)) - np.float32(0.5)
-    src = np.maximum(raw, np.float32(0.0))
-    lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    lam = np.clip(src - lo.astype(np.float32), np.float32(0.0), np.float32(1.0))
-    nxt = np.minimum(np.arange(n_in) + 1, n_in - 1)
-    w_lo = np.append(np.float32(1.0) - lam, np.float32(np.nan))
-    w_hi = np.append(lam, np.float32(np.nan))
-    cell = np.where(raw < 0, 0, lo + 1)
-    counts = np.bincount(cell, minlength=n_in + 1)
-    positions = np.full((n_in + 1, int(counts.max())), n_out, dtype=np.int64)
-    start = np.cumsum(counts) - counts
-    positions[cell, np.arange(n_out) - start[cell]] = np.arange(n_out)
-    positions[0] = np.roll(positions[0], positions.shape[1] - counts[0])  # first cell right-aligned
-    cell_lo = np.maximum(np.arange(n_in + 1) - 1, 0)
-    return cell_lo, nxt[cell_lo], positions, w_lo[positions], w_hi[positions]
+    table = axis_table(n_in, n_out)
+    positions = table.cells.copy()
+    filled = int(np.count_nonzero(positions[0] < n_out))
+    positions[0] = np.roll(positions[0], positions.shape[1] - filled)
+    return table.cell_lo, table.cell_hi, positions, table.w_lo[positions], table.w_hi[positions]
 
 
 def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int, int]) -> np.ndarray:
@@ -103,7 +92,7 @@ def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int
     ylo, yhi, ypos, wy_lo, wy_hi = _axis(h, sh)
     xlo, xhi, xpos, wx_lo, wx_hi = _axis(w, sw)
     wy, wx = ypos.shape[1], xpos.shape[1]
-    floor = thr - np.abs(thr) * np.float32(_SLACK)
+    floor = thr - np.abs(thr) * np.float32(SLACK)
     corners = np.maximum(
         np.maximum(maps[:, ylo][:, :, xlo], maps[:, ylo][:, :, xhi]),
         np.maximum(maps[:, yhi][:, :, xlo], maps[:, yhi][:, :, xhi]),
@@ -120,11 +109,18 @@ def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int
             continue
         blocks = np.zeros((last - first, h + 1, wy, w + 1, wx), dtype=bool)
         pp, yy, xx = p[a:b], cy[a:b], cx[a:b]
-        v00, v01 = maps[pp, ylo[yy], xlo[xx]][:, None], maps[pp, ylo[yy], xhi[xx]][:, None]
-        v10, v11 = maps[pp, yhi[yy], xlo[xx]][:, None], maps[pp, yhi[yy], xhi[xx]][:, None]
-        top = v00 * wx_lo[xx] + v01 * wx_hi[xx]  # (n, wx): the same float32 operations as masks.upsample
-        bottom = v10 * wx_lo[xx] + v11 * wx_hi[xx]
-        value = top[:, None, :] * wy_lo[yy][:, :, None] + bottom[:, None, :] * wy_hi[yy][:, :, None]
+        v00, v01 = maps[pp, ylo[yy], xlo[xx]][:, None, None], maps[pp, ylo[yy], xhi[xx]][:, None, None]
+        v10, v11 = maps[pp, yhi[yy], xlo[xx]][:, None, None], maps[pp, yhi[yy], xhi[xx]][:, None, None]
+        value = bilinear(  # (n, wy, wx): the formula of masks.upsample
+            v00,
+            v01,
+            v10,
+            v11,
+            wx_lo[xx][:, None, :],
+            wx_hi[xx][:, None, :],
+            wy_lo[yy][:, :, None],
+            wy_hi[yy][:, :, None],
+        )
         blocks[pp - first, yy, :, xx, :] = value > thr[pp, None, None]  # NaN (padding) is never kept
         flat = blocks.reshape(last - first, (h + 1) * wy, (w + 1) * wx)
         if isinstance(rows, slice) and isinstance(cols, slice):  # whole cells: a plain crop
