@@ -150,13 +150,9 @@ def _config(args: argparse.Namespace, **extra):
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        required=True,
-        metavar="SPEC",
-        help="demo, torchvision:<name>, places365:<arch>, package.module:callable, "
-        "path/to/model.onnx, caffe:deploy.prototxt, or a pickled model file",
-    )
+    from ..model_specs import builtin_spec_help
+
+    p.add_argument("--model", required=True, metavar="SPEC", help=builtin_spec_help())
     p.add_argument("--weights", help="checkpoint (state dict), torchvision weights name, or .caffemodel")
     p.add_argument(
         "--model-args", default="{}", metavar="JSON", help="keyword arguments for the model constructor, as JSON"

@@ -2,7 +2,7 @@
 
 from .base import LoadedModel, ModelSource, load_checkpoint, model_fingerprint, register_source
 from .demo import DemoNet, demo_model
-from .loading import load_model
+from .loading import list_sources, load_model
 from .preprocess import Preprocess
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ModelSource",
     "Preprocess",
     "demo_model",
+    "list_sources",
     "load_checkpoint",
     "load_model",
     "model_fingerprint",

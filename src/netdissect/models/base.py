@@ -2,8 +2,8 @@
 
 A *model source* turns a ``--model SPEC`` into a :class:`LoadedModel`. Sources register
 themselves with :func:`register_source` when their module is imported;
-:func:`netdissect.models.load_model` imports the built-in ones and asks each, in order, whether
-it takes the SPEC. Sources import this module only, never the loader, so no import cycle forms.
+:func:`netdissect.models.load_model` imports the built-in ones and asks each, in order of
+priority, whether it takes the SPEC. Sources import this module only, never the loader, so no import cycle forms.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..model_specs import builtin_source
 from .preprocess import Preprocess
 
 
@@ -44,13 +45,18 @@ class ModelSource:
         name: short name shown in errors and docs (``"caffe"``).
         matches: whether this source takes a SPEC.
         load: ``load(spec, weights, trust_pickle, model_args) -> LoadedModel``.
-        syntax: how the SPEC is written (``"caffe:deploy.prototxt"``), for error messages.
+        syntax: how the SPEC is written (``"caffe:deploy.prototxt"``), listed by the error for a
+            SPEC that no source takes (and, for the built-in sources, by ``--model``'s help).
+        priority: sources are asked in ascending priority, ties in registration order; the
+            catch-alls (a callable's dotted path, a pickled file) have
+            :data:`~netdissect.model_specs.CATCH_ALL` and above.
     """
 
     name: str
     matches: Callable[[str], bool]
     load: Callable[[str, str | None, bool, dict], LoadedModel]
     syntax: str
+    priority: int = 0
 
 
 SOURCES: list[ModelSource] = []
@@ -102,6 +108,15 @@ def register_source(source: ModelSource) -> ModelSource:
     SOURCES[:] = [s for s in SOURCES if s.name != source.name]
     SOURCES.append(source)
     return source
+
+
+def register_builtin(
+    name: str, matches: Callable[[str], bool], load: Callable[[str, str | None, bool, dict], LoadedModel]
+) -> ModelSource:
+    """Register a built-in source with the syntax and priority of its entry in
+    :data:`netdissect.model_specs.BUILTIN_SOURCES`."""
+    declared = builtin_source(name)
+    return register_source(ModelSource(name, matches, load, declared.syntax, declared.priority))
 
 
 def prefix_matcher(prefix: str) -> Callable[[str], bool]:

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .base import LoadedModel, ModelSource, prefix_matcher, register_source
+from .base import LoadedModel, prefix_matcher, register_builtin
 from .caffe_io import CaffeBlob, read_caffemodel, read_prototxt
 from .caffe_layers import (
     Blob,
@@ -341,11 +341,8 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
     return LoadedModel(module, preprocess, f"caffe:{prototxt}", str(weights) if weights else None)
 
 
-register_source(
-    ModelSource(
-        "caffe",
-        prefix_matcher("caffe:"),
-        lambda spec, weights, trust, args: load_caffe(spec.split(":", 1)[1], weights),
-        "caffe:deploy.prototxt",
-    )
+register_builtin(
+    "caffe",
+    prefix_matcher("caffe:"),
+    lambda spec, weights, trust, args: load_caffe(spec.split(":", 1)[1], weights),
 )

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..hooks import first_line
+from ..model_specs import BUILTIN_SOURCES, spec_list
 from .base import (
     SOURCES,
     LoadedModel,
@@ -38,16 +39,16 @@ from .base import (
     model_fingerprint,
     model_options,
     prefix_matcher,
-    register_source,
+    register_builtin,
     torch_load,
 )
 from .demo import demo_model
 from .preprocess import Preprocess
 
-__all__ = ["LoadedModel", "load_checkpoint", "load_model", "load_state", "model_fingerprint"]
+__all__ = ["LoadedModel", "list_sources", "load_checkpoint", "load_model", "load_state", "model_fingerprint"]
 
 #: Modules of the built-in sources registered on import (kept lazy: onnx and protobuf are heavy).
-BUILTIN_SOURCE_MODULES = ("caffe", "places365", "onnx")
+BUILTIN_SOURCE_MODULES = tuple(dict.fromkeys(s.module for s in BUILTIN_SOURCES if s.module != "loading"))
 
 
 def load_model(
@@ -64,22 +65,20 @@ def load_model(
     errors name its options: ``--weights`` for a model, ``--segmenter-weights`` for a
     segmenter, ``--generator-weights`` for a generator (see :data:`~netdissect.models.base.ROLES`).
     """
-    for name in BUILTIN_SOURCE_MODULES:
-        importlib.import_module(f"{__package__}.{name}")
+    sources = list_sources()
     with loading_as(role):
-        for source in _ordered_sources():
+        for source in sources:
             if source.matches(spec):
                 return source.load(spec, weights, trust_pickle, model_args or {})
-    raise ModelError(
-        f"unknown model spec {spec!r}: use demo, torchvision:<name>, package.module:callable "
-        "or the path of a pickled model"
-    )
+    raise ModelError(f"unknown model spec {spec!r}: use {spec_list(s.syntax for s in sources)}")
 
 
-def _ordered_sources() -> list[ModelSource]:
-    """Prefixed sources first, then the catch-alls (callable, pickled file) in that order."""
-    fallbacks = [s for s in SOURCES if s.name in ("callable", "pickle")]
-    return [s for s in SOURCES if s not in fallbacks] + sorted(fallbacks, key=lambda s: s.name != "callable")
+def list_sources() -> list[ModelSource]:
+    """Every registered model source (the built-in ones imported first) in the order :func:`load_model`
+    asks them: ascending ``priority``, ties in registration order."""
+    for name in BUILTIN_SOURCE_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+    return sorted(SOURCES, key=lambda s: s.priority)
 
 
 def _load_demo(spec: str, weights: str | None, trust_pickle: bool, model_args: dict) -> LoadedModel:
@@ -190,11 +189,7 @@ def _whole_model(path: Path, trust_pickle: bool) -> nn.Module:
     return loaded
 
 
-register_source(ModelSource("demo", lambda spec: spec == "demo", _load_demo, "demo"))
-register_source(ModelSource("torchvision", prefix_matcher("torchvision:"), _load_torchvision, "torchvision:<name>"))
-register_source(
-    ModelSource(
-        "callable", lambda spec: ":" in spec and not os.path.exists(spec), _load_callable, "package.module:callable"
-    )
-)
-register_source(ModelSource("pickle", os.path.isfile, _load_pickled, "path/to/model.pt (with --trust-pickle)"))
+register_builtin("demo", lambda spec: spec == "demo", _load_demo)
+register_builtin("torchvision", prefix_matcher("torchvision:"), _load_torchvision)
+register_builtin("callable", lambda spec: ":" in spec and not os.path.exists(spec), _load_callable)
+register_builtin("pickle", os.path.isfile, _load_pickled)

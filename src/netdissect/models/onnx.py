@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..hooks import first_line
-from .base import LoadedModel, ModelSource, model_options, register_source
+from .base import LoadedModel, model_options, register_builtin
 from .preprocess import Preprocess
 
 #: The newest default-domain opset every onnx2torch converter we rely on handles.
@@ -189,4 +189,4 @@ def _load_source(spec: str, weights: str | None, trust_pickle: bool, model_args:
     return load_onnx(spec)
 
 
-register_source(ModelSource("onnx", lambda spec: spec.lower().endswith(".onnx"), _load_source, "path/to/model.onnx"))
+register_builtin("onnx", lambda spec: spec.lower().endswith(".onnx"), _load_source)

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..hooks import first_line
-from .base import LoadedModel, ModelSource, load_state, model_options, prefix_matcher, register_source, torch_load
+from .base import LoadedModel, load_state, model_options, prefix_matcher, register_builtin, torch_load
 from .preprocess import Preprocess
 
 BASE_URL = "http://places2.csail.mit.edu/models_places365/"
@@ -125,11 +125,8 @@ def _state_dict(loaded, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-register_source(
-    ModelSource(
-        "places365",
-        prefix_matcher("places365:"),
-        lambda spec, weights, trust, args: load_places365(spec.split(":", 1)[1], weights, trust),
-        "places365:<arch>",
-    )
+register_builtin(
+    "places365",
+    prefix_matcher("places365:"),
+    lambda spec, weights, trust, args: load_places365(spec.split(":", 1)[1], weights, trust),
 )
