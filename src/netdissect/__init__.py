@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
-#: Public name -> module that defines it.
+#: Public name -> module that defines it: the one list of the public API. The imports under
+#: TYPE_CHECKING below name the same names for type checkers (tests/test_public_api.py checks).
 _EXPORTS = {
     "AblationResult": "ablation",
     "ablate": "ablation",
@@ -42,46 +43,31 @@ _EXPORTS = {
     "LayerResult": "results",
 }
 
-__all__ = [
-    "AblationResult",
-    "BrodenDataset",
-    "BrodenMeta",
-    "DescriptionResult",
-    "DissectConfig",
-    "DissectionResult",
-    "LayerCapture",
-    "LayerResult",
-    "LoadedModel",
-    "NetDissectError",
-    "Preprocess",
-    "Segmenter",
-    "__version__",
-    "ablate",
-    "annotate_images",
-    "describe",
-    "dissect",
-    "dissect_generator",
-    "import_results",
-    "load_model",
-    "load_segmenter",
-]
+#: The public API: every name of :data:`_EXPORTS`, and the version.
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
-    from .ablation import AblationResult, ablate
-    from .config import DissectConfig
-    from .data.annotate import annotate_images
-    from .data.broden import BrodenDataset, BrodenMeta
-    from .describe import DescriptionResult, describe
-    from .engine import dissect
-    from .errors import NetDissectError
-    from .foreign import import_results
-    from .generator import dissect_generator
-    from .hooks import LayerCapture
-    from .models.base import LoadedModel
-    from .models.loading import load_model
-    from .models.preprocess import Preprocess
-    from .results import DissectionResult, LayerResult
-    from .segmenter import Segmenter, load_segmenter
+    # "X as X": an explicit re-export for type checkers (mypy --no-implicit-reexport)
+    from .ablation import AblationResult as AblationResult
+    from .ablation import ablate as ablate
+    from .config import DissectConfig as DissectConfig
+    from .data.annotate import annotate_images as annotate_images
+    from .data.broden import BrodenDataset as BrodenDataset
+    from .data.broden import BrodenMeta as BrodenMeta
+    from .describe import DescriptionResult as DescriptionResult
+    from .describe import describe as describe
+    from .engine import dissect as dissect
+    from .errors import NetDissectError as NetDissectError
+    from .foreign import import_results as import_results
+    from .generator import dissect_generator as dissect_generator
+    from .hooks import LayerCapture as LayerCapture
+    from .models.base import LoadedModel as LoadedModel
+    from .models.loading import load_model as load_model
+    from .models.preprocess import Preprocess as Preprocess
+    from .results import DissectionResult as DissectionResult
+    from .results import LayerResult as LayerResult
+    from .segmenter import Segmenter as Segmenter
+    from .segmenter import load_segmenter as load_segmenter
 
 
 def __getattr__(name: str) -> Any:
