@@ -118,6 +118,7 @@ def test_torchrun_overwrite_replaces_the_run_once_finished(dataset, tmp_path):
         ".lock",
         "conv1",
         "conv2",
+        "netdissect.json",
         "run.json",
         "summary.json",
     ]
