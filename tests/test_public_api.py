@@ -55,19 +55,7 @@ SHADOWED = sorted(n for n in netdissect._EXPORTS if (INIT.parent / n).is_dir() o
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                n == "describe",
-                strict=True,
-                reason="known bug: after `import netdissect.describe` (or `from netdissect import "
-                "DescriptionResult`) netdissect.describe is the package, not callable; describe/__init__.py "
-                "can make the package callable as explain/__init__.py does (then remove this mark)",
-            ),
-        )
-        for n in SHADOWED
-    ],
+    SHADOWED,
 )
 def test_an_export_named_like_its_package_stays_callable_once_the_package_is_imported(name):
     script = f"import netdissect.{name}, netdissect; print(callable(netdissect.{name}))"
