@@ -23,7 +23,6 @@ from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .distributed import Shard, join
 from .errors import ModelError
-from .files import layer_dirname
 from .formula_pass import find_formulas
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
@@ -32,8 +31,9 @@ from .models.preprocess import Preprocess
 from .outputs import DISSECTION, OutputKind, claim_output
 from .passes import TORCH_MEMORY_FORMATS, Runner
 from .results import DissectionResult, LayerResult
-from .resume import CHECKPOINT_DIR, Checkpointer, checkpoint_key, resume_together
+from .resume import Checkpointer, checkpoint_key, resume_together
 from .rundir import dataset_identity, prepare_run_dir, replace_run, run_lock, set_state
+from .runfiles import checkpoint_path, layer_path
 from .signatures import SignatureTable
 
 
@@ -176,7 +176,7 @@ def _dissect(
                 "world": shard.world,
             }
         )
-        path = run_dir / CHECKPOINT_DIR / f"rank{shard.rank}.ckpt" if run_dir is not None else None
+        path = checkpoint_path(run_dir, shard.rank) if run_dir is not None else None
         checkpointer = Checkpointer(path, key, config.checkpoint_every)
         saved = checkpointer.load()
         if shard.world > 1:  # every rank resumes in the same pass
@@ -224,7 +224,7 @@ def _dissect(
                 formulas=formulas.get(name),
             )
             if out_dir is not None:
-                layer_result.save(out_dir / layer_dirname(name))
+                layer_result.save(layer_path(out_dir, name))
             results[name] = layer_result
         shard.gather(None)  # rank 0 has written every layer before any rank drops its checkpoint
         checkpointer.clear()

@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetError, OptionError, RunDirectoryError
-from .files import atomic_write_bytes, atomic_write_json, layer_dirname
+from .files import atomic_write_bytes, atomic_write_json
 from .outputs import IMPORTED, claim_output
-from .results import SUMMARY_FILE, DissectionResult, LayerResult
-from .rundir import RUN_FILE, read_run, run_lock, set_state
+from .results import DissectionResult, LayerResult
+from .rundir import read_run, run_lock, set_state
+from .runfiles import RUN_FILE, TALLY_FILE, is_finished_run, layer_path
 
 FORMATS = ("lite", "netdissect")
 LITE_THRESHOLD = 0.04
@@ -89,7 +90,7 @@ def _groups(header: list[str]) -> dict[str, dict[str, int]]:
 def detect_format(path: str | os.PathLike, header: list[str]) -> str:
     """``lite`` for a file named ``tally.csv`` or one with only unit, category, label, score;
     ``netdissect`` for any other file with per-category columns (``<layer>-result.csv``)."""
-    if Path(path).name == "tally.csv" or not _groups(header):
+    if Path(path).name == TALLY_FILE or not _groups(header):
         return "lite"
     return "netdissect"
 
@@ -305,9 +306,9 @@ def import_results(
     with run_lock(out):
         previous = read_run(out)
         imported = previous.get("key", {}).get("imported") is True
-        if (previous and not imported) or ((out / SUMMARY_FILE).exists() and not previous):
+        if (previous and not imported) or (is_finished_run(out) and not previous):
             raise RunDirectoryError(f"{out} holds a dissection run, not imported results: choose another --out")
-        existing = DissectionResult.load(out) if (out / SUMMARY_FILE).exists() else None
+        existing = DissectionResult.load(out) if is_finished_run(out) else None
         if existing is not None and existing.metadata.get("format") != fmt:
             raise RunDirectoryError(
                 f"{out} holds results imported as {existing.metadata.get('format')!r}; "
@@ -331,7 +332,7 @@ def import_results(
         run = DissectionResult(layers, metadata, out)
         atomic_write_json(out / RUN_FILE, {"key": {"imported": True, "format": fmt}, "layers": list(layers)})
         set_state(out, "running")
-        directory = out / layer_dirname(layer)
+        directory = layer_path(out, layer)
         if directory.is_dir() and existing is not None and layer in existing.layers:
             shutil.rmtree(directory)  # a layer imported again: no files of the old one remain
         result.save(directory)

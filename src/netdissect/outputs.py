@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import RunDirectoryError
 from .files import atomic_write_json
+from .runfiles import RUN_FILE
 
 MANIFEST = "netdissect.json"
 
@@ -67,7 +68,7 @@ GENERATOR = register_kind(
     OutputKind("generator-dissection", "a GAN dissection run", ("dissect-generator",), ("samples-*",))
 )
 IMPORTED = register_kind(OutputKind("imported-results", "imported results", ("import-results",), ("*/imported.csv",)))
-DISSECTION = register_kind(OutputKind("dissection", "a dissection run", ("dissect", "demo"), ("run.json",)))
+DISSECTION = register_kind(OutputKind("dissection", "a dissection run", ("dissect", "demo"), (RUN_FILE,)))
 DESCRIPTION = register_kind(OutputKind("description", "unit descriptions", ("describe",), ("describe.json",)))
 COMPARISON = register_kind(OutputKind("comparison", "a comparison of runs", ("compare",), ("compare.json",)))
 ROTATION = register_kind(

@@ -1,29 +1,23 @@
-"""Dissection results and their files (``docs/design/run-directory.md``): tally.csv, units.json, iou.npz, summary.json.
+"""Dissection results: :class:`LayerResult` and :class:`DissectionResult`, and their files.
 
-Every file is written atomically (a temporary file renamed into place), so an interrupted
-run never leaves a truncated result that looks finished.
+The files' names, layout and reading and writing are :mod:`netdissect.runfiles`'
+(``docs/design/run-directory.md``). Reading a finished run needs no torch: the IoU and the
+significance saved in ``iou.npz`` are read back, not recomputed; torch is imported only to
+compute them for a result built from counts.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .files import atomic_write_bytes, atomic_write_json, layer_dirname
-from .formula_terms import OP_TEXT, UnitFormulas, formula_arrays, formula_text, read_formulas
+from . import runfiles
+from .formula_terms import OP_TEXT, UnitFormulas, formula_arrays, formula_text
 from .labels import display_name, unit_labels
-from .tally import Counts, iou_from_counts, null_summary
-
-TALLY_FILE, UNITS_FILE, ARRAYS_FILE, SUMMARY_FILE = "tally.csv", "units.json", "iou.npz", "summary.json"
-MAPS_FILE = "top_maps.npz"
-FORMULAS_FILE = "formulas.csv"
+from .runfiles import NULL_ARRAYS, layer_path
 
 
 @dataclass
@@ -53,24 +47,43 @@ class LayerResult:
     given_iou: np.ndarray | None = None
     formulas: UnitFormulas | None = None  # each unit's best formula (formula_length > 1)
 
+    # iou.npz's ``iou`` and significance arrays as read back by :meth:`load`: used as they are,
+    # so that reading a run needs no torch (a result built from counts computes them)
+    saved_scores: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        label_category = torch.from_numpy(self.label_category)
+        saved = self.saved_scores or {}
         if self.given_iou is not None:
-            iou = torch.from_numpy(np.asarray(self.given_iou, dtype=np.float64))
+            self.iou = np.asarray(self.given_iou, dtype=np.float64)
         else:
-            counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
-            iou = iou_from_counts(counts, label_category)
-        self.iou = iou.numpy()
+            self.iou = saved["iou"] if "iou" in saved else self._count_iou()
         best = unit_labels(self.iou, self.label_category, len(self.categories))
         self.category_label, self.category_iou, self.category, self.label, self.score = best
         # significance against the permutation null (None without null samples): (U,) float64 each
         self.null_mean = self.null_std = self.z_score = self.p_value = None
         if self.null_score is not None:
             self.null_score = np.asarray(self.null_score, dtype=np.float64)
-            stats = null_summary(torch.from_numpy(self.score.astype(np.float64)), torch.from_numpy(self.null_score))
-            self.null_mean, self.null_std, self.z_score, self.p_value = (
-                stats[k].numpy() for k in ("null_mean", "null_std", "z_score", "p_value")
-            )
+            stats = saved if all(k in saved for k in NULL_ARRAYS[1:]) else self._null_stats()
+            self.null_mean, self.null_std, self.z_score, self.p_value = (stats[k] for k in NULL_ARRAYS[1:])
+
+    def _count_iou(self) -> np.ndarray:
+        """The (U, L) IoU of the counts (:func:`netdissect.tally.iou_from_counts`)."""
+        import torch
+
+        from .tally import Counts, iou_from_counts
+
+        counts = Counts(torch.from_numpy(self.inter), torch.from_numpy(self.act), torch.from_numpy(self.truth))
+        return iou_from_counts(counts, torch.from_numpy(self.label_category)).numpy()
+
+    def _null_stats(self) -> dict[str, np.ndarray]:
+        """The scores' significance against ``null_score`` (:func:`netdissect.tally.null_summary`)."""
+        import torch
+
+        from .tally import null_summary
+
+        assert self.null_score is not None
+        stats = null_summary(torch.from_numpy(self.score.astype(np.float64)), torch.from_numpy(self.null_score))
+        return {k: v.numpy() for k, v in stats.items()}
 
     @property
     def null_samples(self) -> int:
@@ -233,86 +246,74 @@ class LayerResult:
             rows.append(row)
         return rows
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write tally.csv, iou.npz, top_maps.npz and (last: the layer's completion mark) units.json."""
-        directory = Path(directory)
+    def tally_header(self) -> list[str]:
+        """tally.csv's header (NetDissect-Lite's columns)."""
         header = ["unit", "category", "label", "score"]
         for c in self.categories:
             header += [f"{c}-label", f"{c}-truth", f"{c}-activation", f"{c}-intersect", f"{c}-iou"]
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(self.tally_rows())
-        atomic_write_bytes(directory / TALLY_FILE, text.getvalue().encode())
-        optional = {**self._null_arrays(), **(formula_arrays(self.formulas) if self.formulas is not None else {})}
-        arrays = io.BytesIO()
-        np.savez_compressed(
-            arrays,
-            iou=self.iou,
-            intersect=self.inter,
-            activation=self.act,
-            truth=self.truth,
-            thresholds=self.thresholds,
-            label_names=np.array(self.label_names),
-            label_category=self.label_category,
-            categories=np.array(self.categories),
-            top_indices=self.top_indices,
-            top_values=self.top_values,
-            iou_given=np.array(self.given_iou is not None),  # iou holds given_iou (imported results)
-            # numpy's stub types **kwds as ArrayLike but mypy also matches them against allow_pickle: bool
-            **optional,  # type: ignore[arg-type]
-        )
-        atomic_write_bytes(directory / ARRAYS_FILE, arrays.getvalue())
+        return header
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """iou.npz's arrays, by name."""
+        return {
+            "iou": self.iou,
+            "intersect": self.inter,
+            "activation": self.act,
+            "truth": self.truth,
+            "thresholds": self.thresholds,
+            "label_names": np.array(self.label_names),
+            "label_category": self.label_category,
+            "categories": np.array(self.categories),
+            "top_indices": self.top_indices,
+            "top_values": self.top_values,
+            "iou_given": np.array(self.given_iou is not None),  # iou holds given_iou (imported results)
+            **self._null_arrays(),
+            **(formula_arrays(self.formulas) if self.formulas is not None else {}),
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write tally.csv, iou.npz, top_maps.npz and (last: the layer's completion mark) units.json."""
+        formulas = None
         if self.formulas is not None:
-            text = io.StringIO()
-            writer = csv.writer(text, lineterminator="\n")
-            writer.writerow(["unit", "formula", "formula_iou", "single_label", "single_iou"])
-            writer.writerows(self.formula_rows())
-            atomic_write_bytes(directory / FORMULAS_FILE, text.getvalue().encode())
-        if self.top_maps is not None:
-            maps = io.BytesIO()
-            np.savez_compressed(maps, top_maps=self.top_maps.astype(np.float32))
-            atomic_write_bytes(directory / MAPS_FILE, maps.getvalue())
-        atomic_write_json(
-            directory / UNITS_FILE,
-            {
-                "layer": self.layer,
-                "summary": self.summary(),
-                "metadata": self.metadata,
-                **({"formulas": self.formulas.info} if self.formulas is not None else {}),
-                "units": self.unit_records(),
-            },
-        )
-        return directory
+            formulas = (["unit", "formula", "formula_iou", "single_label", "single_iou"], self.formula_rows())
+        document = {
+            "layer": self.layer,
+            "summary": self.summary(),
+            "metadata": self.metadata,
+            **({"formulas": self.formulas.info} if self.formulas is not None else {}),
+            "units": self.unit_records(),
+        }
+        tally = (self.tally_header(), self.tally_rows())
+        return runfiles.write_layer(directory, tally, self.arrays(), document, formulas, self.top_maps)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> LayerResult:
-        """Read a layer's results back from its directory."""
-        directory = Path(directory)
-        meta = json.loads((directory / UNITS_FILE).read_text())
-        top_maps = None
-        if (directory / MAPS_FILE).exists():
-            with np.load(directory / MAPS_FILE) as z:
-                top_maps = z["top_maps"]
-        with np.load(directory / ARRAYS_FILE) as z:
-            return cls(
-                layer=meta["layer"],
-                categories=[str(c) for c in z["categories"]],
-                label_names=[str(n) for n in z["label_names"]],
-                label_category=z["label_category"],
-                thresholds=z["thresholds"],
-                inter=z["intersect"],
-                act=z["activation"],
-                truth=z["truth"],
-                top_indices=z["top_indices"],
-                top_values=z["top_values"],
-                top_maps=top_maps,
-                iou_threshold=float(meta["summary"]["iou_threshold"]),
-                metadata=meta.get("metadata", {}),
-                null_score=z["null_score"] if "null_score" in z.files else None,
-                given_iou=z["iou"] if "iou_given" in z.files and bool(z["iou_given"]) else None,
-                formulas=read_formulas(z, meta.get("formulas", {})),
-            )
+        """Read a layer's results back from its directory (without torch)."""
+        return cls.from_files(runfiles.read_layer(directory))
+
+    @classmethod
+    def from_files(cls, files: runfiles.LayerFiles) -> LayerResult:
+        """The result of a layer's files as :func:`netdissect.runfiles.read_layer` read them."""
+        z = files.arrays
+        return cls(
+            layer=files.layer,
+            categories=files.categories,
+            label_names=files.label_names,
+            label_category=z["label_category"],
+            thresholds=z["thresholds"],
+            inter=z["intersect"],
+            act=z["activation"],
+            truth=z["truth"],
+            top_indices=z["top_indices"],
+            top_values=z["top_values"],
+            top_maps=files.top_maps,
+            iou_threshold=files.iou_threshold,
+            metadata=files.metadata,
+            null_score=files.null.get("null_score"),
+            given_iou=files.given_iou,
+            formulas=files.formulas,
+            saved_scores={"iou": z["iou"], **files.null},
+        )
 
 
 def _num(x: float) -> float:
@@ -346,19 +347,19 @@ class DissectionResult:
         """Write every layer's files and ``summary.json``."""
         directory = Path(directory)
         for name, result in self.layers.items():
-            result.save(directory / layer_dirname(name))
+            result.save(layer_path(directory, name))
         self.write_summary(directory)
         return directory
 
     def write_summary(self, directory: Path) -> None:
-        atomic_write_json(directory / SUMMARY_FILE, {"layers": self.summary(), "metadata": self.metadata})
+        runfiles.write_summary(directory, self.summary(), self.metadata)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> DissectionResult:
-        """Read a finished run directory."""
+        """Read a finished run directory (without torch)."""
         directory = Path(directory)
-        summary = json.loads((directory / SUMMARY_FILE).read_text())
-        layers = {name: LayerResult.load(directory / layer_dirname(name)) for name in summary["layers"]}
+        summary = runfiles.read_summary(directory)
+        layers = {name: LayerResult.load(layer_path(directory, name)) for name in summary["layers"]}
         return cls(layers, summary.get("metadata", {}), directory)
 
     def format_table(self) -> str:

@@ -1,6 +1,6 @@
 """Checkpoints of a dissection's accumulators, so a killed run continues where it stopped.
 
-A checkpoint is one file per process (rank) in ``<run dir>/checkpoints/``: a header line, the
+A checkpoint is one file per process (rank) in ``<run dir>/checkpoints/`` (:func:`netdissect.runfiles.checkpoint_path`): a header line, the
 SHA-256 of the payload and the payload (``torch.save`` of tensors, numbers and strings, read back
 with ``weights_only=True``). A new checkpoint is written to a temporary file, read back and
 checked against its hash, and only then renamed into place; the one it replaces is kept as
@@ -28,7 +28,6 @@ from typing import Any
 import torch
 
 MAGIC = b"netdissect-checkpoint 1\n"
-CHECKPOINT_DIR = "checkpoints"
 PREVIOUS_SUFFIX = ".prev"
 
 

@@ -1,4 +1,4 @@
-"""Run directories: an exclusive lock while a run writes, the run's recorded state, overwrites.
+"""Run directories (their file names: :mod:`netdissect.runfiles`): an exclusive lock while a run writes, the run's recorded state, overwrites.
 
 ``run.json`` holds the run's identity (the key that decides whether a directory holds the same
 run), its layers and its ``state``: ``running`` while a dissection writes, then ``done`` or
@@ -29,17 +29,22 @@ from typing import TYPE_CHECKING
 
 from .errors import RunDirectoryError
 from .files import atomic_write_json, layer_dirname
-from .results import SUMMARY_FILE, UNITS_FILE, LayerResult
-from .resume import CHECKPOINT_DIR
+from .results import LayerResult
+from .runfiles import (
+    CHECKPOINT_DIR,
+    JOURNAL_FILE,
+    LOCK_FILE,
+    REPLACED_DIR,
+    RUN_FILE,
+    STAGING_DIR,
+    SUMMARY_FILE,
+    is_finished_layer,
+    layer_path,
+)
 
 if TYPE_CHECKING:
     from .data.broden import BrodenDataset
 
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
-STAGING_DIR = ".overwrite"  # a new run written beside the old one until it has finished
-REPLACED_DIR = ".replaced"  # the old run's entries while the new ones move in
-JOURNAL_FILE = ".journal.json"  # in REPLACED_DIR: the renames of a replacement
 #: Top-level report files and pages other tools linked to the run (they describe the old run).
 REPORT_FILES = ("index.html", "summary.png", "report-images", "extra_pages.json")
 #: The descriptions `netdissect describe` joined to the run (they describe the old run's model).
@@ -141,8 +146,8 @@ def prepare_run_dir(
     set_state(work, "running")
     done = {}
     for name in known_layers:
-        if (work / layer_dirname(name) / UNITS_FILE).exists():
-            done[name] = LayerResult.load(work / layer_dirname(name))
+        if is_finished_layer(layer_path(work, name)):
+            done[name] = LayerResult.load(layer_path(work, name))
     return work, known_layers, done
 
 

@@ -30,7 +30,8 @@ from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
 from ..outputs import ABLATION, MANIFEST, claim_output
 from ..resume import Checkpointer, checkpoint_key
-from ..rundir import LOCK_FILE, REPLACED_DIR, STAGING_DIR, finish_replacement, run_lock, swap_in_staged
+from ..rundir import finish_replacement, run_lock, swap_in_staged
+from ..runfiles import LOCK_FILE, REPLACED_DIR, STAGING_DIR, is_run_layer
 from . import compute
 from .images import ImageDataset, LabelledImages, collate_images, labelled_images, model_class_names, read_class_file
 from .result import JSON_FILE, AblationResult, rank_units
@@ -216,7 +217,7 @@ def _run_directory(directory: Path | None, key_parts: dict, overwrite: bool) -> 
     if directory is None:
         yield None
         return
-    if (directory.parent / "run.json").exists() and (directory / "units.json").exists():
+    if is_run_layer(directory):
         raise RunDirectoryError(
             f"{directory} is a layer of a dissection run: give --out a directory of its own (e.g. RUN/ablation)"
         )

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import ModelError, RunDirectoryError
 from ..labels import display_name
-from ..results import SUMMARY_FILE, DissectionResult, LayerResult
+from ..results import DissectionResult, LayerResult
+from ..runfiles import SUMMARY_FILE, is_finished_run
 from .compute import pearson, spearman
 from .result import AblationResult
 
@@ -18,7 +19,7 @@ from .result import AblationResult
 def load_layer(run: str | os.PathLike, layer: str) -> tuple[LayerResult, dict]:
     """The finished dissection of ``layer`` in run directory ``run`` and the run's metadata."""
     run = Path(run)
-    if not (run / SUMMARY_FILE).is_file():
+    if not is_finished_run(run):
         raise RunDirectoryError(f"--dissection {run} holds no finished dissection (no {SUMMARY_FILE})")
     result = DissectionResult.load(run)
     if layer not in result.layers:

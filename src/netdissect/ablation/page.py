@@ -16,9 +16,10 @@ from markupsafe import Markup
 from ..files import atomic_write_bytes, layer_dirname
 from ..report import add_extra_page
 from ..report.pages import environment
-from ..report.runview import UNITS_FILE, LayerView
+from ..report.runview import LayerView
 from ..report.strips import IMAGES_DIR, image_name
 from ..report.svg import CARD_WIDTH, svg_open
+from ..runfiles import is_finished_layer
 from .result import JSON_FILE, NPZ_FILE, AblationResult
 
 INDEX = "index.html"
@@ -166,7 +167,7 @@ def _unit_images(result: AblationResult, run: Path | None, out: Path) -> dict[in
     if run is None:
         return {}
     directory = run / layer_dirname(str(result.metadata.get("layer", "")))
-    if not (directory / INDEX).is_file() or not (directory / UNITS_FILE).is_file():
+    if not (directory / INDEX).is_file() or not is_finished_layer(directory):
         return {}
     layer = LayerView.load(directory, maps=False)
     images = run / IMAGES_DIR

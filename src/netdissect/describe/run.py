@@ -30,7 +30,7 @@ from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
 from ..outputs import DESCRIPTION, DISSECTION, GENERATOR, check_output, claim_output, read_kind
 from ..resume import Checkpointer, checkpoint_key
-from ..rundir import run_lock
+from ..rundir import read_run, run_lock
 from .concepts import ConceptLabels, load_concepts
 from .result import DescriptionResult, LayerDescriptions, describe_layer, write_layer
 
@@ -222,7 +222,7 @@ def _check_out(directory: Path, loaded: LoadedModel) -> bool:
     """Whether ``directory`` is a dissection run of this model to join; refuses other folders."""
     found = read_kind(directory)
     if found in (DISSECTION, GENERATOR):
-        run = json.loads((directory / "run.json").read_text()) if (directory / "run.json").is_file() else {}
+        run = read_run(directory)
         theirs = run.get("key", {}).get("model_fingerprint")
         if theirs != model_fingerprint(loaded.module):
             raise RunDirectoryError(

@@ -34,12 +34,13 @@ from urllib.parse import quote
 from ..errors import DatasetError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes, layer_dirname
 from ..outputs import DISSECTION, GENERATOR, IMPORTED, read_kind
+from ..runfiles import SUMMARY_FILE
 from . import strips as _strips
 from .categories import bar_data
 from .datarows import Rows, read_rows, rows_of
 from .extra import pages_lock, read_extra_pages, record_extra_page
 from .pages import layer_context, render_layer_page, render_run_page, run_context
-from .runview import SUMMARY_FILE, RunView
+from .runview import RunView
 
 if TYPE_CHECKING:
     from ..data.broden import BrodenDataset

@@ -36,7 +36,8 @@ from ..errors import NetDissectError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes
 from ..labels import display_name
 from ..outputs import COMPARISON, claim_output
-from ..results import SUMMARY_FILE, DissectionResult, LayerResult
+from ..results import DissectionResult, LayerResult
+from ..runfiles import SUMMARY_FILE, is_finished_run
 from .categories import category_colours, ordered_categories
 from .compare_charts import (
     RUN_COLOURS,
@@ -142,7 +143,7 @@ def label_changes(before: LayerResult, after: LayerResult, iou_threshold: float 
 def _load(directory: Path) -> DissectionResult:
     if not directory.is_dir():
         raise RunDirectoryError(f"run directory {directory} does not exist")
-    if not (directory / SUMMARY_FILE).is_file():
+    if not is_finished_run(directory):
         raise RunDirectoryError(f"{directory} is not a finished run: it has no {SUMMARY_FILE}")
     try:
         return DissectionResult.load(directory)

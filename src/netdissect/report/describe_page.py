@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..ablation.images import normalise
 from ..files import atomic_write_bytes, layer_dirname
+from ..runfiles import UNITS_FILE
 from .pages import environment
 
 PAGE = "describe.html"
@@ -124,7 +125,7 @@ def agreement_table(best: dict[str, list[str | None]]) -> list[dict]:
 def _iou_labels(directory: Path) -> list[tuple[str | None, float, bool]] | None:
     """The dissection's best label, its IoU and the detector flag per unit, when the layer was dissected."""
     try:
-        units = json.loads((directory / "units.json").read_text())["units"]
+        units = json.loads((directory / UNITS_FILE).read_text())["units"]
     except (OSError, ValueError, KeyError):
         return None
     return [(u.get("label") or None, float(u.get("score", 0.0)), bool(u.get("detector"))) for u in units]

@@ -3,26 +3,26 @@
 :class:`netdissect.results.LayerResult` recomputes IoU and best labels with torch (its
 ``__post_init__``), and importing torch alone costs seconds, more than rebuilding a small
 report. :class:`LayerView` reads the same files (``units.json``, ``iou.npz``, ``top_maps.npz``)
-with numpy and exposes the attributes the report uses, with the same values: the IoU matrix is
-the one the dissection saved, best labels come from :func:`netdissect.labels.unit_labels` as in
-``LayerResult`` and the summary is the one in ``units.json``. Extra per-unit fields
-of ``units.json`` (e.g. ``formula``, ``formula_iou``) are kept in :attr:`LayerView.records`.
+through :func:`netdissect.runfiles.read_layer` (as ``LayerResult.load`` does) and exposes the
+attributes the report uses, with the same values: the IoU matrix is the one the dissection
+saved, best labels come from :func:`netdissect.labels.unit_labels` as in ``LayerResult`` and
+the summary is the one in ``units.json``. Extra per-unit fields of ``units.json`` (e.g.
+``formula``, ``formula_iou``) are kept in :attr:`LayerView.records`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..files import layer_dirname
-from ..formula_terms import UnitFormulas, read_formulas
+from ..formula_terms import UnitFormulas
 from ..labels import unit_labels
+from ..runfiles import SUMMARY_FILE, UNITS_FILE, layer_path, read_layer, read_summary
 
-ARRAYS_FILE, UNITS_FILE, MAPS_FILE, SUMMARY_FILE = "iou.npz", "units.json", "top_maps.npz", "summary.json"
+__all__ = ["SUMMARY_FILE", "UNITS_FILE", "LayerView", "RunView"]  # the file names: for older importers
 
 
 @dataclass
@@ -71,31 +71,25 @@ class LayerView:
     @classmethod
     def load(cls, directory: str | os.PathLike, maps: bool = True) -> LayerView:
         """Read a layer directory (``maps=False`` skips ``top_maps.npz``)."""
-        directory = Path(directory)
-        meta = json.loads((directory / UNITS_FILE).read_text())
-        top_maps = None
-        if maps and (directory / MAPS_FILE).exists():
-            with np.load(directory / MAPS_FILE) as z:
-                top_maps = z["top_maps"]
-        with np.load(directory / ARRAYS_FILE) as z:
-            null = {k: z[k] for k in ("null_score", "null_mean", "null_std", "z_score", "p_value") if k in z.files}
-            return cls(
-                layer=meta["layer"],
-                categories=[str(c) for c in z["categories"]],
-                label_names=[str(n) for n in z["label_names"]],
-                label_category=z["label_category"],
-                thresholds=z["thresholds"],
-                iou=z["iou"],
-                top_indices=z["top_indices"],
-                top_values=z["top_values"],
-                top_maps=top_maps,
-                iou_threshold=float(meta["summary"]["iou_threshold"]),
-                saved_summary=meta["summary"],
-                metadata=meta.get("metadata", {}),
-                records=meta.get("units", []),
-                formulas=read_formulas(z, meta.get("formulas", {})),
-                **null,
-            )
+        files = read_layer(directory, maps)
+        z = files.arrays
+        return cls(
+            layer=files.layer,
+            categories=files.categories,
+            label_names=files.label_names,
+            label_category=z["label_category"],
+            thresholds=z["thresholds"],
+            iou=z["iou"],
+            top_indices=z["top_indices"],
+            top_values=z["top_values"],
+            top_maps=files.top_maps,
+            iou_threshold=files.iou_threshold,
+            saved_summary=files.document["summary"],
+            metadata=files.metadata,
+            records=files.document.get("units", []),
+            formulas=files.formulas,
+            **files.null,
+        )
 
 
 @dataclass
@@ -109,6 +103,6 @@ class RunView:
     @classmethod
     def load(cls, directory: str | os.PathLike, maps: bool = True) -> RunView:
         directory = Path(directory)
-        summary = json.loads((directory / SUMMARY_FILE).read_text())
-        layers = {name: LayerView.load(directory / layer_dirname(name), maps) for name in summary["layers"]}
+        summary = read_summary(directory)
+        layers = {name: LayerView.load(layer_path(directory, name), maps) for name in summary["layers"]}
         return cls(layers, summary.get("metadata", {}), directory)
