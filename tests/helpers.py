@@ -14,6 +14,7 @@ from torch import nn
 
 from netdissect.data.writer import encode_label_png
 from netdissect.models.preprocess import Preprocess
+from netdissect.resume import read_checkpoint
 
 #: Inputs in [0, 1], no normalisation: LookupNet reads the image's gray level back.
 RAW = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -192,6 +193,12 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([tests, *filter(None, [env.get("PYTHONPATH")])])
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def checkpoint_state(path: Path) -> dict | None:
+    """The state in a checkpoint file (:func:`netdissect.resume.read_checkpoint`), or None while there is none."""
+    saved = read_checkpoint(path)
+    return None if saved is None else saved[1]
 
 
 def same_layer_results(a: Path, b: Path) -> None:

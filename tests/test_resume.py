@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import io
 import json
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import same_layer_results, subprocess_env
+from helpers import checkpoint_state, same_layer_results, subprocess_env
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.resume import (
     MAGIC,
@@ -23,6 +22,7 @@ from netdissect.resume import (
     checkpoint_key,
     load_checkpoint,
     previous_path,
+    read_checkpoint,
     resume_together,
     save_checkpoint,
 )
@@ -38,6 +38,11 @@ def test_checkpoint_round_trip_and_key(tmp_path):
     assert loaded["next_batch"] == 3 and torch.equal(loaded["stats"]["x"]["values"], torch.arange(5.0))
     assert load_checkpoint(path, "key-b") is None  # another run's checkpoint is not used
     assert path.exists()  # ... nor deleted
+    key, peeked = read_checkpoint(path)  # looked into as it is, whatever its key
+    assert (
+        key == "key-a" and peeked["next_batch"] == 3 and torch.equal(peeked["stats"]["x"]["values"], torch.arange(5.0))
+    )
+    assert read_checkpoint(tmp_path / "none.ckpt") is None
     assert checkpoint_key({"a": 1, "b": [2]}) == checkpoint_key({"b": [2], "a": 1})
     assert checkpoint_key({"a": 1}) != checkpoint_key({"a": 2})
 
@@ -59,6 +64,8 @@ def test_corrupt_checkpoint_is_reported_and_removed(tmp_path, damage):
         payload = b"not a torch file"
         data = bytearray(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
     path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"checkpoint {path}: "):
+        read_checkpoint(path)  # looking into it says what is wrong, and removes nothing
     with pytest.warns(UserWarning, match=rf"checkpoint {path} is corrupt .*restarting from the beginning$"):
         assert load_checkpoint(path, "k") is None
     assert not path.exists()
@@ -201,16 +208,6 @@ def command(dataset: Path, out: Path, log: Path | None = None, delay: float = 0.
         "0",
         *extra,
     ]
-
-
-def checkpoint_state(path: Path) -> dict | None:
-    """The state in a checkpoint file (read like a user would peek at it), or None."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    payload = data.split(b"\n", 2)[2]
-    return torch.load(io.BytesIO(payload), weights_only=True)["state"]
 
 
 def kill_when(proc: subprocess.Popen, path: Path, wanted_pass: int, batches: int) -> dict:

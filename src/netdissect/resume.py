@@ -99,6 +99,23 @@ def _read(path: Path) -> tuple[dict | None, str | None]:
         return None, f"unreadable ({exc.strerror or type(exc).__name__})"
 
 
+def read_checkpoint(path: Path) -> tuple[str, dict[str, Any]] | None:
+    """The key and state saved at ``path`` as they are; ``None`` when there is no file.
+
+    For looking into a checkpoint (tools, tests watching a run): no key is checked, nothing is
+    removed and the previous checkpoint is not consulted; a run resumes through
+    :func:`load_checkpoint`. A corrupt file raises ``ValueError`` saying what is wrong with it.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # none yet, or between the two renames of a save
+        return None
+    saved, problem = _decode(data)
+    if problem is not None:
+        raise ValueError(f"checkpoint {path}: {problem}")
+    return saved["key"], saved["state"]
+
+
 def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
     """The last good state saved at ``path`` under ``key``; ``None`` when there is none.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -11,24 +10,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ablation_helpers import write_folders
-from helpers import SmallCNN, subprocess_env
+from helpers import SmallCNN, checkpoint_state, subprocess_env
 from netdissect import ablate
 from netdissect.ablation.result import NPZ_FILE
 from netdissect.models.base import LoadedModel
 from netdissect.models.preprocess import Preprocess
-
-
-def checkpoint_state(path: Path) -> dict | None:
-    """The state saved in a checkpoint file (header, digest, payload), or None while there is none."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    payload = data.split(b"\n", 2)[2]
-    return torch.load(io.BytesIO(payload), weights_only=True)["state"]
 
 
 def command(images: Path, out: Path, log: Path, delay: float) -> list[str]:
