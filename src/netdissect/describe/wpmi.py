@@ -14,9 +14,10 @@ Networks*, ICLR 2023 (Section 3 and Appendix A). For unit ``u`` and concept ``t_
 * ``soft-WPMI(u, m) = log p(t_m | D_u) - lambda log p(t_m)``.
 
 The unit's description is the concept with the highest score. The constants default to the
-authors' published values (their code's ``soft_wpmi`` defaults, used for every result of the
-paper): ``k = 100``, ``a = 10``, ``lambda = 1``, ``p_start = 0.998``, ``p_end = 0.97``,
-``eps = 1e-7``. See ``docs/describe-wpmi.md``.
+authors' published values, the defaults of ``soft_wpmi`` in their code (``similarity.py`` of
+``Trustworthy-ML-Lab/CLIP-dissect``; the paper uses soft-WPMI in all its experiments):
+``k = 100``, ``a = 10``, ``lambda = 1``, ``p_start = 0.998``, ``p_end = 0.97``, ``eps = 1e-7``.
+See ``docs/describe-wpmi.md``.
 """
 
 from __future__ import annotations

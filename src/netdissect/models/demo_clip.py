@@ -37,12 +37,12 @@ def words_of(text: str) -> list[str]:
 
 
 class DemoImageEncoder(nn.Module):
-    """Four conv -> batch norm -> ReLU blocks (32, 64, 128, 128 channels, max pooling between),
+    """Four conv -> batch norm -> ReLU blocks (16, 32, 64, 128 channels, max pooling between),
     global average and max pooling concatenated, and a linear map to the embedding."""
 
     def __init__(self, embed_dim: int = EMBED_DIM) -> None:
         super().__init__()
-        widths = [3, 32, 64, 128, 128]
+        widths = [3, 16, 32, 64, 128]
         layers: list[nn.Module] = []
         for i in range(1, 5):
             layers += [nn.Conv2d(widths[i - 1], widths[i], 3, padding=1), nn.BatchNorm2d(widths[i]), nn.ReLU()]
@@ -84,7 +84,9 @@ class DemoTextEncoder(nn.Module):
             offsets.append(len(ids))
             ids.extend([self.word_id(w) for w in words_of(text)] or [0])
         device = self.embedding.weight.device
-        return torch.tensor(ids, dtype=torch.long, device=device), torch.tensor(offsets, dtype=torch.long, device=device)
+        return torch.tensor(ids, dtype=torch.long, device=device), torch.tensor(
+            offsets, dtype=torch.long, device=device
+        )
 
     def forward_ids(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """Embeddings of bags given as flat ids and offsets: (B, embed_dim), unnormalised."""
