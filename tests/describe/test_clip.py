@@ -213,6 +213,24 @@ def test_open_clip_tag_missing_from_the_cache_names_the_cache(tiny_open_clip, tm
     assert "downloads nothing" in message
 
 
+def test_open_clip_cached_tag_loads_with_the_tags_settings(tiny_open_clip, tmp_path, monkeypatch):
+    """A pretrained tag whose file is in ~/.cache/clip: loaded from there, with the tag's QuickGELU, mean and std."""
+    open_clip, checkpoint = tiny_open_clip
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".cache" / "clip").mkdir(parents=True)
+    (tmp_path / ".cache" / "clip" / "tiny-tag.pt").write_bytes(checkpoint.read_bytes())
+    tag = {"url": "https://example.invalid/tiny-tag.pt", "quick_gelu": True, "mean": (0.1, 0.2, 0.3), "std": (0.5,) * 3}
+    real = open_clip.get_pretrained_cfg
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda arch, t: tag if t == "tiny" else real(arch, t))
+    enc = load_clip("open_clip:netdissect-tiny-test/tiny", "cpu")
+    assert any(type(m).__name__ == "QuickGELU" for m in enc.model.modules())
+    assert tuple(enc.model.visual.preprocess_cfg["mean"]) == (0.1, 0.2, 0.3)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = enc.model.encode_image((x - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)) / 0.5)
+    assert torch.allclose(enc.encode_images(x), torch.nn.functional.normalize(expected, dim=1), atol=1e-5)
+
+
 def test_missing_open_clip_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "open_clip", None)
     message = one_line_error("open_clip:ViT-B-32/openai")

@@ -228,11 +228,13 @@ def _load_open_clip(spec: str, device: torch.device) -> ClipEncoder:
         raise ModelError(f"open_clip has no architecture {arch!r}{hint}")
     tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)
     preprocess: dict[str, Any] = {}
+    quick_gelu = False
     if os.path.isfile(pretrained):
         checkpoint = pretrained
     elif tag_cfg:
         checkpoint = _open_clip_cached(arch, pretrained, tag_cfg)
         preprocess = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False))  # OpenAI's weights were trained with QuickGELU
     elif os.path.exists(pretrained):
         raise ModelError(f"open_clip checkpoint {pretrained} is a folder, not a file")
     else:
@@ -245,6 +247,7 @@ def _load_open_clip(spec: str, device: torch.device) -> ClipEncoder:
                 arch,
                 pretrained=checkpoint,
                 device=device,
+                force_quick_gelu=quick_gelu,
                 image_mean=preprocess.get("mean"),
                 image_std=preprocess.get("std"),
             )
