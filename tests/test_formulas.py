@@ -389,22 +389,22 @@ def counting_net(maps: torch.Tensor, forwards: list) -> LookupNet:
 
 def test_interrupted_search_restarts_without_the_passes(tmp_path, monkeypatch):
     """A run killed during the beam search continues from pass 2's final checkpoint."""
-    import netdissect.engine as engine
+    import netdissect.formula_pass as formula_pass  # FormulaCollector.finish runs the search
 
     maps = write_planted_dataset(tmp_path / "ds", n=12, random_units=3)
     data = BrodenDataset(tmp_path / "ds", preprocess=RAW)
     options = dict(OPTIONS, formula_length=3, checkpoint_every=3600)  # only the checkpoints at the passes' ends
     reference = dissect(LookupNet(maps), data, ["layer"], tmp_path / "ref", **options)["layer"]
-    real = engine.find_formulas
+    real = formula_pass.find_formulas
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "find_formulas", killed)
+    monkeypatch.setattr(formula_pass, "find_formulas", killed)
     with pytest.raises(KeyboardInterrupt):
         dissect(LookupNet(maps), data, ["layer"], tmp_path / "run", **options)
     assert (tmp_path / "run" / "checkpoints" / "rank0.ckpt").exists()
-    monkeypatch.setattr(engine, "find_formulas", real)
+    monkeypatch.setattr(formula_pass, "find_formulas", real)
     layer = dissect(counting_net(maps, forwards := []), data, ["layer"], tmp_path / "run", **options)["layer"]
     assert forwards == []  # neither pass ran the model again
     assert layer.formula == reference.formula and np.array_equal(layer.formula_iou, reference.formula_iou)

@@ -23,7 +23,6 @@ from .data.broden import BrodenDataset
 from .devices import resolve_device
 from .distributed import Shard, join
 from .errors import ModelError
-from .formula_pass import find_formulas
 from .hooks import first_line, resolve_layers
 from .models.base import LoadedModel, model_fingerprint
 from .models.loading import load_model
@@ -34,7 +33,6 @@ from .results import DissectionResult, LayerResult
 from .resume import Checkpointer, checkpoint_key, resume_together
 from .rundir import dataset_identity, prepare_run_dir, replace_run, run_lock, set_state
 from .runfiles import checkpoint_path, layer_path
-from .signatures import SignatureTable
 
 
 def dissect(
@@ -186,42 +184,31 @@ def _dissect(
         stats = runner.pass_thresholds(saved)
         timings["pass1_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        counts = runner.pass_counts(stats, saved)
+        collectors = runner.pass_counts(stats, saved)
         timings["pass2_seconds"] = time.perf_counter() - start
         meta = dataset.meta
-        formulas = {}
-        if runner.formulas is not None:
+        fields: dict[str, dict] = {name: {} for name in todo}  # per layer, the LayerResult fields of pass 2
+        for collector in collectors:
             start = time.perf_counter()
-            tables = runner.formulas.tables()
-            label_category = torch.from_numpy(meta.label_category)
-            for name in todo:
-                empty = SignatureTable.empty(stats[name].map_shape[0], len(label_category), device)
-                formulas[name] = find_formulas(
-                    tables.get(name, empty), label_category, config.formula_length, config.beam, config.formula_ops
-                )
-            timings["formula_seconds"] = time.perf_counter() - start
+            for name, found in collector.finish().items():
+                fields[name].update(found)
+            if collector.slow_finish:
+                timings[f"{collector.name}_seconds"] = time.perf_counter() - start
         for name in todo:
             layer_meta = {**metadata, "layer": name, "timings": timings, "threshold_method": stats[name].method}
-            null_score = None
-            if name in runner.null:
-                null_score = runner.null_scores(name, counts[name]).cpu().numpy()
-                layer_meta["null"] = {"samples": config.null_samples, "unshuffled_images": runner.null_unshuffled}
+            layer_meta.update(fields[name].pop("metadata", {}))
             layer_result = LayerResult(
                 layer=name,
                 categories=list(meta.categories),
                 label_names=list(meta.label_names),
                 label_category=meta.label_category.copy(),
                 thresholds=stats[name].unit_thresholds().cpu().numpy(),
-                inter=counts[name].inter.cpu().numpy(),
-                act=counts[name].act.cpu().numpy(),
-                truth=counts[name].truth.cpu().numpy(),
                 top_indices=stats[name].top.indices.cpu().numpy(),
                 top_values=stats[name].top.values.cpu().numpy(),
                 top_maps=stats[name].empty_top_maps(device).cpu().numpy(),  # allocated by pass 2
                 iou_threshold=config.iou_threshold,
                 metadata=layer_meta,
-                null_score=null_score,
-                formulas=formulas.get(name),
+                **fields[name],
             )
             if out_dir is not None:
                 layer_result.save(layer_path(out_dir, name))

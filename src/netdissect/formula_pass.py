@@ -8,14 +8,18 @@ Under ``torch.distributed`` every rank builds the table of its batches and the t
 gathered and summed on every rank (the sum is canonical, so every rank then finds the same
 formulas). The table is part of pass 2's checkpoints, and with formulas on pass 2 also
 checkpoints once at its end, so a run killed during the beam search restarts from there.
+:class:`FormulaCollector` is one of pass 2's collectors (:mod:`netdissect.collectors`): its
+``finish`` runs the beam search.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from .collectors import Batch, LayerBatch
 from .distributed import Shard
 from .formulas import UnitFormulas, search_formulas
 from .masks import batch_masked_pixels
@@ -25,28 +29,51 @@ PENDING_BYTES = 64 << 20  # batch tables summed into the layer's table beyond th
 
 
 class FormulaCollector:
-    """Per layer signature tables over (this rank's share of) the dataset.
+    """Per layer signature tables over (this rank's share of) the dataset; ``finish`` finds the formulas.
 
     Args:
-        layers: the layers dissected.
-        label_category: ``(L,)`` primary category per label (-1: none, never in a formula).
+        units: per layer, its number of units.
+        label_category: ``(L,)`` primary category per label (-1: none, never in a formula), on the CPU.
+        length, beam, ops: the search's (``formula_length``, ``beam``, ``formula_ops``).
+        device: where the tables are kept.
         chunk_pixels: bound on the upsampled values evaluated at once (as pass 2).
     """
 
-    def __init__(self, layers: list[str], label_category: torch.Tensor, chunk_pixels: int = 1 << 22) -> None:
-        self.layers = list(layers)
+    name = "formula"
+    slow_finish = True
+
+    def __init__(
+        self,
+        units: dict[str, int],
+        label_category: torch.Tensor,
+        length: int,
+        beam: int,
+        ops: Sequence[str],
+        device: torch.device | str = "cpu",
+        chunk_pixels: int = 1 << 22,
+    ) -> None:
+        self.units = dict(units)
+        self.layers = list(units)
+        self.label_category = label_category
         self.keep = label_category >= 0
         self.labels = len(label_category)
+        self.length, self.beam, self.ops = length, beam, ops
+        self.device = device
         self.chunk_pixels = chunk_pixels
         self._tables: dict[str, SignatureTable] = {}
         self._pending: dict[str, list[SignatureTable]] = {name: [] for name in self.layers}
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def start_batch(self, seg: torch.Tensor, scalars: torch.Tensor) -> None:
-        """Find the signatures of a batch's pixels (``seg`` ``(B, layers, sh, sw)``, ``scalars`` ``(B, k)``)."""
-        self._batch = batch_signatures(seg, scalars.to(seg.device), self.keep.to(seg.device))
+    def start_batch(self, batch: Batch) -> None:
+        """Find the signatures of a batch's pixels."""
+        seg = batch.seg
+        self._batch = batch_signatures(seg, batch.scalars.to(seg.device), self.keep.to(seg.device))
 
-    def add(
+    def add(self, layer: LayerBatch) -> None:
+        """Count the signatures under the masks of the layer's maps ``(B, U, h, w)`` of the batch."""
+        self.add_maps(layer.name, layer.acts, layer.thresholds, layer.masked)
+
+    def add_maps(
         self,
         name: str,
         acts: torch.Tensor,
@@ -84,19 +111,32 @@ class FormulaCollector:
     def state_dict(self) -> dict:
         return {name: table.state_dict() for name, table in self.tables().items()}
 
-    def load_state_dict(self, state: dict, device: torch.device | str) -> None:
-        self._tables = {name: SignatureTable.from_state(s, device) for name, s in state.items()}
+    def load_state_dict(self, state: dict) -> None:
+        self._tables = {name: SignatureTable.from_state(s, self.device) for name, s in state.items()}
         self._pending = {name: [] for name in self.layers}
 
-    def merge(self, shard: Shard, device: torch.device | str) -> None:
+    def merge(self, shard: Shard) -> None:
         """Sum every rank's tables (the same tables on every rank afterwards)."""
         if shard.world == 1:
             return
         parts: dict[str, list[SignatureTable]] = {}
         for state in shard.gather(self.state_dict()):
             for name, s in state.items():
-                parts.setdefault(name, []).append(SignatureTable.from_state(s, device))
+                parts.setdefault(name, []).append(SignatureTable.from_state(s, self.device))
         self._tables = {name: SignatureTable.concat(tables) for name, tables in parts.items()}
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        """Per layer, ``formulas``: each unit's best formula (the beam search over the layer's table)."""
+        tables = self.tables()
+        found = {}
+        for name in self.layers:
+            empty = SignatureTable.empty(self.units[name], self.labels, self.device)
+            found[name] = {
+                "formulas": find_formulas(
+                    tables.get(name, empty), self.label_category, self.length, self.beam, self.ops
+                )
+            }
+        return found
 
 
 def find_formulas(

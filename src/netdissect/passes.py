@@ -2,7 +2,8 @@
 
 Pass 1 runs the model and collects, per unit, the statistics for its threshold (exact top-k
 values while they fit ``threshold_memory``, otherwise a quantile sketch) and its top images.
-Pass 2 counts mask/label overlaps (:mod:`netdissect.tally`). When the requested layers'
+Pass 2 feeds each batch to a list of collectors (:mod:`netdissect.collectors`): the IoU
+counts (:mod:`netdissect.tally`), the permutation null's, the formulas' signature tables. When the requested layers'
 activations for the whole dataset fit ``cache_memory``, pass 1 keeps them and pass 2 reads only
 the segmentations instead of running the model again. See ``docs/design/architecture.md``.
 """
@@ -10,7 +11,6 @@ the segmentations instead of running the model again. See ``docs/design/architec
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -20,7 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .config import NULL_SEED, DissectConfig
+from .collectors import Batch, Collector, CountCollector, LayerBatch, NullCollector
+from .config import DissectConfig
 from .data.broden import BrodenDataset, collate_broden
 from .distributed import Shard
 from .errors import ActivationError
@@ -30,7 +31,7 @@ from .masks import batch_masked_pixels
 from .resume import Checkpointer
 from .rotation import haar_rotation, match_units, rotate_units, rotation_power
 from .stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
-from .tally import Counts, count_masks_null, count_truth, null_scores, null_shifts, threshold_level
+from .tally import threshold_level
 
 TORCH_MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -138,12 +139,6 @@ class Runner:
         self.level = threshold_level(config.quantile, config.iou_mode)
         self.rotations: dict[str, torch.Tensor] = {}  # per layer, when dissecting a rotated basis
         self.cache: list[dict[str, torch.Tensor]] | None = None
-        self.null: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # pass 2's null counts per layer
-        self.null_unshuffled = 0  # images in batches of one, which the null cannot shift
-        self.formulas: FormulaCollector | None = None  # pass 2's signature tables (formula_length > 1)
-        if config.formula_length > 1:
-            label_category = torch.from_numpy(dataset.meta.label_category)
-            self.formulas = FormulaCollector(layers, label_category, config.chunk_pixels)
 
     @contextlib.contextmanager
     def _batches(self, dataset: BrodenDataset, start: int, desc: str) -> Iterator[Iterator[tuple[int, dict]]]:
@@ -283,108 +278,84 @@ class Runner:
             self.cache = []
         return stats
 
-    def pass_counts(self, stats: dict[str, LayerStats], saved: dict | None = None) -> dict[str, Counts]:
-        """Pass 2: IoU counts per layer (summed over ranks), from cached activations or a second
-        forward pass.
+    def collectors(self, stats: dict[str, LayerStats]) -> list[Collector]:
+        """Pass 2's statistics (:mod:`netdissect.collectors`): the IoU counts, and the permutation
+        null's counts and the formulas' signature tables when the options ask for them."""
+        meta, config = self.dataset.meta, self.config
+        units = {name: s.map_shape[0] for name, s in stats.items()}
+        label_category = torch.from_numpy(meta.label_category)
+        on_device, C = label_category.to(self.device), len(meta.categories)
+        collectors: list[Collector] = [CountCollector(units, on_device, C, config.iou_mode)]
+        if config.null_samples:
+            collectors.append(NullCollector(units, on_device, C, config.iou_mode, config.null_samples))
+        if config.formula_length > 1:
+            collectors.append(
+                FormulaCollector(
+                    units,
+                    label_category,
+                    config.formula_length,
+                    config.beam,
+                    config.formula_ops,
+                    self.device,
+                    config.chunk_pixels,
+                )
+            )
+        return collectors
 
-        With ``null_samples`` K > 0 it also fills :attr:`null` with each layer's permutation-null
-        counts ``(K, U, L)`` and ``(K, U, C)`` (see :func:`netdissect.tally.count_masks_null`).
-        """
-        meta = self.dataset.meta
-        label_category = torch.from_numpy(meta.label_category).to(self.device)
-        L, C, K = len(label_category), len(meta.categories), self.config.null_samples
-        zeros = functools.partial(torch.zeros, dtype=torch.int64, device=self.device)
-        inter = {name: zeros(s.map_shape[0], L) for name, s in stats.items()}
-        act = {name: zeros(s.map_shape[0], C) for name, s in stats.items()}
-        null = self.null = (
-            {name: (zeros(K, s.map_shape[0], L), zeros(K, s.map_shape[0], C)) for name, s in stats.items()} if K else {}
-        )
-        truth = zeros(L)
-        unshuffled = zeros(())
+    def pass_counts(self, stats: dict[str, LayerStats], saved: dict | None = None) -> list[Collector]:
+        """Pass 2: every collector of :meth:`collectors` fed each batch (from cached activations or a
+        second forward pass), merged over ranks; each layer's top-image maps kept in ``stats``."""
+        collectors = self.collectors(stats)
         start = self.first
-        if saved is not None and saved["pass"] == 2 and saved["next_batch"] > self.first:
+        if saved is not None and saved["pass"] == 2 and saved["next_batch"] > self.first and "collectors" in saved:
             start = saved["next_batch"]
-            inter = {name: t.to(self.device) for name, t in saved["inter"].items()}
-            act = {name: t.to(self.device) for name, t in saved["act"].items()}
-            null = self.null = {name: (i.to(self.device), c.to(self.device)) for name, (i, c) in saved["null"].items()}
-            truth, unshuffled = saved["truth"].to(self.device), saved["unshuffled"].to(self.device)
+            for collector in collectors:
+                collector.load_state_dict(saved["collectors"][collector.name])
             self.cache = None  # the cache held pass 1's batches of a process that is gone
-            if self.formulas is not None:
-                self.formulas.load_state_dict(saved["formulas"], self.device)
         with contextlib.closing(self._pass2_batches(start)) as batches:
             for number, batch, acts in batches:
-                seg = batch["seg"].to(self.device, non_blocking=True)
-                truth += count_truth(seg, batch["scalars"], label_category)
-                index = batch["index"].to(self.device)
-                # the same permutation for every layer, a function of the batch (not of the rank or resume)
-                shifts = null_shifts(seg.shape[0], K, torch.Generator().manual_seed(NULL_SEED + number))
-                if K and shifts is None:
-                    unshuffled += seg.shape[0]
-                if self.formulas is not None:
-                    self.formulas.start_batch(seg, batch["scalars"])
-                for name, a in acts.items():
-                    a = a.to(self.device)
-                    stats[name].keep_top_maps(a, index)
-                    thresholds = stats[name].unit_thresholds()
-                    # the masked pixels, once for the counts and the formulas' signature table
-                    masked = batch_masked_pixels(
-                        a, thresholds, (seg.shape[-2], seg.shape[-1]), self.config.chunk_pixels
-                    )
-                    i, c, ni, nc = count_masks_null(
-                        a,
-                        thresholds,
-                        seg,
-                        batch["scalars"],
-                        batch["present"],
-                        label_category,
-                        shifts,
-                        self.config.iou_mode,
-                        self.config.chunk_pixels,
-                        masked,
-                    )
-                    inter[name] += i
-                    act[name] += c
-                    if K:
-                        null[name][0].add_(ni if ni is not None else i)  # a batch of one image keeps
-                        null[name][1].add_(nc if nc is not None else c)  # its own annotations
-                    if self.formulas is not None:
-                        self.formulas.add(name, a, thresholds, masked)
+                self._count_batch(collectors, stats, number, batch, acts)
                 if self.checkpointer.due():
-                    self.checkpointer.save(self._pass2_state(number + 1, stats, inter, act, null, truth, unshuffled))
-        if self.formulas is not None and self.checkpointer.path is not None and start < self.end:
-            # the formula search that follows can take a while: a killed run restarts it from here
-            self.checkpointer.save(self._pass2_state(self.end, stats, inter, act, null, truth, unshuffled))
+                    self.checkpointer.save(self._pass2_state(number + 1, stats, collectors))
+        slow = any(collector.slow_finish for collector in collectors)
+        if slow and self.checkpointer.path is not None and start < self.end:
+            # what follows (the formula search) can take a while: a killed run restarts it from here
+            self.checkpointer.save(self._pass2_state(self.end, stats, collectors))
         # each top image belongs to one rank, which filled its maps; the others hold zeros there
-        for name, s in stats.items():
+        for s in stats.values():
             self.shard.sum_(s.empty_top_maps(self.device))
-            for tensor in (inter[name], act[name], *null.get(name, ())):
-                self.shard.sum_(tensor)
-        self.shard.sum_(truth)
-        self.null_unshuffled = int(self.shard.sum_(unshuffled))
-        if self.formulas is not None:
-            self.formulas.merge(self.shard, self.device)
-        return {name: Counts(inter[name], act[name], truth) for name in stats}
+        for collector in collectors:
+            collector.merge(self.shard)
+        return collectors
 
-    def _pass2_state(self, next_batch: int, stats, inter, act, null, truth, unshuffled) -> dict:
+    def _count_batch(
+        self, collectors: list[Collector], stats: dict[str, LayerStats], number: int, batch: dict, acts: dict
+    ) -> None:
+        """Hand one batch, then each layer's maps and masked pixels, to every collector."""
+        seg = batch["seg"].to(self.device, non_blocking=True)
+        scalars = batch["scalars"].to(self.device, torch.int64)
+        present = batch["present"].to(self.device)
+        for collector in collectors:
+            collector.start_batch(Batch(number, seg, scalars, present))
+        index = batch["index"].to(self.device)
+        for name, a in acts.items():
+            a = a.to(self.device)
+            stats[name].keep_top_maps(a, index)
+            thresholds = stats[name].unit_thresholds()
+            # the masked pixels, once for every collector
+            masked = batch_masked_pixels(a, thresholds, (seg.shape[-2], seg.shape[-1]), self.config.chunk_pixels)
+            layer = LayerBatch(name, a, thresholds, masked)
+            for collector in collectors:
+                collector.add(layer)
+
+    def _pass2_state(self, next_batch: int, stats: dict[str, LayerStats], collectors: list[Collector]) -> dict:
         """Pass 2's accumulators for a checkpoint (continuing at batch ``next_batch``)."""
-        state = {
+        return {
             "pass": 2,
             "next_batch": next_batch,
             "stats": {name: s.state_dict(quantile=False) for name, s in stats.items()},
-            "inter": inter,
-            "act": act,
-            "null": null,
-            "truth": truth,
-            "unshuffled": unshuffled,
+            "collectors": {collector.name: collector.state_dict() for collector in collectors},
         }
-        if self.formulas is not None:
-            state["formulas"] = self.formulas.state_dict()
-        return state
-
-    def null_scores(self, name: str, counts: Counts) -> torch.Tensor:
-        """``(K, U)``: layer ``name``'s null score (best IoU over labels) per null sample."""
-        label_category = torch.from_numpy(self.dataset.meta.label_category)
-        return null_scores(*self.null[name], counts.truth, label_category)
 
     def _pass2_batches(self, start: int) -> Generator[tuple[int, dict, dict[str, torch.Tensor]], None, None]:
         if self.cache is not None:
