@@ -67,3 +67,35 @@ def write_images(root: Path, n: int = 60, size: int = 16, seed: int = 0) -> tupl
     labels = root / "labels.csv"
     labels.write_text("\n".join(lines) + "\n")
     return images, labels, shares
+
+
+class ColourClip:
+    """A planted CLIP: an image's embedding is its red, green and blue pixel shares (plus a small
+    constant), a word's the one-hot of its colour (other words: the constant direction)."""
+
+    image_size = 16
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        r, g, b = images[:, 0], images[:, 1], images[:, 2]
+        shares = torch.stack(
+            [
+                ((r > 0.5) & (g < 0.5) & (b < 0.5)).float().mean(dim=(1, 2)),
+                ((g > 0.5) & (r < 0.5) & (b < 0.5)).float().mean(dim=(1, 2)),
+                ((b > 0.5) & (r < 0.5) & (g < 0.5)).float().mean(dim=(1, 2)),
+            ],
+            1,
+        )
+        return torch.cat([shares, torch.full_like(shares[:, :1], 0.01)], 1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        rows = []
+        for text in texts:
+            row = torch.zeros(4)
+            row[list(COLOURS).index(text) if text in COLOURS else 3] = 1.0
+            rows.append(row)
+        return torch.stack(rows)
+
+
+def colour_clip() -> ColourClip:
+    """The CLIP SPEC ``describe_helpers:colour_clip``."""
+    return ColourClip()

@@ -99,3 +99,27 @@ def test_ranks_are_one_sort_per_unit():
     values = np.random.default_rng(0).random((50, 3))
     ranks, ties = average_ranks(values)
     assert (np.sort(ranks, axis=0) == np.arange(1, 51)[:, None]).all() and (ties == 0).all()
+
+
+def test_a_planted_clip_gives_each_colour_unit_its_colour_word_by_wpmi(probes, model, tmp_path):
+    images, _, _ = probes
+    words = tmp_path / "words.txt"
+    words.write_text("red\ngreen\nblue\ndog\nsky\n")
+    result = describe(
+        model, ["fc"], images=images, methods=["wpmi"], clip="describe_helpers:colour_clip", concepts=words, **FAST
+    )
+    layer = result["fc"]
+    assert layer.best("wpmi")[:3] == list(COLOURS)
+    assert all(r["p_value"] is None and r["significant"] is None for r in layer.rows)
+    scores = layer.arrays["wpmi"]
+    for u in range(3):  # the unit's colour beats every other word clearly
+        others = [scores[u, m] for m in range(5) if m != u]
+        assert scores[u, u] > max(others) + 0.1
+
+
+def test_a_clip_that_cannot_load_is_one_line(probes, model):
+    from netdissect.errors import NetDissectError
+
+    images, labels, _ = probes
+    with pytest.raises(NetDissectError, match="no_such_module"):
+        describe(model, ["fc"], images=images, labels=labels, methods=["wpmi"], clip="no_such_module:clip", **FAST)

@@ -70,15 +70,18 @@ DEMO_DESCRIBE_LAYERS = ("conv4", "fc")
 
 def demo_describe(model, data_dir: Path, args: argparse.Namespace) -> None:
     """The demo's descriptions: conv4 and fc of the demo model by image-level AUC on the dataset's
-    labels, joined to the demo run (``<out>/describe.html``); the final-layer accuracy on its scenes."""
+    labels and by WPMI with the demo CLIP, joined to the demo run (``<out>/describe.html``); the
+    final-layer accuracy on its scenes."""
     from ..describe import describe
 
-    print(f"describing {', '.join(DEMO_DESCRIBE_LAYERS)} by image-level AUC ...", flush=True)
+    print(f"describing {', '.join(DEMO_DESCRIBE_LAYERS)} by image-level AUC and WPMI (demo CLIP) ...", flush=True)
     result = describe(
         model,
         list(DEMO_DESCRIBE_LAYERS),
         args.out,
         dataset=data_dir,
+        methods=["auc", "wpmi"],
+        clip="demo",
         batch_size=args.batch_size,
         device=args.device,
         overwrite=True,

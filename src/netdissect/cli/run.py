@@ -153,6 +153,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .ablate import demo_ablation
 
         demo_ablation(model, data_dir, args)
+    if not args.no_explain:  # explain: a few demo images segmented by conv4's units (cli/explain.py)
+        from .explain import demo_explain
+
+        demo_explain(model, data_dir, args)
     if not args.no_describe:
         from .describe import demo_describe
 
@@ -269,7 +273,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_report_options(p)
     p.add_argument("--no-ablation", action="store_true", help="skip the unit ablation of conv4 on the scene labels")
     p.add_argument(
-        "--no-describe", action="store_true", help="skip describing conv4 and the output layer fc by image-level AUC"
+        "--no-describe",
+        action="store_true",
+        help="skip describing conv4 and the output layer fc (image-level AUC, WPMI with the demo CLIP)",
+    )
+    p.add_argument(
+        "--no-explain", action="store_true", help="skip explaining a few demo images by conv4's units (explain)"
     )
     # The demo CNN runs again in pass 2 at no measurable cost; keeping its ~380 MB of activations
     # between the passes would only raise the peak memory.

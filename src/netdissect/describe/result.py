@@ -21,6 +21,7 @@ from .scores import auc_table, average_ranks, benjamini_hochberg, eligible_conce
 CSV_FILE, JSON_FILE, NPZ_FILE = "descriptions.csv", "descriptions.json", "descriptions.npz"
 CSV_HEADER = ("unit", "method", "rank", "concept", "score", "p_value", "significant")
 TOP_IMAGES = 10  # each unit's top images kept for the page
+WPMI_DECIMALS = 6  # WPMI scores equal to this many decimals are tied
 
 
 @dataclass
@@ -113,10 +114,15 @@ def describe_layer(
 
         from .wpmi import soft_wpmi
 
-        scores = soft_wpmi(torch.from_numpy(values).float(), torch.from_numpy(similarity).float()).numpy()
+        activations, sim = torch.from_numpy(values).float(), torch.from_numpy(similarity).float()
+        scores = soft_wpmi(activations, sim).numpy()
+        # With few units the score saturates at log(units) for many words (the prior is a mean over
+        # the units): equal scores are ordered by the likelihood term log p(word | top images).
+        likelihood = soft_wpmi(activations, sim, lam=0.0).numpy()
         arrays["wpmi"] = scores
         for u in range(units):
-            for rank, m in enumerate(np.argsort(-scores[u], kind="stable")[:top_k], 1):
+            ranked = np.lexsort((-likelihood[u], -np.round(scores[u], WPMI_DECIMALS)))
+            for rank, m in enumerate(ranked[:top_k], 1):
                 rows.append(_row(u, "wpmi", rank, words[m], scores[u, m], None, None))
     rows.sort(key=lambda r: (r["unit"], r["method"], r["rank"]))
     top = np.argsort(-values, axis=0, kind="stable")[:TOP_IMAGES].T  # (U, T)
