@@ -82,6 +82,7 @@ def demo_describe(model, data_dir: Path, args: argparse.Namespace) -> None:
         dataset=data_dir,
         methods=["auc", "wpmi"],
         clip="demo",
+        min_images=min(10, max(2, args.images // 20)),  # a concept on >= 5 % of a small demo's images
         batch_size=args.batch_size,
         device=args.device,
         overwrite=True,
