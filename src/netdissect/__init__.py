@@ -30,6 +30,8 @@ _EXPORTS = {
     "import_results": "foreign",
     "describe": "describe",
     "DescriptionResult": "describe",
+    "explain": "explain",  # explain: images segmented by units, per-image unit effects
+    "ExplainResult": "explain",
     "NetDissectError": "errors",
     "LayerCapture": "hooks",
     "LoadedModel": "models.base",
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
     from .describe import describe as describe
     from .engine import dissect as dissect
     from .errors import NetDissectError as NetDissectError
+    from .explain import ExplainResult as ExplainResult
+    from .explain import explain as explain
     from .foreign import import_results as import_results
     from .generator import dissect_generator as dissect_generator
     from .hooks import LayerCapture as LayerCapture

@@ -70,6 +70,8 @@ GENERATOR = register_kind(
 IMPORTED = register_kind(OutputKind("imported-results", "imported results", ("import-results",), ("*/imported.csv",)))
 DISSECTION = register_kind(OutputKind("dissection", "a dissection run", ("dissect", "demo"), (RUN_FILE,)))
 DESCRIPTION = register_kind(OutputKind("description", "unit descriptions", ("describe",), ("describe.json",)))
+# explain: images explained by a dissected layer (netdissect.explain)
+EXPLANATION = register_kind(OutputKind("explanation", "explanations of images", ("explain",), ("explain.json",)))
 COMPARISON = register_kind(OutputKind("comparison", "a comparison of runs", ("compare",), ("compare.json",)))
 ROTATION = register_kind(
     OutputKind("rotation-sweep", "a rotation sweep", ("rotation-sweep",), ("rotation_sweep.json", "power_*"))

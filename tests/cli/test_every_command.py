@@ -168,6 +168,21 @@ COMMANDS: dict[str, Case] = {
         weights="--weights",
         results=("fc/descriptions.csv", "conv4/descriptions.csv"),
     ),
+    "explain": Case(  # explain: a photo by the demo run's conv4
+        lambda w, out: ["explain", "--run", str(w.run), "--images", str(w.photos / "p0.png"), "--out", out, *FAST],
+        kind="explanation",
+        text="--classes",
+        missing=lambda w: [
+            "explain",
+            "--run",
+            str(w.run),
+            "--images",
+            str(w.root / "nope.png"),
+            "--out",
+            str(w.root / "new"),
+        ],
+        weights="--weights",
+    ),
     "layers": Case(
         lambda w, out: ["layers", "--model", "demo", "--input-size", "64"],
         missing=lambda w: ["layers", "--model", str(w.root / "nope.onnx")],

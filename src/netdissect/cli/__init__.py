@@ -16,8 +16,8 @@ from typing import NoReturn
 
 from .._version import __version__
 
-#: Subcommand modules, in the order their commands appear in ``--help``.
-COMMAND_MODULES = ("run", "describe", "compare", "ablate", "results", "data", "segment")
+#: Subcommand modules, in the order their commands appear in ``--help`` (explain: cli/explain.py).
+COMMAND_MODULES = ("run", "describe", "explain", "compare", "ablate", "results", "data", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:
