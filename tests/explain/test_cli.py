@@ -162,3 +162,22 @@ def _two(tmp_path: Path) -> Path:
     path = tmp_path / "two.txt"
     path.write_text("red\ngreen\n")
     return path
+
+
+def test_a_rewrite_replaces_only_the_explanations_files(planted, tmp_path, capsys):
+    run, image, out = planted
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    (out / "seg-notes.png").write_text("also mine\n")
+    assert main(argv(run, [image, tmp_path / "img2.png"], out)) == 0
+    assert main(argv(run, [image], out)) == 0
+    assert (out / "notes.txt").read_text() == "mine\n" and (out / "seg-notes.png").is_file()
+    assert not (out / "seg-1.png").exists() and (out / "seg-0.png").is_file()
+
+
+def test_a_layer_folder_of_the_run_is_refused(planted, capsys):
+    run, image, _ = planted
+    before = digest(run)
+    line = one_line(capsys, argv(run, [image], run / "features"))
+    assert "is a layer of a dissection run" in line
+    assert digest(run) == before

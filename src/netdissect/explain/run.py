@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -15,10 +16,10 @@ from torch import nn
 
 from .._version import __version__
 from ..devices import resolve_device
-from ..errors import OptionError
+from ..errors import OptionError, RunDirectoryError
 from ..models.base import LoadedModel
-from ..outputs import EXPLANATION, MANIFEST, check_output, claim_output
-from ..rundir import LOCK_FILE, REPLACED_DIR, STAGING_DIR, finish_replacement, run_lock, swap_in_staged
+from ..outputs import EXPLANATION, check_output, claim_output
+from ..rundir import STAGING_DIR, finish_replacement, run_lock, swap_in_staged
 from .effects import LayerRunner
 from .result import ExplainResult, ImageExplanation
 from .segment import segment_by_units, unit_masks
@@ -26,6 +27,13 @@ from .source import RunLayer, image_files, read_image, read_run_layer, run_model
 
 #: Predictions listed per image.
 TOP_PREDICTIONS = 5
+#: The files of an explanation's folder (the rest of the folder is left alone when it is rewritten).
+OWNED = re.compile(r"explain\.json|explain\.npz|index\.html|(image|seg)-\d+\.png|mask-\d+-\d+\.png")
+
+
+def owned_entries(directory: Path) -> list[str]:
+    """The names of the files an explanation wrote in ``directory`` (what a new one replaces)."""
+    return sorted(p.name for p in directory.iterdir() if OWNED.fullmatch(p.name))
 
 
 def explain(
@@ -90,6 +98,10 @@ def explain(
         names_from = "model" if names else "output indices"
     directory = Path(out) if out is not None else None
     if directory is not None:  # refused before the work; marked (claimed) only once there is a result to write
+        if (directory.parent / "run.json").exists() and (directory / "units.json").exists():
+            raise RunDirectoryError(
+                f"--out {directory} is a layer of a dissection run: give --out a folder of its own (e.g. RUN/explain)"
+            )
         check_output(directory, EXPLANATION)
     dev = resolve_device(device)
     module = loaded.module.to(dev).eval()
@@ -233,8 +245,7 @@ def _write(result: ExplainResult, directory: Path, source: RunLayer, report: boo
 
             write_explain_page(staging, source.run, page_dir=directory)
         had_page = (directory / "index.html").is_file()
-        keep = {LOCK_FILE, STAGING_DIR, REPLACED_DIR, MANIFEST}
-        swap_in_staged(directory, sorted(p.name for p in directory.iterdir() if p.name not in keep))
+        swap_in_staged(directory, owned_entries(directory))
     run = source.run
     if not os.access(run, os.W_OK):  # a read-only run keeps its pages as they are
         return
