@@ -75,7 +75,10 @@ def test_explicit_count_and_errors_name_layer_and_shape():
         match=r"layer 'blk' output is not a \(B, C, H, W\) map: got \(2, 17, 8\) \(a token sequence: --tokens off",
     ):
         as_feature_map("blk", torch.zeros(2, 17, 8), tokens="off")
-    with pytest.raises(ModelError, match=r"layer 'fc' output is not a \(B, C, H, W\) map: got \(2, 8\); `netdissect describe` describes"):
+    with pytest.raises(
+        ModelError,
+        match=r"layer 'fc' output is not a \(B, C, H, W\) map: got \(2, 8\); `netdissect describe` describes",
+    ):
         as_feature_map("fc", torch.zeros(2, 8))
 
 
