@@ -168,8 +168,7 @@ def _dissect(
             {
                 **{k: metadata[k] for k in ("model", "model_fingerprint", "dataset", "options", "versions")},
                 "layers": todo,
-                "batch_size": config.batch_size,
-                "threshold_memory": config.threshold_memory,
+                **config.checkpoint_options(),
                 "rank": shard.rank,
                 "world": shard.world,
             }

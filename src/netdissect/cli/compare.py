@@ -9,6 +9,7 @@ from pathlib import Path
 from .options import (
     _add_layout_options,
     _add_model_options,
+    _add_option,
     _add_prepared_option,
     _add_preprocess_options,
     _add_run_options,
@@ -36,13 +37,7 @@ def cmd_rotation_sweep(args: argparse.Namespace) -> int:
     preprocess = _preprocess(args, model.preprocess)
     model = dataclasses.replace(model, preprocess=preprocess)
     dataset = BrodenDataset(_dataset_path(args.dataset, args.data_dir), preprocess=preprocess, prepared=_prepared(args))
-    config = _config(
-        args,
-        overwrite=args.overwrite,
-        tokens=args.tokens,
-        channels_last=args.channels_last,
-        rotation_match=args.rotation_match,
-    )
+    config = _config(args)
     options = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("rotate", "rotation_power")}
     curves = rotation_sweep(model, dataset, args.layers, args.out, seed=args.seed, powers=args.powers, **options)
     print(f"{'layer':<20} " + " ".join(f"P={p:<5g}" for p in curves["powers"]) + "  (unique detectors)")
@@ -90,19 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help="rotation powers (default: 0 0.25 0.5 0.75 1)",
     )
-    p.add_argument(
-        "--rotation-match",
-        action="store_true",
-        help="number each rotated direction like the original unit closest to it",
-    )
+    _add_option(p, "rotation_match", help="number each rotated direction like the original unit closest to it")
     p.add_argument("--input-size", type=int, metavar="PX", help="resize whole images to PX x PX for the model")
     _add_preprocess_options(p)
     _add_layout_options(p)
     _add_prepared_option(p)
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace different runs found in --out (each old run stays until its new one has finished)",
+    _add_option(
+        p, "overwrite", help="replace different runs found in --out (each old run stays until its new one has finished)"
     )
     _add_run_options(p)
     p.set_defaults(func=cmd_rotation_sweep)

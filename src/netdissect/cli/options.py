@@ -9,103 +9,25 @@ import os
 from pathlib import Path
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from ..config import config_defaults
+def _add_option(p: argparse.ArgumentParser, name: str, **changes) -> None:
+    """Add the flag of the run option ``name`` as ``config.RUN_OPTIONS`` declares it (``changes``: a command's own help)."""
+    from ..config import run_option
 
-    d = argparse.Namespace(**config_defaults())
-    p.add_argument(
-        "--iou-mode",
-        choices=["paper", "lite"],
-        default=d.iou_mode,
-        help="paper: a unit's mask area counts in images where the category is annotated; "
-        "lite: NetDissect-Lite's rule (only where the category occurs under the mask) "
-        "and threshold level (default: %(default)s)",
-    )
-    p.add_argument(
-        "--quantile",
-        type=float,
-        default=d.quantile,
-        help="top fraction of each unit's activations that forms its mask (default: %(default)s)",
-    )
-    p.add_argument(
-        "--iou-threshold",
-        type=float,
-        default=d.iou_threshold,
-        help="IoU at which a unit is a detector (default: %(default)s)",
-    )
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per batch (default: %(default)s)")
-    p.add_argument(
-        "--workers", type=int, default=d.workers, help="data loading worker processes (default: %(default)s)"
-    )
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument(
-        "--top-images", type=int, default=d.top_images, help="top images kept per unit (default: %(default)s)"
-    )
-    p.add_argument(
-        "--threshold-memory",
-        type=float,
-        default=d.threshold_memory / 2**20,
-        metavar="MiB",
-        help="memory for exact thresholds per layer; beyond it a quantile sketch with rank "
-        "error <= 1e-4 is used (default: %(default)g MiB)",
-    )
-    p.add_argument(
-        "--cache-memory",
-        type=float,
-        default=d.cache_memory / 2**20,
-        metavar="MiB",
-        help="memory for keeping activations between the two passes instead of running "
-        "the model twice (default: %(default)g MiB)",
-    )
-    p.add_argument(
-        "--null-samples",
-        type=int,
-        default=d.null_samples,
-        metavar="K",
-        help="permutation-null samples for each unit's p-value and z-score (its masks paired "
-        "with other images' annotations); costs about K times pass 2's counting and "
-        "8*K*units*labels bytes per layer; 0: none (default: %(default)s)",
-    )
-    p.add_argument(
-        "--memory-format",
-        choices=["contiguous", "channels_last"],
-        default=d.memory_format,
-        help="memory layout of the model and its input; channels_last is often faster but "
-        "changes activations in their last bits (default: %(default)s)",
-    )
-    p.add_argument(
-        "--amp",
-        action="store_true",
-        help="forward pass under autocast (float16 on CUDA, bfloat16 on CPU): faster on GPUs, "
-        "activations in half precision; thresholds and counts stay exact float32 on them",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=float,
-        default=d.checkpoint_every,
-        metavar="SECONDS",
-        help="checkpoint both passes this often in the run directory; after a crash or kill "
-        "the same command continues from the last checkpoint (0: after every batch; "
-        "default: %(default)g)",
-    )
-    p.add_argument(
-        "--formula-length",
-        type=int,
-        default=d.formula_length,
-        metavar="N",
-        help="also find each unit's best formula of up to N labels joined by AND, OR, AND NOT "
-        "(beam search; exact pixel IoU over all images; see docs/formulas.md); 1: none (default: %(default)s)",
-    )
-    p.add_argument(
-        "--beam", type=int, default=d.beam, metavar="B", help="beam width of the formula search (default: %(default)s)"
-    )
-    p.add_argument(
-        "--formula-ops",
-        default=",".join(d.formula_ops),
-        metavar="OPS",
-        help="comma-separated operators formulas may use: and, or, andnot (default: %(default)s)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    flag, kwargs = run_option(name).argument()
+    p.add_argument(flag, **{**kwargs, **changes})
+
+
+def _add_option_group(p: argparse.ArgumentParser, group: str) -> None:
+    from ..config import RUN_OPTIONS
+
+    for option in RUN_OPTIONS:
+        if option.group == group:
+            _add_option(p, option.name)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The flags of every command that dissects (``config.RUN_OPTIONS``, group ``run``)."""
+    _add_option_group(p, "run")
 
 
 def _add_report_options(p: argparse.ArgumentParser) -> None:
@@ -125,28 +47,13 @@ def _report(args: argparse.Namespace, out: str, dataset) -> None:
 
 
 def _config(args: argparse.Namespace, **extra):
-    from ..config import DissectConfig
+    """The ``DissectConfig`` of the run options the command's parser has (``extra``: fields it sets itself)."""
+    from ..config import RUN_OPTIONS, DissectConfig
 
-    return DissectConfig(
-        quantile=args.quantile,
-        iou_threshold=args.iou_threshold,
-        iou_mode=args.iou_mode,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        top_images=max(args.top_images, getattr(args, "examples", 0)),
-        threshold_memory=int(args.threshold_memory * 2**20),
-        cache_memory=int(args.cache_memory * 2**20),
-        progress=not args.no_progress,
-        null_samples=args.null_samples,
-        checkpoint_every=args.checkpoint_every,
-        memory_format=args.memory_format,
-        amp=args.amp,
-        formula_length=args.formula_length,
-        beam=args.beam,
-        formula_ops=args.formula_ops,
-        **extra,
-    )
+    values = {o.name: o.value(getattr(args, o.dest)) for o in RUN_OPTIONS if o.flag and hasattr(args, o.dest)}
+    if "top_images" in values:  # the report shows --examples top images per unit
+        values["top_images"] = max(values["top_images"], getattr(args, "examples", 0))
+    return DissectConfig(**{**values, **extra})
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -165,17 +72,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_layout_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tokens",
-        default="auto",
-        metavar="auto|N|off",
-        help="(B, N, C) token outputs (ViT, DeiT) become maps of their patch tokens: auto drops "
-        "the leading class/register tokens found from the token count and the input's aspect "
-        "ratio; N drops exactly N leading tokens; off refuses token outputs (default: %(default)s)",
-    )
-    p.add_argument(
-        "--channels-last", action="store_true", help="read 4-D layer outputs as (B, H, W, C) maps (Swin stages)"
-    )
+    """How layer outputs become maps (``config.RUN_OPTIONS``, group ``layout``): also for ``layers``."""
+    _add_option_group(p, "layout")
 
 
 def _add_preprocess_options(p: argparse.ArgumentParser) -> None:

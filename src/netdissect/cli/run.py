@@ -13,6 +13,7 @@ from .._version import __version__
 from .options import (
     _add_layout_options,
     _add_model_options,
+    _add_option,
     _add_prepared_option,
     _add_preprocess_options,
     _add_report_options,
@@ -32,15 +33,7 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     from ..data import BrodenDataset
     from ..engine import dissect
 
-    config = _config(
-        args,
-        overwrite=args.overwrite,
-        tokens=args.tokens,
-        channels_last=args.channels_last,
-        rotate=args.rotate,
-        rotation_power=args.rotation_power,
-        rotation_match=args.rotation_match,
-    )
+    config = _config(args)
     model = _load(args)
     preprocess = _preprocess(args, model.preprocess)
     model = dataclasses.replace(model, preprocess=preprocess)
@@ -204,30 +197,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_preprocess_options(p)
     _add_layout_options(p)
     _add_prepared_option(p)
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a different run found in --out (the old run stays until the new one has finished)",
-    )
-    p.add_argument(
-        "--rotate",
-        type=int,
-        metavar="SEED",
-        help="dissect a random rotation of each layer's unit basis (the paper's baseline): the seed "
-        "of a Haar-random rotation R",
-    )
-    p.add_argument(
-        "--rotation-power",
-        type=float,
-        default=1.0,
-        metavar="P",
-        help="with --rotate: use R**P, P in [0, 1] (0: no rotation, 1: R; default: %(default)s)",
-    )
-    p.add_argument(
-        "--rotation-match",
-        action="store_true",
-        help="with --rotate: number each rotated direction like the original unit closest to it",
-    )
+    for name in ("overwrite", "rotate", "rotation_power", "rotation_match"):
+        _add_option(p, name)
     _add_run_options(p)
     _add_report_options(p)
     p.set_defaults(func=cmd_dissect)

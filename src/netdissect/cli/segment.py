@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from .options import (
+    _add_option,
     _add_preprocess_options,
     _add_report_options,
     _add_run_options,
@@ -73,7 +74,7 @@ def cmd_dissect_generator(args: argparse.Namespace) -> int:
         min_confidence=args.min_confidence,
         seg_size=args.seg_size,
         ablate_top=args.ablate_top,
-        config=_config(args, overwrite=args.overwrite),
+        config=_config(args),
     )
     print(result.format_table())
     for name in result.layers:
@@ -206,9 +207,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="units zeroed per concept: its K best detectors by IoU; 0: no intervention (default: %(default)s)",
     )
     _add_preprocess_options(p)
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
+    _add_option(
+        p,
+        "overwrite",
         help="replace a different run found in --out (the old run and its samples stay until the new one has finished)",
     )
     _add_run_options(p)
