@@ -209,3 +209,31 @@ def same_layer_results(a: Path, b: Path) -> None:
             assert sorted(x.files) == sorted(y.files)
             for key in x.files:
                 assert np.array_equal(x[key], y[key]), f"{name}:{key} differs"
+
+
+def folder_digest(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file's SHA-256 under ``folder`` (or of ``folder`` itself when it is a file), by relative
+    path; the lock file (it holds a pid) and entries under the folders ``skip`` left out."""
+    import hashlib
+
+    if folder.is_file():
+        return {"": hashlib.sha256(folder.read_bytes()).hexdigest()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock" and not set(skip) & set(p.relative_to(folder).parts)
+    }
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the command line; it must exit 1 with exactly one ``netdissect: error:`` line and no traceback
+    (progress bars aside). Returns the line."""
+    from netdissect.cli import main
+
+    rc = main(argv)
+    captured = capsys.readouterr()
+    assert rc == 1, (argv, captured.err[-2000:])
+    assert "Traceback" not in captured.err + captured.out
+    lines = [line for line in captured.err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1 and lines[0].startswith("netdissect: error: "), captured.err
+    return lines[0]

@@ -10,7 +10,6 @@ interrupted run followed by the same command (which must finish with the results
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,8 @@ import pytest
 import tqdm.std
 from PIL import Image
 
+from helpers import folder_digest as digest
+from helpers import one_line_error
 from netdissect.cli import build_parser, main
 
 SEGMENTER = "netdissect.models.toy:color_segmenter"
@@ -364,27 +365,6 @@ def tempfile_root() -> str:
     import tempfile
 
     return tempfile.gettempdir()
-
-
-def digest(folder: Path) -> dict[str, str]:
-    """Every file's SHA-256 under ``folder`` (the lock file, which holds a pid, left out)."""
-    if folder.is_file():
-        return {"": hashlib.sha256(folder.read_bytes()).hexdigest()}
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
-def one_line_error(capsys, argv: list[str]) -> str:
-    rc = main(argv)
-    captured = capsys.readouterr()
-    assert rc == 1, (argv, captured.err[-2000:])
-    assert "Traceback" not in captured.err + captured.out
-    lines = [line for line in captured.err.splitlines() if line.strip() and "%|" not in line]
-    assert len(lines) == 1 and lines[0].startswith("netdissect: error: "), captured.err
-    return lines[0]
 
 
 def copy_of(folder: Path, target: Path) -> Path:

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 
+from helpers import folder_digest
+from helpers import one_line_error as one_line
 from netdissect.cli import main
 from netdissect.data.synthetic import make_synthetic_dataset
 
 FAST = ["--device", "cpu", "--no-progress", "--batch-size", "8"]
-
-
-def digest(folder: Path) -> dict[str, str]:
-    """Every file's SHA-256 (the lock file, which holds a pid, and a staged overwrite left out)."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != ".lock" and ".overwrite" not in p.relative_to(folder).parts
-    }
-
-
-def one_line(capsys, argv: list[str]) -> str:
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("netdissect: error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +22,11 @@ def data(tmp_path_factory) -> Path:
 
 def ablate_argv(images: Path, out: Path, layer: str = "conv4") -> list[str]:
     return ["ablate", "--model", "demo", "--layer", layer, "--images", str(images), "--out", str(out), *FAST]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file's SHA-256 (a staged overwrite left out)."""
+    return folder_digest(folder, skip=(".overwrite",))
 
 
 def test_a_failed_ablate_overwrite_keeps_the_finished_results(data, tmp_path, capsys):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 
 from describe_helpers import COLOURS, write_images
+from helpers import folder_digest as digest
+from helpers import one_line_error as one_line
 from netdissect.cli import main
 
 FAST = ["--device", "cpu", "--no-progress", "--batch-size", "16", "--min-images", "5"]
@@ -24,22 +25,6 @@ def colour_module(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def probes(tmp_path_factory):
     return write_images(tmp_path_factory.mktemp("colours-cli"))
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
-def one_line(capsys, argv: list[str]) -> str:
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("netdissect: error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_describe_prints_and_writes(colour_module, probes, tmp_path, capsys):

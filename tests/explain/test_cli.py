@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,26 +11,12 @@ import pytest
 import torch
 from explain_helpers import ColourUnits, colour_run, write_image, write_run, write_sizes
 
+from helpers import folder_digest as digest
+from helpers import one_line_error as one_line
 from netdissect.cli import main
 from netdissect.explain.result import read_segmentation
 
 RECTS = {"red": (0, 8, 0, 8), "green": (9, 15, 2, 8), "yellow": (10, 14, 10, 15)}
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
-def one_line(capsys, argv: list[str]) -> str:
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("netdissect: error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture
