@@ -19,7 +19,8 @@ from ..devices import resolve_device
 from ..errors import OptionError, RunDirectoryError
 from ..models.base import LoadedModel
 from ..outputs import EXPLANATION, check_output, claim_output
-from ..rundir import STAGING_DIR, finish_replacement, run_lock, swap_in_staged
+from ..rundir import finish_replacement, run_lock, swap_in_staged
+from ..runfiles import STAGING_DIR, is_run_layer
 from .effects import LayerRunner
 from .result import ExplainResult, ImageExplanation
 from .segment import segment_by_units, unit_masks
@@ -98,7 +99,7 @@ def explain(
         names_from = "model" if names else "output indices"
     directory = Path(out) if out is not None else None
     if directory is not None:  # refused before the work; marked (claimed) only once there is a result to write
-        if (directory.parent / "run.json").exists() and (directory / "units.json").exists():
+        if is_run_layer(directory):
             raise RunDirectoryError(
                 f"--out {directory} is a layer of a dissection run: give --out a folder of its own (e.g. RUN/explain)"
             )
@@ -250,7 +251,7 @@ def _write(result: ExplainResult, directory: Path, source: RunLayer, report: boo
     if not os.access(run, os.W_OK):  # a read-only run keeps its pages as they are
         return
     from ..report import add_extra_page, write_run_page
-    from ..report.runview import SUMMARY_FILE
+    from ..runfiles import SUMMARY_FILE
 
     if report:
         add_extra_page(run, f"Explained images · {source.layer}", directory / "index.html")

@@ -22,7 +22,8 @@ from ..files import layer_dirname
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
 from ..outputs import DISSECTION, read_kind
-from ..report.runview import SUMMARY_FILE, UNITS_FILE, LayerView
+from ..report.runview import LayerView
+from ..runfiles import SUMMARY_FILE, UNITS_FILE
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 

@@ -20,9 +20,9 @@ import numpy as np
 
 from ..formula_terms import UnitFormulas
 from ..labels import unit_labels
-from ..runfiles import SUMMARY_FILE, UNITS_FILE, layer_path, read_layer, read_summary
+from ..runfiles import layer_path, read_layer, read_summary
 
-__all__ = ["SUMMARY_FILE", "UNITS_FILE", "LayerView", "RunView"]  # the file names: for older importers
+__all__ = ["LayerView", "RunView"]
 
 
 @dataclass
