@@ -4,7 +4,7 @@ Torch-free, so that ``netdissect --help`` lists the SPECs without importing torc
 source module registers its source with :func:`netdissect.models.base.register_builtin`, which
 takes the syntax and priority from :data:`BUILTIN_SOURCES`; a third-party source gives its own
 to :class:`~netdissect.models.base.ModelSource`. ``load_model`` asks the registered sources in
-ascending priority (ties in registration order) whether they take a SPEC, and its error for a
+ascending priority (ties: built-ins first, then registration order) whether they take a SPEC, and its error for a
 SPEC that none takes lists their syntax; so does ``--model``'s help, from this table.
 """
 

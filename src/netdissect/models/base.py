@@ -47,7 +47,7 @@ class ModelSource:
         load: ``load(spec, weights, trust_pickle, model_args) -> LoadedModel``.
         syntax: how the SPEC is written (``"caffe:deploy.prototxt"``), listed by the error for a
             SPEC that no source takes (and, for the built-in sources, by ``--model``'s help).
-        priority: sources are asked in ascending priority, ties in registration order; the
+        priority: sources are asked in ascending priority (ties: built-ins first, then registration order); the
             catch-alls (a callable's dotted path, a pickled file) have
             :data:`~netdissect.model_specs.CATCH_ALL` and above.
     """

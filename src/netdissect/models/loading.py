@@ -75,10 +75,13 @@ def load_model(
 
 def list_sources() -> list[ModelSource]:
     """Every registered model source (the built-in ones imported first) in the order :func:`load_model`
-    asks them: ascending ``priority``, ties in registration order."""
+    asks them: ascending ``priority``; ties: the built-in sources in :data:`BUILTIN_SOURCES` order
+    (whichever module was imported first), then the others in registration order."""
     for name in BUILTIN_SOURCE_MODULES:
         importlib.import_module(f"{__package__}.{name}")
-    return sorted(SOURCES, key=lambda s: s.priority)
+    builtin = {s.name: i for i, s in enumerate(BUILTIN_SOURCES)}
+    order = {id(s): i for i, s in enumerate(SOURCES)}
+    return sorted(SOURCES, key=lambda s: (s.priority, builtin.get(s.name, len(builtin)), order[id(s)]))
 
 
 def _load_demo(spec: str, weights: str | None, trust_pickle: bool, model_args: dict) -> LoadedModel:
