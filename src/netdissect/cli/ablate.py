@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from .options import _add_model_options, _add_preprocess_options, _load, _preprocess
+from .options import _add_model_options, _add_preprocess_options, _load_preprocessed
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -14,8 +13,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     from ..ablation import ablate
 
-    model = _load(args)
-    model = dataclasses.replace(model, preprocess=_preprocess(args, model.preprocess))
+    model = _load_preprocessed(args)
     result = ablate(
         model,
         args.images,

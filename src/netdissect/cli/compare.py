@@ -15,9 +15,8 @@ from .options import (
     _add_run_options,
     _config,
     _dataset_path,
-    _load,
+    _load_preprocessed,
     _prepared,
-    _preprocess,
 )
 
 
@@ -33,9 +32,8 @@ def cmd_rotation_sweep(args: argparse.Namespace) -> int:
     from ..data import BrodenDataset
     from ..rotation_sweep import rotation_sweep
 
-    model = _load(args)
-    preprocess = _preprocess(args, model.preprocess)
-    model = dataclasses.replace(model, preprocess=preprocess)
+    model = _load_preprocessed(args)
+    preprocess = model.preprocess
     dataset = BrodenDataset(_dataset_path(args.dataset, args.data_dir), preprocess=preprocess, prepared=_prepared(args))
     config = _config(args)
     options = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("rotate", "rotation_power")}

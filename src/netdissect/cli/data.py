@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .options import _dataset_path, _load, _parse_input_size
+from .options import _add_model_options, _dataset_path, _load, _parse_input_size
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -205,10 +205,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="resize whole images to N x N or H x W, as `dissect --input-size` will "
         "(default: the model's input size with --model, else the dataset's own size)",
     )
-    p.add_argument("--model", metavar="SPEC", help="take the input size from this model's preprocessing")
-    p.add_argument("--weights", help="the model's weights, if its source needs them to load")
-    p.add_argument("--model-args", default="{}", metavar="JSON", help="keyword arguments for the model constructor")
-    p.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled model file")
+    _add_model_options(
+        p,
+        required=False,
+        model_help="take the input size from this model's preprocessing",
+        weights_help="the model's weights, if its source needs them to load",
+        model_args_help="keyword arguments for the model constructor",
+        trust_help="allow loading a pickled model file",
+    )
     p.add_argument(
         "--out",
         metavar="DIR",

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from .options import _add_model_options, _add_preprocess_options, _load, _preprocess
+from .options import _add_model_options, _add_preprocess_options, _load_preprocessed
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from ..describe import describe
 
-    model = _load(args)
-    model = dataclasses.replace(model, preprocess=_preprocess(args, model.preprocess))
+    model = _load_preprocessed(args)
     result = describe(
         model,
         args.layers,

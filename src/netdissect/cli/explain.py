@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import _json_object
+from .options import _add_model_options, _json_object
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -123,20 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="T",
         help="IoU at which a unit is a detector, for the segmentation (default: the run's)",
     )
-    p.add_argument(
-        "--model",
-        metavar="SPEC",
-        help="the run's model, when its recorded SPEC does not load it as dissected (checked against the run's "
-        "weights fingerprint)",
-    )
-    p.add_argument("--weights", help="checkpoint (state dict) or torchvision weights name for the run's model")
-    p.add_argument(
-        "--model-args", default="{}", metavar="JSON", help="keyword arguments for the model constructor, as JSON"
-    )
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow loading pickled Python objects (can run code: only for files you trust)",
+    _add_model_options(
+        p,
+        required=False,
+        model_help="the run's model, when its recorded SPEC does not load it as dissected (checked against the "
+        "run's weights fingerprint)",
+        weights_help="checkpoint (state dict) or torchvision weights name for the run's model",
     )
     p.add_argument(
         "--dataset", metavar="DIR", help="the run's dataset, if it moved (its index.csv gives the image sizes)"

@@ -56,19 +56,21 @@ def _config(args: argparse.Namespace, **extra):
     return DissectConfig(**{**values, **extra})
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def _add_model_options(
+    p: argparse.ArgumentParser,
+    required: bool = True,
+    model_help: str | None = None,
+    weights_help: str = "checkpoint (state dict), torchvision weights name, or .caffemodel",
+    model_args_help: str = "keyword arguments for the model constructor, as JSON",
+    trust_help: str = "allow loading pickled Python objects (can run code: only for files you trust)",
+) -> None:
+    """``--model``, ``--weights``, ``--model-args`` and ``--trust-pickle``; a command may word them its way."""
     from ..model_specs import builtin_spec_help
 
-    p.add_argument("--model", required=True, metavar="SPEC", help=builtin_spec_help())
-    p.add_argument("--weights", help="checkpoint (state dict), torchvision weights name, or .caffemodel")
-    p.add_argument(
-        "--model-args", default="{}", metavar="JSON", help="keyword arguments for the model constructor, as JSON"
-    )
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow loading pickled Python objects (can run code: only for files you trust)",
-    )
+    p.add_argument("--model", required=required, metavar="SPEC", help=model_help or builtin_spec_help())
+    p.add_argument("--weights", help=weights_help)
+    p.add_argument("--model-args", default="{}", metavar="JSON", help=model_args_help)
+    p.add_argument("--trust-pickle", action="store_true", help=trust_help)
 
 
 def _add_layout_options(p: argparse.ArgumentParser) -> None:
@@ -193,6 +195,12 @@ def _json_object(text: str, option: str) -> dict:
     if not isinstance(value, dict):
         raise ModelError(f"{option} must be a JSON object")
     return value
+
+
+def _load_preprocessed(args: argparse.Namespace):
+    """The command line's model with its preprocessing overrides (``--mean``, ``--input-size`` ...)."""
+    model = _load(args)
+    return dataclasses.replace(model, preprocess=_preprocess(args, model.preprocess))
 
 
 def _load(args: argparse.Namespace):

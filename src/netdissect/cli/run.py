@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -21,8 +20,8 @@ from .options import (
     _config,
     _dataset_path,
     _load,
+    _load_preprocessed,
     _prepared,
-    _preprocess,
     _report,
 )
 
@@ -34,9 +33,8 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     from ..engine import dissect
 
     config = _config(args)
-    model = _load(args)
-    preprocess = _preprocess(args, model.preprocess)
-    model = dataclasses.replace(model, preprocess=preprocess)
+    model = _load_preprocessed(args)
+    preprocess = model.preprocess
     dataset = BrodenDataset(
         _dataset_path(args.dataset, args.data_dir),
         categories=args.categories,

@@ -19,6 +19,7 @@ from .concepts import ConceptLabels
 from .scores import auc_table, average_ranks, benjamini_hochberg, eligible_concepts
 
 CSV_FILE, JSON_FILE, NPZ_FILE = "descriptions.csv", "descriptions.json", "descriptions.npz"
+LAYER_FILES = (CSV_FILE, JSON_FILE, NPZ_FILE)  # a layer's descriptions
 CSV_HEADER = ("unit", "method", "rank", "concept", "score", "p_value", "significant")
 TOP_IMAGES = 10  # each unit's top images kept for the page
 WPMI_DECIMALS = 6  # WPMI scores equal to this many decimals are tied

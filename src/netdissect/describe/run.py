@@ -32,7 +32,7 @@ from ..outputs import DESCRIPTION, DISSECTION, GENERATOR, check_output, claim_ou
 from ..resume import Checkpointer, checkpoint_key
 from ..rundir import read_run, run_lock
 from .concepts import ConceptLabels, load_concepts
-from .result import DescriptionResult, LayerDescriptions, describe_layer, write_layer
+from .result import LAYER_FILES, DescriptionResult, LayerDescriptions, describe_layer, write_layer
 
 METHODS = ("auc", "wpmi")
 RUN_FILE = "describe.json"
@@ -155,15 +155,14 @@ def describe(
         result = _describe(
             layers, values, embeddings, probes, words, encoder, options, class_names, key, began, directory
         )
-        stale = [
-            name for name in (previous.get("layers", []) if previous.get("key") != key else []) if name not in layers
-        ]
+        others = [name for name in previous.get("layers", []) if name not in layers]
+        same = previous.get("key") == key  # the same descriptions: their other layers stay; else they go
         for name in layers:
             write_layer(result[name], directory / layer_dirname(name))
-        for name in stale:  # layers of the replaced descriptions
-            for suffix in ("csv", "json", "npz"):
-                (directory / layer_dirname(name) / f"descriptions.{suffix}").unlink(missing_ok=True)
-        kept = [] if previous.get("key") != key else [n for n in previous.get("layers", []) if n not in layers]
+        for name in [] if same else others:  # layers of the replaced descriptions
+            for file in LAYER_FILES:
+                (directory / layer_dirname(name) / file).unlink(missing_ok=True)
+        kept = others if same else []
         atomic_write_json(
             directory / RUN_FILE,
             {
