@@ -149,7 +149,7 @@ def _row(u: int, method: str, rank: int, concept: str, score: float, p: float | 
 def _formula_rows(values: np.ndarray, probes: ConceptLabels, tested: np.ndarray, options: dict) -> list[dict]:
     """The ``auc-formula`` rows: each unit's best formulas, their nominal p-values and BH over the layer's rows."""
     from .formulas import search_image_formulas
-    from .scores import _p_values
+    from .scores import mann_whitney_p
 
     n = values.shape[0]
     found = []
@@ -168,7 +168,7 @@ def _formula_rows(values: np.ndarray, probes: ConceptLabels, tested: np.ndarray,
         )
         for rank, f in enumerate(formulas, 1):
             n1 = np.array([float(f.positives)])
-            p = _p_values(np.array([[f.u_stat]]), n1, n - n1, ties, n)[0, 0]
+            p = mann_whitney_p(np.array([[f.u_stat]]), n1, n - n1, ties, n)[0, 0]
             found.append((u, rank, formula_text(f.terms, probes.names), f.auc, p))
     p_values = np.array([p for *_, p in found], dtype=np.float64)
     significant = benjamini_hochberg(p_values, options["alpha"]) if found else np.zeros(0, dtype=bool)

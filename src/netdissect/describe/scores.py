@@ -95,12 +95,13 @@ def auc_table(values: np.ndarray, labels: np.ndarray, tested: np.ndarray | None 
         u = (indicators @ ranks).T - n1 * (n1 + 1) / 2  # (chunk, k)
         u_stat[start:stop, columns] = u
         auc[start:stop, columns] = u / (n1 * n2)
-        p_value[start:stop, columns] = _p_values(u, n1, n2, ties, n)
+        p_value[start:stop, columns] = mann_whitney_p(u, n1, n2, ties, n)
     return AucTable(auc, u_stat, p_value, labels.sum(axis=0), tested)
 
 
-def _p_values(u: np.ndarray, n1: np.ndarray, n2: np.ndarray, ties: np.ndarray, n: int) -> np.ndarray:
-    """One-sided p-values P(U >= u) for a (units, concepts) table; exact where cheap."""
+def mann_whitney_p(u: np.ndarray, n1: np.ndarray, n2: np.ndarray, ties: np.ndarray, n: int) -> np.ndarray:
+    """One-sided p-values P(U >= u) for a (units, concepts) table of U statistics, the concepts'
+    positives ``n1`` and negatives ``n2``, the units' tie terms and N images; exact where cheap."""
     mean = n1 * n2 / 2
     spread = n1 * n2 / 12 * ((n + 1) - ties[:, None] / max(n * (n - 1), 1))
     sigma = np.sqrt(np.maximum(spread, 0.0))

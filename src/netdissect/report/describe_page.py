@@ -10,6 +10,7 @@ the page is listed in the run's ``extra_pages.json``. Torch is not imported.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -141,11 +142,10 @@ def _thumbnail(run_dir: Path, images: list[Path], index: int, used: dict[int, st
             with Image.open(images[index]) as im:
                 im = im.convert("RGB")
                 im.thumbnail((THUMBNAIL, THUMBNAIL))
-                target.parent.mkdir(exist_ok=True)
-                tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-                im.save(tmp, format="JPEG", quality=85)
-                os.replace(tmp, target)
+                buffer = io.BytesIO()
+                im.save(buffer, format="JPEG", quality=85)
         except (OSError, IndexError):
             return None
+        atomic_write_bytes(target, buffer.getvalue())
     used[index] = f"{IMAGES_DIR}/{target.name}"
     return used[index]
