@@ -12,7 +12,7 @@ datasets of N and 4N images at the demo size (128 px images, 64 px segmentations
     threshold it, and count the labels under the mask with numpy. It takes its thresholds from
     our result (it does not compute them: that work is free for the baseline), and its counts
     must equal ours exactly (checked, ``counts identical``);
-(c) the counting work alone: ``netdissect.tally.count_batch`` over pre-computed activations vs
+(c) the counting work alone: ``netdissect.math.tally.count_batch`` over pre-computed activations vs
     the baseline's loop over the same activations (no decoding, no forward pass);
 (d) the peak RSS of a dissection in a fresh process for N and for 4N images, in pure streaming
     mode (``cache_memory=0``, memory should not grow with the dataset) and with the default
@@ -55,8 +55,8 @@ from netdissect.data import synthetic as synthetic_module
 from netdissect.data import writer as writer_module
 from netdissect.data.broden import BrodenDataset, collate_broden
 from netdissect.data.synthetic import make_synthetic_dataset
+from netdissect.math.tally import Counts, count_batch
 from netdissect.models import demo as demo_module
-from netdissect.tally import Counts, count_batch
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -158,7 +158,7 @@ class LoopTally:
 
     For each image and each unit whose map exceeds its threshold somewhere: upsample that single
     map to the segmentation size (bilinear, half-pixel centres, antialiased when shrinking, as
-    ``netdissect.tally.upsample``), keep the pixels above the threshold and count, with numpy, the
+    ``netdissect.math.tally.upsample``), keep the pixels above the threshold and count, with numpy, the
     labels under them (image-level labels meet every masked pixel); the mask's area goes to
     ``act`` for every category annotated in the image.
     """
@@ -548,7 +548,7 @@ def print_tables(
             )
     print()
     print(f"(c) counting work only (same pre-computed activations of the N={n} dataset, no decoding or forward)")
-    print("    ours = netdissect.tally.count_batch per batch; baseline = per-unit loop per image")
+    print("    ours = netdissect.math.tally.count_batch per batch; baseline = per-unit loop per image")
     print(f"{'layers':<9}{'ours img/s':>11}{'loop img/s':>12}{'speedup':>9}   target")
     for set_name, k in kernels.items():
         met = ("MET" if k["speedup"] >= KERNEL_TARGET else "NOT MET") if set_name == "conv1-4" else ""

@@ -98,9 +98,9 @@ def dataset(cache: Path, n: int, size: int) -> Path:
 
 def project(gpu_speedup: float) -> dict:
     """Per-work-unit CPU costs of the formula work, scaled to Broden / ResNet-18 layer4."""
-    from netdissect.formulas import search_formulas
-    from netdissect.masks import masked_pixels
-    from netdissect.signatures import SignatureTable, batch_signatures, batch_table
+    from netdissect.formulas.search import search_formulas
+    from netdissect.formulas.signatures import SignatureTable, batch_signatures, batch_table
+    from netdissect.math.masks import masked_pixels
 
     g = torch.Generator().manual_seed(0)
     U, L, K = BROADEN["units"], BROADEN["labels"], BRODEN_TABLE["width"]

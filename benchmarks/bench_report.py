@@ -75,7 +75,7 @@ def run(cmd: list[str], env: dict, log: Path) -> dict:
 
 #: What ``netdissect demo`` imports, then the exit ``netdissect`` takes once torch is loaded.
 IMPORT_FLOOR = (
-    "import os, torch, netdissect.engine, netdissect.data.synthetic, netdissect.ablation.experiment, "
+    "import os, torch, netdissect.engine.runner, netdissect.data.synthetic, netdissect.ablation.experiment, "
     "netdissect.report, matplotlib.figure, matplotlib.backends.backend_agg; os._exit(0)"
 )
 

@@ -136,10 +136,10 @@ def agreement(run: Path, weights: Path, top_ks: tuple[int, ...] = (100, 20)) -> 
     normalised indicator of the labels the image holds (by the caption rule) and whose word
     embeddings are one-hot: what soft-WPMI says when the CLIP makes no mistake.
     """
+    from netdissect.capture.hooks import LayerCapture
     from netdissect.data import BrodenDataset
     from netdissect.describe.clip import ClipEncoder
     from netdissect.describe.wpmi import soft_wpmi
-    from netdissect.hooks import LayerCapture
     from netdissect.models import load_model
     from netdissect.models.demo_clip import demo_clip
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from netdissect.data import BrodenDataset
-from netdissect.results import DissectionResult, LayerResult
-from netdissect.rundir import dataset_identity
+from netdissect.runs.directory import dataset_identity
+from netdissect.runs.results import DissectionResult, LayerResult
 
 
 def fake_layer(

@@ -14,7 +14,7 @@ from torch import nn
 
 from netdissect.data.writer import encode_label_png
 from netdissect.models.preprocess import Preprocess
-from netdissect.resume import read_checkpoint
+from netdissect.runs.checkpoints import read_checkpoint
 
 #: Inputs in [0, 1], no normalisation: LookupNet reads the image's gray level back.
 RAW = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -53,7 +53,7 @@ def write_png(path: Path, labels: np.ndarray) -> None:
 
 
 def write_tiny_dataset(root: Path) -> Path:
-    """The hand-computed dataset of the IoU tests (see tests/test_tally.py for the numbers).
+    """The hand-computed dataset of the IoU tests (see tests/math/test_tally.py for the numbers).
 
     Labels: 1 dog (object), 2 leg (part), 3 tail (part), 4 park-s (scene), 5 cat (object).
     Image 0: dog on the top-left 2x2; part layers leg at (0,0) and tail at (0,0),(1,1) (two
@@ -196,7 +196,7 @@ def subprocess_env() -> dict[str, str]:
 
 
 def checkpoint_state(path: Path) -> dict | None:
-    """The state in a checkpoint file (:func:`netdissect.resume.read_checkpoint`), or None while there is none."""
+    """The state in a checkpoint file (:func:`netdissect.runs.checkpoints.read_checkpoint`), or None while there is none."""
     saved = read_checkpoint(path)
     return None if saved is None else saved[1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,8 +125,8 @@ def test_no_import_cycles():
 def test_graph_sees_function_level_imports():
     graph = package_graph()
     # engine imports passes at module level; the CLI imports the engine inside its commands
-    assert "netdissect.passes" in graph["netdissect.engine"]
-    assert "netdissect.engine" in graph["netdissect.cli.run"]
+    assert "netdissect.engine.passes" in graph["netdissect.engine.runner"]
+    assert "netdissect.engine.runner" in graph["netdissect.cli.run"]
 
 
 def test_every_module_imports_on_its_own():
@@ -158,3 +159,57 @@ def test_help_does_not_import_torch():
     script = "import sys; from netdissect.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+ARCHITECTURE = PACKAGE.parents[1] / "docs" / "design" / "architecture.md"
+
+
+def architecture_table() -> dict[str, set[str]]:
+    """Layer -> the module files (relative to the package) that docs/design/architecture.md's table names.
+
+    A cell names files (``errors.py``), a folder's modules (``data/`` (``broden``, ...)) or a
+    whole folder (``report/``).
+    """
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| layer")]
+    table: dict[str, set[str]] = {}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if len(cells) != 3 or cells[0].startswith("---"):
+            continue
+        files: set[str] = set()
+        for folder, members in re.findall(r"`([\w/]+/)`(?: \(([^)]*)\))?", cells[1]):
+            names = re.findall(r"`(\w+)`", members)
+            if names:
+                files |= {f"{folder}{name}.py" for name in names}
+            else:
+                files |= {
+                    str(p.relative_to(PACKAGE)) for p in (PACKAGE / folder).rglob("*.py") if p.name != "__init__.py"
+                }
+        files |= set(re.findall(r"`([\w/]+\.py)`", cells[1]))
+        table[cells[0]] = files
+    return table
+
+
+def test_architecture_table_names_every_module():
+    """Every module sits in one layer of the design's table, and every file the table names exists."""
+    table = architecture_table()
+    named = set().union(*table.values())
+    modules = {
+        str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")
+    }
+    assert sorted(modules - named) == [], "modules missing from docs/design/architecture.md"
+    assert sorted(named - modules) == [], "docs/design/architecture.md names files that do not exist"
+
+
+def test_package_root_holds_only_shared_modules():
+    """The root is the 'shared' layer; everything else lives in the folder of its layer."""
+    root = {p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert root == architecture_table()["shared"]
+
+
+def test_tests_mirror_the_package_folders():
+    """tests/<folder>/ exists for every subpackage with tests of its own modules."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert sorted(folder for folder in folders if not (tests / folder).is_dir()) == []

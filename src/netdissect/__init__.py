@@ -16,7 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _moved
 from ._version import __version__ as __version__
+
+_moved.install()  # old module paths of 0.1.0 (netdissect.results, ...) resolve for one release
 
 #: Public name -> module that defines it: the one list of the public API. The imports under
 #: TYPE_CHECKING below name the same names for type checkers (tests/test_public_api.py checks).
@@ -25,24 +28,24 @@ _EXPORTS = {
     "ablate": "ablation",
     "BrodenDataset": "data.broden",
     "BrodenMeta": "data.broden",
-    "DissectConfig": "config",
-    "dissect": "engine",
-    "import_results": "foreign",
+    "DissectConfig": "engine.config",
+    "dissect": "engine.runner",
+    "import_results": "runs.foreign",
     "describe": "describe",
     "DescriptionResult": "describe",
     "explain": "explain",  # explain: images segmented by units, per-image unit effects
     "ExplainResult": "explain",
     "NetDissectError": "errors",
-    "LayerCapture": "hooks",
+    "LayerCapture": "capture.hooks",
     "LoadedModel": "models.base",
     "load_model": "models.loading",
     "Preprocess": "models.preprocess",
     "annotate_images": "data.annotate",
-    "dissect_generator": "generator",
-    "Segmenter": "segmenter",
-    "load_segmenter": "segmenter",
-    "DissectionResult": "results",
-    "LayerResult": "results",
+    "dissect_generator": "segmenters.generator",
+    "Segmenter": "segmenters.model",
+    "load_segmenter": "segmenters.model",
+    "DissectionResult": "runs.results",
+    "LayerResult": "runs.results",
 }
 
 #: The public API: every name of :data:`_EXPORTS`, and the version.
@@ -52,26 +55,26 @@ if TYPE_CHECKING:
     # "X as X": an explicit re-export for type checkers (mypy --no-implicit-reexport)
     from .ablation import AblationResult as AblationResult
     from .ablation import ablate as ablate
-    from .config import DissectConfig as DissectConfig
+    from .capture.hooks import LayerCapture as LayerCapture
     from .data.annotate import annotate_images as annotate_images
     from .data.broden import BrodenDataset as BrodenDataset
     from .data.broden import BrodenMeta as BrodenMeta
     from .describe import DescriptionResult as DescriptionResult
     from .describe import describe as describe
-    from .engine import dissect as dissect
+    from .engine.config import DissectConfig as DissectConfig
+    from .engine.runner import dissect as dissect
     from .errors import NetDissectError as NetDissectError
     from .explain import ExplainResult as ExplainResult
     from .explain import explain as explain
-    from .foreign import import_results as import_results
-    from .generator import dissect_generator as dissect_generator
-    from .hooks import LayerCapture as LayerCapture
     from .models.base import LoadedModel as LoadedModel
     from .models.loading import load_model as load_model
     from .models.preprocess import Preprocess as Preprocess
-    from .results import DissectionResult as DissectionResult
-    from .results import LayerResult as LayerResult
-    from .segmenter import Segmenter as Segmenter
-    from .segmenter import load_segmenter as load_segmenter
+    from .runs.foreign import import_results as import_results
+    from .runs.results import DissectionResult as DissectionResult
+    from .runs.results import LayerResult as LayerResult
+    from .segmenters.generator import dissect_generator as dissect_generator
+    from .segmenters.model import Segmenter as Segmenter
+    from .segmenters.model import load_segmenter as load_segmenter
 
 
 def __getattr__(name: str) -> Any:

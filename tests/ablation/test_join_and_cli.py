@@ -14,7 +14,7 @@ from netdissect import AblationResult
 from netdissect.ablation.compute import pearson
 from netdissect.cli import main
 from netdissect.labels import display_name
-from netdissect.results import LayerResult
+from netdissect.runs.results import LayerResult
 
 
 def test_join_puts_each_units_label_beside_its_importance(demo_run, capsys):

@@ -21,7 +21,7 @@ from torch import nn
 
 from netdissect.files import layer_dirname
 from netdissect.models.base import model_fingerprint
-from netdissect.results import DissectionResult, LayerResult
+from netdissect.runs.results import DissectionResult, LayerResult
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 GREY = (128, 128, 128)

@@ -10,7 +10,7 @@ import torch
 from netdissect import explain
 from netdissect.cli import main
 from netdissect.data import BrodenDataset
-from netdissect.masks import masked_pixels, upsample
+from netdissect.math.masks import masked_pixels, upsample
 from netdissect.report.runview import LayerView
 
 

@@ -21,10 +21,10 @@ from explain_helpers import (
 from PIL import Image
 
 from netdissect import explain
+from netdissect.capture.tokens import tokens_to_map
 from netdissect.errors import ModelError
 from netdissect.explain.result import read_segmentation
-from netdissect.masks import masked_pixels
-from netdissect.tokens import tokens_to_map
+from netdissect.math.masks import masked_pixels
 
 RECTS = {"red": (1, 6, 1, 7), "green": (9, 15, 2, 8), "blue": (2, 8, 9, 15), "yellow": (10, 14, 10, 15)}
 

@@ -11,7 +11,7 @@ from PIL import Image
 from netdissect.explain import segment
 from netdissect.explain.result import read_segmentation, segmentation_png
 from netdissect.explain.segment import relative_activation, segment_by_units, unit_masks, winning_units
-from netdissect.masks import masked_pixels
+from netdissect.math.masks import masked_pixels
 from netdissect.report.explain_page import legend_colour
 
 

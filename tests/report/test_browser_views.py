@@ -180,7 +180,7 @@ def assert_fills(fits: list[dict]) -> None:
 
 
 def test_charts_fill_their_cards(page, formula_report, tmp_path):
-    from netdissect.report.compare import compare_runs
+    from netdissect.report.compare_page import compare_runs
 
     page.goto((formula_report / "index.html").as_uri())
     assert_fills(chart_fit(page, "#fractions-chart svg"))

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image
 
-from netdissect.ablation.page import curves_svg, scatter_svg
+from netdissect.report.ablation_page import curves_svg, scatter_svg
 from netdissect.report.charts import save_bar_graph_png, save_category_fractions_png
 from netdissect.report.compare_charts import detectors_per_layer_svg, emergence_svg, unique_detectors_svg
 from netdissect.report.svg import bar_graph_svg, category_fractions_svg

@@ -33,7 +33,7 @@ from netdissect.report.categories import (
 from netdissect.report.pages import layer_context, render_layer_page, run_context
 from netdissect.report.runview import LayerView, RunView
 from netdissect.report.svg import bar_graph_svg, category_fractions_svg, place_in_rows
-from netdissect.results import DissectionResult, LayerResult
+from netdissect.runs.results import DissectionResult, LayerResult
 
 EVIL = "<script>alert(1)</script>"
 LAYERS = ["conv3", "conv4"]

@@ -9,7 +9,7 @@ from helpers import RAW, LookupNet, gray_image
 from netdissect import dissect
 from netdissect.data import BrodenDataset
 from netdissect.data.writer import BrodenWriter, LabelSpec
-from netdissect.masks import masked_pixels, upsample
+from netdissect.math.masks import masked_pixels, upsample
 from netdissect.report.datarows import read_rows, rows_of
 from netdissect.report.strips import (
     COPY_BYTES_PER_PIXEL,
@@ -131,7 +131,7 @@ def test_formula_tiles_are_the_formula_on_the_label_maps(tmp_path):
     so is any other formula's, AND NOT included."""
     import dataclasses
 
-    from netdissect.formula_terms import evaluate_formula
+    from netdissect.formulas.terms import evaluate_formula
 
     n, seg_size = 5, 5
     rng = np.random.default_rng(7)

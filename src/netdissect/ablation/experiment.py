@@ -22,16 +22,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from .._version import __version__
+from ..capture.hooks import first_line, resolve_layers
 from ..devices import resolve_device
 from ..errors import ModelError, OptionError, RunDirectoryError
 from ..files import atomic_write_json
-from ..hooks import first_line, resolve_layers
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
-from ..outputs import ABLATION, MANIFEST, claim_output
-from ..resume import Checkpointer, checkpoint_key
-from ..rundir import finish_replacement, run_lock, swap_in_staged
-from ..runfiles import LOCK_FILE, REPLACED_DIR, STAGING_DIR, is_run_layer
+from ..runs.checkpoints import Checkpointer, checkpoint_key
+from ..runs.directory import finish_replacement, run_lock, swap_in_staged
+from ..runs.layout import LOCK_FILE, REPLACED_DIR, STAGING_DIR, is_run_layer
+from ..runs.outputs import ABLATION, MANIFEST, claim_output
 from . import compute
 from .images import ImageDataset, LabelledImages, collate_images, labelled_images, model_class_names, read_class_file
 from .result import JSON_FILE, AblationResult, rank_units
@@ -191,7 +191,7 @@ def _save(
     checkpointer.clear()
     if work != directory:  # an overwrite: the finished new ablation replaces the old one now
         swap_in_staged(directory, _entries(directory))
-    from .page import remove_page, write_ablation_page
+    from ..report.ablation_page import remove_page, write_ablation_page
 
     if report:
         write_ablation_page(result, directory, dissection)
@@ -237,7 +237,7 @@ def _run_directory(directory: Path | None, key_parts: dict, overwrite: bool) -> 
                 if _key(work) != key:  # nothing staged, or a staged ablation of other options
                     shutil.rmtree(work, ignore_errors=True)
             else:  # an unfinished different ablation: nothing finished to keep
-                from .page import clear_outputs
+                from ..report.ablation_page import clear_outputs
 
                 clear_outputs(directory)
                 shutil.rmtree(directory / CHECKPOINT.parent, ignore_errors=True)

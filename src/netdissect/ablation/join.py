@@ -10,8 +10,8 @@ import numpy as np
 
 from ..errors import ModelError, RunDirectoryError
 from ..labels import display_name
-from ..results import DissectionResult, LayerResult
-from ..runfiles import SUMMARY_FILE, is_finished_run
+from ..runs.layout import SUMMARY_FILE, is_finished_run
+from ..runs.results import DissectionResult, LayerResult
 from .compute import pearson, spearman
 from .result import AblationResult
 

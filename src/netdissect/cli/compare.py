@@ -21,7 +21,7 @@ from .options import (
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..report.compare import compare_runs
+    from ..report.compare_page import compare_runs
 
     index = compare_runs(args.runs, args.out, labels=args.labels, series=args.series, iou_threshold=args.iou_threshold)
     print(f"comparison: {index.resolve()}")
@@ -30,7 +30,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_rotation_sweep(args: argparse.Namespace) -> int:
     from ..data import BrodenDataset
-    from ..rotation_sweep import rotation_sweep
+    from ..engine.rotation_sweep import rotation_sweep
 
     model = _load_preprocessed(args)
     preprocess = model.preprocess

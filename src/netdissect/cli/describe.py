@@ -96,7 +96,7 @@ def demo_describe(model, data_dir: Path, args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the describe subcommand."""
-    from ..config import FORMULA_OPS
+    from ..engine.config import FORMULA_OPS
 
     p = sub.add_parser(
         "describe",

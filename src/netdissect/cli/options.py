@@ -11,14 +11,14 @@ from pathlib import Path
 
 def _add_option(p: argparse.ArgumentParser, name: str, **changes) -> None:
     """Add the flag of the run option ``name`` as ``config.RUN_OPTIONS`` declares it (``changes``: a command's own help)."""
-    from ..config import run_option
+    from ..engine.config import run_option
 
     flag, kwargs = run_option(name).argument()
     p.add_argument(flag, **{**kwargs, **changes})
 
 
 def _add_option_group(p: argparse.ArgumentParser, group: str) -> None:
-    from ..config import RUN_OPTIONS
+    from ..engine.config import RUN_OPTIONS
 
     for option in RUN_OPTIONS:
         if option.group == group:
@@ -48,7 +48,7 @@ def _report(args: argparse.Namespace, out: str, dataset) -> None:
 
 def _config(args: argparse.Namespace, **extra):
     """The ``DissectConfig`` of the run options the command's parser has (``extra``: fields it sets itself)."""
-    from ..config import RUN_OPTIONS, DissectConfig
+    from ..engine.config import RUN_OPTIONS, DissectConfig
 
     values = {o.name: o.value(getattr(args, o.dest)) for o in RUN_OPTIONS if o.flag and hasattr(args, o.dest)}
     if "top_images" in values:  # the report shows --examples top images per unit

@@ -6,7 +6,7 @@ import argparse
 
 
 def cmd_import_results(args: argparse.Namespace) -> int:
-    from ..foreign import CONVENTIONS, import_results
+    from ..runs.foreign import CONVENTIONS, import_results
 
     result = import_results(args.file, args.layer, args.out, format=args.format, model=args.model)
     layer = result[args.layer]

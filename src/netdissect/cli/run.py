@@ -30,7 +30,7 @@ DEFAULT_DEMO_OUT = "netdissect-demo"
 
 def cmd_dissect(args: argparse.Namespace) -> int:
     from ..data import BrodenDataset
-    from ..engine import dissect
+    from ..engine.runner import dissect
 
     config = _config(args)
     model = _load_preprocessed(args)
@@ -65,9 +65,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_layers(args: argparse.Namespace) -> int:
     import torch
 
+    from ..capture.hooks import layer_shapes
+    from ..capture.tokens import looks_channels_last, parse_tokens, token_grid
     from ..errors import OptionError
-    from ..hooks import layer_shapes
-    from ..tokens import looks_channels_last, parse_tokens, token_grid
 
     tokens = parse_tokens(args.tokens)
     if args.input_size < 1:
@@ -126,7 +126,7 @@ def demo_dataset(n: int, seed: int, progress: bool) -> Path:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..data import BrodenDataset
-    from ..engine import dissect
+    from ..engine.runner import dissect
     from ..models import load_model
     from ..models.demo import DEMO_LAYERS
 

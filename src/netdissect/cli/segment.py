@@ -22,7 +22,7 @@ from .options import (
 
 def _segmenter(args: argparse.Namespace):
     """The segmenter of the command line, with its class names and preprocessing overrides."""
-    from ..segmenter import load_segmenter
+    from ..segmenters.model import load_segmenter
 
     model_args = _json_object(args.segmenter_args, "--segmenter-args")
     segmenter = load_segmenter(args.segmenter, args.classes, args.segmenter_weights, args.trust_pickle, model_args)
@@ -52,8 +52,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 def cmd_dissect_generator(args: argparse.Namespace) -> int:
     from ..files import layer_dirname
-    from ..generator import CAUSAL_FILE, dissect_generator
     from ..models import load_model
+    from ..segmenters.generator import CAUSAL_FILE, dissect_generator
 
     generator = load_model(
         args.generator,

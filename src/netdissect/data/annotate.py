@@ -1,7 +1,7 @@
 """A Broden-format dataset from a segmentation model's labels: ``netdissect annotate``.
 
 Every image is (optionally resized to ``size`` x ``size``, bilinear, and) labelled by the
-segmenter at its own resolution (:func:`netdissect.segmenter.segment`); the label map is
+segmenter at its own resolution (:func:`netdissect.segmenters.model.segment`); the label map is
 stored, nearest-resized, at the segmentation size (``seg_size`` x ``seg_size``, default half
 the image's size) in the category ``object``, and with ``colors`` the CIELAB colour terms of
 :mod:`.colors` in the category ``color``. Object class k is label number k; colour term c
@@ -33,8 +33,8 @@ from ..devices import resolve_device
 from ..errors import DatasetError, OptionError
 from ..memory import require_memory
 from ..models.base import model_fingerprint
-from ..outputs import DATASET, MANIFEST, check_output
-from ..segmenter import Segmenter, load_segmenter, segment
+from ..runs.outputs import DATASET, MANIFEST, check_output
+from ..segmenters.model import Segmenter, load_segmenter, segment
 from .broden import decode_label_png
 from .colors import COLOR_NAMES, color_layer
 from .importer import stable_split
@@ -298,8 +298,8 @@ def annotate_images(
     """Label a folder of images with a segmenter and write a Broden-format dataset; returns ``out``.
 
     Args:
-        segmenter: a :class:`~netdissect.segmenter.Segmenter` or a segmenter SPEC (see
-            :func:`~netdissect.segmenter.load_segmenter`).
+        segmenter: a :class:`~netdissect.segmenters.model.Segmenter` or a segmenter SPEC (see
+            :func:`~netdissect.segmenters.model.load_segmenter`).
         images: folder of images, searched recursively (every file Pillow reads, or ``pattern``).
         out: the dataset directory to write.
         classes: class names or a file of them (default: the segmenter's own).

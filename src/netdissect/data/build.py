@@ -45,7 +45,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
-from ..outputs import DATASET, check_output
+from ..runs.outputs import DATASET, check_output
 from .broden import decode_label_png
 from .build_sources import Record, ade20k_records, dtd_records, opensurfaces_records, pascal_records, read_rgb
 from .colors import color_layer

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DatasetError
 from ..files import read_text_lines
-from ..outputs import DATASET, check_output
+from ..runs.outputs import DATASET, check_output
 from .writer import BrodenWriter, LabelSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

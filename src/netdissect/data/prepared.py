@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..errors import DatasetError
-from ..outputs import PREPARED, check_output
+from ..runs.outputs import PREPARED, check_output
 
 if TYPE_CHECKING:
     from .broden import BrodenDataset

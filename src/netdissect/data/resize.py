@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
-from ..outputs import DATASET, check_output
+from ..runs.outputs import DATASET, check_output
 from .broden import BrodenMeta, decode_label_png
 from .writer import BrodenWriter, LabelSpec
 

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..errors import OptionError
 from ..memory import require_memory
-from ..outputs import DATASET, check_output
+from ..runs.outputs import DATASET, check_output
 from .synthetic_scenes import (
     CATEGORIES,
     LABELS,

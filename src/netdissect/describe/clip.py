@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..capture.hooks import first_line
 from ..devices import resolve_device
 from ..errors import ModelError, NetDissectError
-from ..hooks import first_line
 
 __all__ = ["ACCEPTED_SPECS", "ClipEncoder", "load_clip", "resize_images"]
 

@@ -1,7 +1,7 @@
 """Image-level formulas of concepts (INVERT's compositional descriptions), scored by AUC.
 
 A formula of up to N concepts joined by AND, OR and AND NOT, left-nested as in ``dissect
---formula-length`` (:mod:`netdissect.formula_terms`: the same terms, text and operators), is a
+--formula-length`` (:mod:`netdissect.formulas.terms`: the same terms, text and operators), is a
 boolean vector over the probe images: ``(water OR river) AND NOT blue`` holds on an image with
 water or river and no blue. Its score for a unit is the AUC of the unit's values for the images
 where the formula holds against the others. A beam search grows each unit's best formulas one
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..formula_terms import Terms
+from ..formulas.terms import Terms
 
 
 @dataclass

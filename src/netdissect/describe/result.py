@@ -14,7 +14,7 @@ import numpy as np
 from ..ablation.images import normalise
 from ..errors import OptionError
 from ..files import atomic_write_bytes, atomic_write_json
-from ..formula_terms import formula_text
+from ..formulas.terms import formula_text
 from .concepts import ConceptLabels
 from .scores import auc_table, average_ranks, benjamini_hochberg, eligible_concepts
 

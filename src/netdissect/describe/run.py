@@ -22,15 +22,15 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..capture.hooks import resolve_layers
 from ..devices import resolve_device
 from ..errors import OptionError, RunDirectoryError
 from ..files import atomic_write_json, layer_dirname, read_text_lines
-from ..hooks import resolve_layers
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
-from ..outputs import DESCRIPTION, DISSECTION, GENERATOR, check_output, claim_output, read_kind
-from ..resume import Checkpointer, checkpoint_key
-from ..rundir import read_run, run_lock
+from ..runs.checkpoints import Checkpointer, checkpoint_key
+from ..runs.directory import read_run, run_lock
+from ..runs.outputs import DESCRIPTION, DISSECTION, GENERATOR, check_output, claim_output, read_kind
 from .concepts import ConceptLabels, load_concepts
 from .result import LAYER_FILES, DescriptionResult, LayerDescriptions, describe_layer, write_layer
 
@@ -95,7 +95,7 @@ def describe(
         A :class:`DescriptionResult` (``result[layer]`` is a layer's :class:`LayerDescriptions`).
     """
     methods = _check_options(methods, clip, top_k, min_images, max_fraction, alpha, formula_length, beam, batch_size)
-    from ..config import parse_formula_ops
+    from ..engine.config import parse_formula_ops
 
     ops = parse_formula_ops(formula_ops if isinstance(formula_ops, str) else list(formula_ops))
     loaded = _loaded(model)

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ..capture.hooks import LayerCapture, first_line
+from ..capture.tokens import channels_last_to_map, tokens_to_map
 from ..errors import DatasetError, ModelError
-from ..hooks import LayerCapture, first_line
 from ..models.base import LoadedModel
-from ..resume import Checkpointer
-from ..tokens import channels_last_to_map, tokens_to_map
+from ..runs.checkpoints import Checkpointer
 
 
 def image_level(

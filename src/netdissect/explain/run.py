@@ -18,9 +18,9 @@ from .._version import __version__
 from ..devices import resolve_device
 from ..errors import OptionError, RunDirectoryError
 from ..models.base import LoadedModel
-from ..outputs import EXPLANATION, check_output, claim_output
-from ..rundir import finish_replacement, run_lock, swap_in_staged
-from ..runfiles import STAGING_DIR, is_run_layer
+from ..runs.directory import finish_replacement, run_lock, swap_in_staged
+from ..runs.layout import STAGING_DIR, is_run_layer
+from ..runs.outputs import EXPLANATION, check_output, claim_output
 from .effects import LayerRunner
 from .result import ExplainResult, ImageExplanation
 from .segment import segment_by_units, unit_masks
@@ -251,7 +251,7 @@ def _write(result: ExplainResult, directory: Path, source: RunLayer, report: boo
     if not os.access(run, os.W_OK):  # a read-only run keeps its pages as they are
         return
     from ..report import add_extra_page, write_run_page
-    from ..runfiles import SUMMARY_FILE
+    from ..runs.layout import SUMMARY_FILE
 
     if report:
         add_extra_page(run, f"Explained images · {source.layer}", directory / "index.html")

@@ -1,8 +1,8 @@
 """Segmentation of one image by a layer's detector units (NetDissect TPAMI, "segmentation by units").
 
 Pure tensor functions. A unit's mask on an image is exactly its dissection mask: the activation
-map upsampled to the segmentation size by :func:`netdissect.masks.upsample` (bit-identical to
-the masks :func:`netdissect.masks.masked_pixels` counts) and kept where it exceeds the unit's
+map upsampled to the segmentation size by :func:`netdissect.math.masks.upsample` (bit-identical to
+the masks :func:`netdissect.math.masks.masked_pixels` counts) and kept where it exceeds the unit's
 threshold. A pixel where several detector units fire takes the unit whose activation is the
 largest *relative to its threshold*, ``(a - t) / |t|`` (``a / t - 1`` for the usual positive
 thresholds; ties: the lower unit number); pixels where none fires stay unlabelled.
@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from ..masks import upsample
+from ..math.masks import upsample
 
 #: Detector maps upsampled at once (bounds memory: units x segmentation pixels x 4 bytes).
 UNIT_CHUNK = 64

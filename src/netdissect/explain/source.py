@@ -21,9 +21,9 @@ from ..errors import DatasetError, ModelError, OptionError, RunDirectoryError
 from ..files import layer_dirname
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
-from ..outputs import DISSECTION, read_kind
 from ..report.runview import LayerView
-from ..runfiles import SUMMARY_FILE, UNITS_FILE
+from ..runs.layout import SUMMARY_FILE, UNITS_FILE
+from ..runs.outputs import DISSECTION, read_kind
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 

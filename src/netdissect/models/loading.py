@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..capture.hooks import first_line
 from ..errors import ModelError
-from ..hooks import first_line
 from ..model_specs import BUILTIN_SOURCES, spec_list
 from .base import (
     SOURCES,

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..capture.hooks import first_line
 from ..errors import ModelError
-from ..hooks import first_line
 from .base import LoadedModel, model_options, register_builtin
 from .preprocess import Preprocess
 

@@ -33,8 +33,8 @@ from urllib.parse import quote
 
 from ..errors import DatasetError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes, layer_dirname
-from ..outputs import DISSECTION, GENERATOR, IMPORTED, read_kind
-from ..runfiles import SUMMARY_FILE
+from ..runs.layout import SUMMARY_FILE
+from ..runs.outputs import DISSECTION, GENERATOR, IMPORTED, read_kind
 from . import strips as _strips
 from .categories import bar_data
 from .datarows import Rows, read_rows, rows_of
@@ -44,7 +44,7 @@ from .runview import RunView
 
 if TYPE_CHECKING:
     from ..data.broden import BrodenDataset
-    from ..results import DissectionResult
+    from ..runs.results import DissectionResult
 
 __all__ = [
     "add_extra_page",

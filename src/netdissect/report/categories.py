@@ -15,7 +15,7 @@ from ..labels import display_name
 from .runview import LayerView, RunView
 
 if TYPE_CHECKING:
-    from ..results import DissectionResult, LayerResult
+    from ..runs.results import DissectionResult, LayerResult
 
 #: What the page functions read: a layer's results (``LayerResult`` or the torch-free ``LayerView``).
 AnyLayer = Union["LayerResult", LayerView]

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..ablation.images import normalise
 from ..files import atomic_write_bytes, layer_dirname
-from ..runfiles import UNITS_FILE
+from ..runs.layout import UNITS_FILE
 from .pages import environment
 
 PAGE = "describe.html"

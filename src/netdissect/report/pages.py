@@ -117,7 +117,7 @@ def layer_context(
     """The template context of a layer page.
 
     Args:
-        result: the layer's results (:class:`~netdissect.results.LayerResult` or
+        result: the layer's results (:class:`~netdissect.runs.results.LayerResult` or
             :class:`~netdissect.report.runview.LayerView`).
         tiles: ``{unit (1-based): dataset positions of the top images shown}``; the page draws
             them from ``../report-images/`` and the layer's ``masks.js``. Units missing here get
@@ -248,7 +248,7 @@ def latent_input(result: AnyRun, dataset: Mapping) -> str | None:
     directory = getattr(result, "directory", None)
     if directory is None:
         return None
-    from ..outputs import GENERATOR, read_kind
+    from ..runs.outputs import GENERATOR, read_kind
 
     kind = read_kind(directory)
     if kind is None or kind.name != GENERATOR.name:

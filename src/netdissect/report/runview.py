@@ -1,9 +1,9 @@
 """A run directory read for the report without torch: what the pages show, from the saved files.
 
-:class:`netdissect.results.LayerResult` recomputes IoU and best labels with torch (its
+:class:`netdissect.runs.results.LayerResult` recomputes IoU and best labels with torch (its
 ``__post_init__``), and importing torch alone costs seconds, more than rebuilding a small
 report. :class:`LayerView` reads the same files (``units.json``, ``iou.npz``, ``top_maps.npz``)
-through :func:`netdissect.runfiles.read_layer` (as ``LayerResult.load`` does) and exposes the
+through :func:`netdissect.runs.layout.read_layer` (as ``LayerResult.load`` does) and exposes the
 attributes the report uses, with the same values: the IoU matrix is the one the dissection
 saved, best labels come from :func:`netdissect.labels.unit_labels` as in ``LayerResult`` and
 the summary is the one in ``units.json``. Extra per-unit fields of ``units.json`` (e.g.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..formula_terms import UnitFormulas
+from ..formulas.terms import UnitFormulas
 from ..labels import unit_labels
-from ..runfiles import layer_path, read_layer, read_summary
+from ..runs.layout import layer_path, read_layer, read_summary
 
 __all__ = ["LayerView", "RunView"]
 

@@ -8,7 +8,7 @@ tinted) in the browser, so Python only
   byte; other images are re-encoded as JPEG at quality :data:`JPEG_QUALITY`),
 * computes every unit mask of a layer in batched numpy passes: the unit's saved activation maps
   on its top images (``top_maps.npz``) upsampled to the image size exactly as the dissection
-  does (:func:`netdissect.masks.upsample`, bit-identical float32 operations) and thresholded,
+  does (:func:`netdissect.math.masks.upsample`, bit-identical float32 operations) and thresholded,
 * computes the ground truth of each unit's label on those images (at the segmentation size),
 * and packs the masks of a unit as 1-bit rows (``numpy.packbits``), zlib-compressed, base64.
 
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..bilinear import SLACK, axis_table, bilinear
 from ..files import atomic_write_json
-from ..formula_terms import Terms, evaluate_formula
+from ..formulas.terms import Terms, evaluate_formula
+from ..math.bilinear import SLACK, axis_table, bilinear
 from .datarows import Rows
 
 IMAGES_DIR = "report-images"
@@ -54,7 +54,7 @@ def default_workers() -> int:
 
 @lru_cache(maxsize=64)
 def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
-    """The bilinear table of :func:`netdissect.bilinear.axis_table`, laid out for whole-cell blocks.
+    """The bilinear table of :func:`netdissect.math.bilinear.axis_table`, laid out for whole-cell blocks.
 
     Returns ``(cell_lo, cell_hi, positions, w_lo, w_hi)``: cell ``c`` (0 .. n_in) holds the output
     positions ``positions[c]`` (padded with ``n_out``) between its source positions ``cell_lo[c]``
@@ -72,7 +72,7 @@ def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
 def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int, int]) -> np.ndarray:
     """Boolean masks ``(P, H, W)``: maps ``(P, h, w)`` upsampled to ``size`` and kept above their threshold.
 
-    The same values as ``netdissect.masks.upsample(maps, size) > thresholds``: enlarging
+    The same values as ``netdissect.math.masks.upsample(maps, size) > thresholds``: enlarging
     evaluates the same float32 formula, only in the cells of the source grid where a corner
     can exceed the threshold (as ``masks.masked_pixels``); shrinking calls ``masks.upsample``.
     """
@@ -85,7 +85,7 @@ def unit_masks(maps: np.ndarray, thresholds: np.ndarray | float, size: tuple[int
     if h > sh or w > sw:
         import torch
 
-        from ..masks import upsample
+        from ..math.masks import upsample
 
         limits = torch.from_numpy(np.array(thr))[:, None, None]
         return (upsample(torch.from_numpy(np.array(maps)), size) > limits).numpy()

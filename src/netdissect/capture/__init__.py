@@ -1,0 +1,1 @@
+"""Capture: named layers' outputs from one forward pass (``hooks``), token sequences as maps (``tokens``)."""

@@ -1,0 +1,1 @@
+"""Concepts labelled by a segmentation model (``model``) and GAN Dissection (``generator``)."""
