@@ -237,3 +237,19 @@ def one_line_error(capsys, argv: list[str]) -> str:
     lines = [line for line in captured.err.splitlines() if line.strip() and "%|" not in line]
     assert len(lines) == 1 and lines[0].startswith("netdissect: error: "), captured.err
     return lines[0]
+
+
+#: The hand-computed batch of the IoU count tests (tests/math/test_tally.py, tests/engine/test_null.py):
+#: per label, its category.
+LABEL_CATEGORY = torch.tensor([-1, 0, 1, 1, 2, 0])  # object=0, part=1, scene=2
+
+
+def tiny_batch():
+    seg = torch.zeros(2, 3, 4, 4, dtype=torch.int32)
+    seg[0, 0, :2, :2] = 1  # dog
+    seg[0, 1, 0, 0] = 2  # leg, part layer 1
+    seg[0, 2, 0, 0] = seg[0, 2, 1, 1] = 3  # tail, part layer 2: (0,0) carries two part labels
+    seg[1, 0, 0, 0] = 5  # cat
+    scalars = torch.tensor([[4], [0]])  # park-s on image 0; padding 0 on image 1
+    present = torch.tensor([[True, True, True], [True, False, False]])
+    return seg, scalars, present

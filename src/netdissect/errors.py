@@ -70,3 +70,9 @@ def os_error_message(exc: OSError) -> str:
     if not paths:
         return _original_message(str(exc)).strip().splitlines()[-1] if str(exc) else type(exc).__name__
     return f"{' -> '.join(paths)}: {reason}"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

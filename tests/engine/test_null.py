@@ -6,9 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_tally import LABEL_CATEGORY, tiny_batch
 
-from helpers import RAW, LookupNet, tiny_maps, write_planted_dataset
+from helpers import LABEL_CATEGORY, RAW, LookupNet, tiny_batch, tiny_maps, write_planted_dataset
 from netdissect import BrodenDataset, DissectConfig, LayerResult, dissect
 from netdissect.errors import OptionError
 from netdissect.math.tally import (

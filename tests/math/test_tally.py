@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import tiny_maps
+from helpers import LABEL_CATEGORY, tiny_batch, tiny_maps
 from netdissect.labels import best_labels
 from netdissect.math.masks import upsample
 from netdissect.math.tally import (
@@ -19,19 +19,6 @@ from netdissect.math.tally import (
     lite_quantile_level,
     threshold_level,
 )
-
-LABEL_CATEGORY = torch.tensor([-1, 0, 1, 1, 2, 0])  # object=0, part=1, scene=2
-
-
-def tiny_batch():
-    seg = torch.zeros(2, 3, 4, 4, dtype=torch.int32)
-    seg[0, 0, :2, :2] = 1  # dog
-    seg[0, 1, 0, 0] = 2  # leg, part layer 1
-    seg[0, 2, 0, 0] = seg[0, 2, 1, 1] = 3  # tail, part layer 2: (0,0) carries two part labels
-    seg[1, 0, 0, 0] = 5  # cat
-    scalars = torch.tensor([[4], [0]])  # park-s on image 0; padding 0 on image 1
-    present = torch.tensor([[True, True, True], [True, False, False]])
-    return seg, scalars, present
 
 
 @pytest.mark.parametrize("mode", ["paper", "lite"])

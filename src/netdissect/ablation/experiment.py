@@ -22,9 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from .._version import __version__
-from ..capture.hooks import first_line, resolve_layers
+from ..capture.hooks import resolve_layers
 from ..devices import resolve_device
-from ..errors import ModelError, OptionError, RunDirectoryError
+from ..errors import ModelError, OptionError, RunDirectoryError, first_line
 from ..files import atomic_write_json
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess

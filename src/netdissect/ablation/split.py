@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ..capture.hooks import first_line, resolve_layers
-from ..errors import ModelError
+from ..capture.hooks import resolve_layers
+from ..errors import ModelError, first_line
 
 
 def logits_of(output: Any, where: str) -> torch.Tensor:

@@ -8,13 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import ModelError
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from ..errors import ModelError, first_line
 
 
 class _StopForward(Exception):

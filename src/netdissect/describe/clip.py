@@ -34,9 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..capture.hooks import first_line
 from ..devices import resolve_device
-from ..errors import ModelError, NetDissectError
+from ..errors import ModelError, NetDissectError, first_line
 
 __all__ = ["ACCEPTED_SPECS", "ClipEncoder", "load_clip", "resize_images"]
 
@@ -362,19 +361,9 @@ def _pooled(out: Any) -> Any:
 
 
 def _load_callable(spec: str, device: torch.device) -> ClipEncoder:
-    from ..models.base import cwd_on_path
+    from ..models.base import import_object
 
-    module_name, _, attr = spec.partition(":")
-    cwd_on_path()
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(f"cannot import {module_name!r} for CLIP spec {spec!r}: {first_line(exc)}") from None
-    factory: Any = module
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise ModelError(f"module {module_name!r} has no attribute {attr!r} (CLIP spec {spec!r})")
-        factory = getattr(factory, part)
+    factory = import_object(spec, "CLIP")
     try:
         model = factory() if callable(factory) and not hasattr(factory, "encode_image") else factory
     except Exception as exc:

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..capture.hooks import LayerCapture, first_line
+from ..capture.hooks import LayerCapture
 from ..capture.tokens import channels_last_to_map, tokens_to_map
-from ..errors import DatasetError, ModelError
+from ..errors import DatasetError, ModelError, first_line
 from ..models.base import LoadedModel
 from ..runs.checkpoints import Checkpointer
 

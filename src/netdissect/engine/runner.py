@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..capture.hooks import first_line, resolve_layers
+from ..capture.hooks import resolve_layers
 from ..data.broden import BrodenDataset
 from ..devices import resolve_device
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.loading import load_model
 from ..models.preprocess import Preprocess

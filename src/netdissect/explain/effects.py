@@ -22,8 +22,8 @@ from torch import nn
 
 from ..ablation import compute
 from ..ablation.split import Split, split_model
-from ..capture.hooks import as_feature_map, first_line
-from ..errors import ModelError
+from ..capture.hooks import as_feature_map
+from ..errors import ModelError, first_line
 
 
 class UnitsOnAxis1:

@@ -9,6 +9,7 @@ priority, whether it takes the SPEC. Sources import this module only, never the 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import pickle
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..model_specs import builtin_source
 from .preprocess import Preprocess
 
@@ -187,6 +188,25 @@ def cwd_on_path() -> None:
     """Let user modules in the current directory import (as ``python -m`` would)."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+def import_object(spec: str, kind: str) -> Any:
+    """The object a ``module:attribute.path`` SPEC names; modules in the current directory import.
+
+    Errors are one-line :class:`ModelError` s naming the ``kind`` of SPEC (``"model"``, ``"CLIP"``).
+    """
+    module_name, _, attr = spec.partition(":")
+    cwd_on_path()
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(f"cannot import {module_name!r} for {kind} spec {spec!r}: {first_line(exc)}") from None
+    value: Any = module
+    for part in attr.split("."):
+        if not hasattr(value, part):
+            raise ModelError(f"module {module_name!r} has no attribute {attr!r} ({kind} spec {spec!r})")
+        value = getattr(value, part)
+    return value
 
 
 def load_checkpoint(

@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..capture.hooks import first_line
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..model_specs import BUILTIN_SOURCES, spec_list
 from .base import (
     SOURCES,
     LoadedModel,
     ModelSource,
     cwd_on_path,
+    import_object,
     load_checkpoint,
     load_state,
     loading_as,
@@ -155,17 +155,7 @@ def _looks_like_path(weights: str) -> bool:
 
 
 def _callable(spec: str, model_args: dict) -> nn.Module:
-    module_name, _, attr = spec.partition(":")
-    cwd_on_path()
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(f"cannot import {module_name!r} for model spec {spec!r}: {exc}") from None
-    factory = module
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise ModelError(f"module {module_name!r} has no attribute {attr!r} (model spec {spec!r})")
-        factory = getattr(factory, part)
+    factory = import_object(spec, "model")
     if callable(factory) and not isinstance(factory, nn.Module):
         try:
             model = factory(**model_args)

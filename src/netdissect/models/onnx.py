@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capture.hooks import first_line
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from .base import LoadedModel, model_options, register_builtin
 from .preprocess import Preprocess
 

@@ -34,8 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..capture.hooks import first_line
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from .base import LoadedModel, load_state, model_options, prefix_matcher, register_builtin, torch_load
 from .preprocess import Preprocess
 

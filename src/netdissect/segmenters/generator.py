@@ -32,13 +32,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..capture.hooks import first_line, resolve_layers
+from ..capture.hooks import resolve_layers
 from ..data.annotate import SEG_BYTES_PER_PIXEL, AnnotationWriter
 from ..data.broden import BrodenDataset
 from ..devices import resolve_device
 from ..engine.config import DissectConfig
 from ..engine.runner import run_dissection
-from ..errors import ModelError, NetDissectError, OptionError, RunDirectoryError
+from ..errors import ModelError, NetDissectError, OptionError, RunDirectoryError, first_line
 from ..files import atomic_write_json, layer_dirname
 from ..memory import require_memory
 from ..models.base import LoadedModel, model_fingerprint
