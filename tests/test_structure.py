@@ -213,3 +213,55 @@ def test_tests_mirror_the_package_folders():
     tests = Path(__file__).resolve().parent
     folders = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     assert sorted(folder for folder in folders if not (tests / folder).is_dir()) == []
+
+
+#: The layers of docs/design/architecture.md, lowest first, by folder ("" is the package root's
+#: shared modules). A module imports modules of its own layer or lower ones.
+LAYERS = (
+    {""},
+    {"models"},
+    {"capture"},
+    {"math"},
+    {"formulas"},
+    {"runs"},
+    {"data"},
+    {"engine"},
+    {"ablation", "describe", "explain", "segmenters"},
+    {"report"},
+    {"cli"},
+)
+#: The package's front door imports from every layer: the lazy public API and the old module paths.
+FRONT_DOOR = {"netdissect", "netdissect._moved"}
+
+
+def layer_of(name: str) -> int:
+    parts = name.split(".")
+    folder = parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else ""
+    return next(i for i, layer in enumerate(LAYERS) if folder in layer)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a higher layer; a feature may import its page (``report.<feature>_page``)."""
+    found = []
+    for name, targets in graph.items():
+        if name in FRONT_DOOR:
+            continue
+        for target in targets:
+            page = target.startswith("netdissect.report.") and target.endswith("_page")
+            if layer_of(target) > layer_of(name) and not (page and layer_of(name) == layer_of("netdissect.explain")):
+                found.append(f"{name} -> {target}")
+    return sorted(found)
+
+
+def test_layer_rule_finds_a_planted_upward_import():
+    graph = {
+        "netdissect.math.tally": {"netdissect.engine.config"},
+        "netdissect.engine.passes": {"netdissect.math.tally"},
+    }
+    assert upward_imports(graph) == ["netdissect.math.tally -> netdissect.engine.config"]
+    assert upward_imports({"netdissect.describe.run": {"netdissect.report.describe_page"}}) == []
+    assert upward_imports({"netdissect.describe.run": {"netdissect.report.pages"}}) != []
+
+
+def test_layers_import_downwards():
+    assert upward_imports(package_graph()) == []

@@ -40,7 +40,7 @@ _EXPORTS = {
     "LoadedModel": "models.base",
     "load_model": "models.loading",
     "Preprocess": "models.preprocess",
-    "annotate_images": "data.annotate",
+    "annotate_images": "segmenters.annotate",
     "dissect_generator": "segmenters.generator",
     "Segmenter": "segmenters.model",
     "load_segmenter": "segmenters.model",
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from .ablation import AblationResult as AblationResult
     from .ablation import ablate as ablate
     from .capture.hooks import LayerCapture as LayerCapture
-    from .data.annotate import annotate_images as annotate_images
     from .data.broden import BrodenDataset as BrodenDataset
     from .data.broden import BrodenMeta as BrodenMeta
     from .describe import DescriptionResult as DescriptionResult
@@ -72,6 +71,7 @@ if TYPE_CHECKING:
     from .runs.foreign import import_results as import_results
     from .runs.results import DissectionResult as DissectionResult
     from .runs.results import LayerResult as LayerResult
+    from .segmenters.annotate import annotate_images as annotate_images
     from .segmenters.generator import dissect_generator as dissect_generator
     from .segmenters.model import Segmenter as Segmenter
     from .segmenters.model import load_segmenter as load_segmenter

@@ -37,11 +37,12 @@ MOVED = {
     "foreign": "runs.foreign",
     "outputs": "runs.outputs",
     "formula_terms": "formulas.terms",
-    "formula_pass": "formulas.collector",
+    "formula_pass": "engine.formula_collector",
     "signatures": "formulas.signatures",
     "segmenter": "segmenters.model",
     "generator": "segmenters.generator",
     "report.compare": "report.compare_page",
+    "data.annotate": "segmenters.annotate",
 }
 #: modules that became packages of the same name: their attributes now live in one submodule
 BECAME_PACKAGES = {"engine": "runner", "formulas": "search"}

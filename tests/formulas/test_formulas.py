@@ -396,7 +396,7 @@ def counting_net(maps: torch.Tensor, forwards: list) -> LookupNet:
 
 def test_interrupted_search_restarts_without_the_passes(tmp_path, monkeypatch):
     """A run killed during the beam search continues from pass 2's final checkpoint."""
-    import netdissect.formulas.collector as formula_pass  # FormulaCollector.finish runs the search
+    import netdissect.engine.formula_collector as formula_pass  # FormulaCollector.finish runs the search
 
     maps = write_planted_dataset(tmp_path / "ds", n=12, random_units=3)
     data = BrodenDataset(tmp_path / "ds", preprocess=RAW)
@@ -419,7 +419,7 @@ def test_interrupted_search_restarts_without_the_passes(tmp_path, monkeypatch):
 
 
 def test_interrupted_pass2_resumes_the_tables(tmp_path, monkeypatch):
-    from netdissect.formulas.collector import FormulaCollector
+    from netdissect.engine.formula_collector import FormulaCollector
 
     maps = write_planted_dataset(tmp_path / "ds", n=12, random_units=3)
     data = BrodenDataset(tmp_path / "ds", preprocess=RAW)

@@ -96,7 +96,7 @@ def demo_describe(model, data_dir: Path, args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the describe subcommand."""
-    from ..engine.config import FORMULA_OPS
+    from ..formulas.terms import FORMULA_OPS
 
     p = sub.add_parser(
         "describe",

@@ -30,7 +30,7 @@ def _segmenter(args: argparse.Namespace):
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from ..data.annotate import annotate_images
+    from ..segmenters.annotate import annotate_images
 
     path = annotate_images(
         _segmenter(args),

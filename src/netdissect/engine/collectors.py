@@ -4,7 +4,7 @@ Pass 2 (:meth:`netdissect.engine.passes.Runner.pass_counts`) reads the dataset's
 each batch, and then each layer's maps with their masked pixels, to every :class:`Collector`
 of a list (as baukit's ``Stat`` objects): :class:`CountCollector` (the IoU counts),
 :class:`NullCollector` (the permutation null's counts, with ``null_samples``) and
-:class:`netdissect.formulas.collector.FormulaCollector` (the formulas' signature tables, with
+:class:`netdissect.engine.formula_collector.FormulaCollector` (the formulas' signature tables, with
 ``formula_length`` > 1). A collector's ``state_dict`` goes into pass 2's checkpoints and is
 read back by ``load_state_dict``; ``merge`` combines the ranks' collectors under
 ``torch.distributed``; ``finish`` gives, per layer, the :class:`~netdissect.runs.results.LayerResult`

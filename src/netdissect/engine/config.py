@@ -18,11 +18,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import OptionError
+from ..formulas.terms import FORMULA_OPS
+from ..math import IOU_MODES
 
-IOU_MODES = ("paper", "lite")
 MAX_NULL_SAMPLES = 100  # null counts take 8 * K * units * labels bytes per layer
 MEMORY_FORMATS = ("contiguous", "channels_last")
-FORMULA_OPS = ("and", "or", "andnot")  # as netdissect.formulas.search.OPS (this module imports no torch)
 DEFAULT_BEAM = 5  # the beam width of the formula search
 NULL_SEED = 20170721  # the null's shifts are reproducible: a fixed seed, batches in dataset order
 

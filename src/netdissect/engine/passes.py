@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from ..capture.hooks import LayerCapture, as_feature_map
 from ..data.broden import BrodenDataset, collate_broden
 from ..errors import ActivationError
-from ..formulas.collector import FormulaCollector
 from ..math.masks import batch_masked_pixels
 from ..math.rotation import haar_rotation, match_units, rotate_units, rotation_power
 from ..math.stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
@@ -32,6 +31,7 @@ from ..runs.checkpoints import Checkpointer
 from .collectors import Batch, Collector, CountCollector, LayerBatch, NullCollector
 from .config import DissectConfig
 from .distributed import Shard
+from .formula_collector import FormulaCollector
 
 TORCH_MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 

@@ -250,10 +250,6 @@ def _write(result: ExplainResult, directory: Path, source: RunLayer, report: boo
     run = source.run
     if not os.access(run, os.W_OK):  # a read-only run keeps its pages as they are
         return
-    from ..report import add_extra_page, write_run_page
-    from ..runs.layout import SUMMARY_FILE
+    from ..report.explain_page import link_from_run
 
-    if report:
-        add_extra_page(run, f"Explained images · {source.layer}", directory / "index.html")
-    elif had_page and (run / "index.html").is_file() and (run / SUMMARY_FILE).is_file():
-        write_run_page(run)  # the run's page no longer links the removed page
+    link_from_run(run, source.layer, directory / "index.html" if report else None, had_page)

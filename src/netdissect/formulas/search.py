@@ -21,7 +21,7 @@ How it is computed exactly without any mask of the dataset in memory: every pixe
 A formula's value on a pixel depends only on the signature, so the dataset reduces to a
 :class:`~netdissect.formulas.signatures.SignatureTable`: each distinct signature s with its pixel count n(s) and, per unit, the
 count c_u(s) of masked pixels carrying it (built in one streaming pass, see
-:mod:`netdissect.formulas.collector`). A left-nested formula is a multilinear polynomial in its labels'
+:mod:`netdissect.engine.formula_collector`). A left-nested formula is a multilinear polynomial in its labels'
 indicators (``x OR y = x + y - xy``, ``x AND NOT y = x - xy``), unique for the boolean function
 it computes, so for every label L::
 
@@ -48,9 +48,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.config import FORMULA_OPS as OPS  # the spellings of --formula-ops
 from ..errors import OptionError
 from .signatures import SignatureTable, subset_counts
+from .terms import FORMULA_OPS as OPS  # the spellings of --formula-ops
 from .terms import OP_TEXT, Terms
 from .terms import UnitFormulas as UnitFormulas  # re-exported: formulas' public names
 from .terms import evaluate_formula as evaluate_formula

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+FORMULA_OPS = ("and", "or", "andnot")  # the operators of --formula-ops, in canonical order
 OP_TEXT = {"and": "AND", "or": "OR", "andnot": "AND NOT"}  # the spellings of formulas and formula_terms
 OP_CODES = (None, "and", "or", "andnot")  # formula terms in iou.npz: op code 0 for the first term
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.config import IOU_MODES
+from . import IOU_MODES
 from .masks import batch_masked_pixels
 
 

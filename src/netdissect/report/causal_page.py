@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..files import atomic_write_bytes
+from . import add_extra_page
 from .pages import environment
 
 CAUSAL_PAGE = "causal.html"
@@ -75,9 +76,16 @@ def causal_context(layer: str, model: str, concepts: Sequence[dict], samples: in
 
 
 def write_causal_page(
-    directory: str | Path, layer: str, model: str, effects: Sequence[CausalEffect], samples: int, ablate_top: int
+    directory: str | Path,
+    layer: str,
+    model: str,
+    effects: Sequence[CausalEffect],
+    samples: int,
+    ablate_top: int,
+    run: str | Path | None = None,
 ) -> Path:
-    """Write ``directory/causal.html`` and its sample images; returns the page's path.
+    """Write ``directory/causal.html`` and its sample images; returns the page's path. With ``run``
+    (the run directory), the run's report lists the page.
 
     The page states the units zeroed for each concept as they are (a concept with one detector had
     one unit zeroed, whatever ``ablate_top``, the most allowed), and shows no image preprocessing:
@@ -109,4 +117,6 @@ def write_causal_page(
     html = environment().get_template(CAUSAL_PAGE).render(**context)
     page = directory / CAUSAL_PAGE
     atomic_write_bytes(page, html.encode("utf-8"))
+    if run is not None:
+        add_extra_page(run, f"Causal effects: {layer}", page)
     return page

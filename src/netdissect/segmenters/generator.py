@@ -2,7 +2,7 @@
 
 :func:`dissect_generator` draws ``samples`` latents z ~ N(0, I) from ``seed``, generates their
 images, labels them with a segmenter and writes them as a Broden-format dataset in
-``<out>/samples`` (:class:`~netdissect.data.annotate.AnnotationWriter`; ``latents.npy`` beside).
+``<out>/samples`` (:class:`~netdissect.segmenters.annotate.AnnotationWriter`; ``latents.npy`` beside).
 The dissection itself is :func:`netdissect.dissect` on that dataset, with the generator as the
 model and each sample's latent as its input (:class:`LatentDataset`): thresholds, upsampling to
 the segmentation, IoU, run directory and report are exactly those of ``dissect``.
@@ -33,7 +33,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..capture.hooks import resolve_layers
-from ..data.annotate import SEG_BYTES_PER_PIXEL, AnnotationWriter
 from ..data.broden import BrodenDataset
 from ..devices import resolve_device
 from ..engine.config import DissectConfig
@@ -44,10 +43,10 @@ from ..memory import require_memory
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.loading import load_model
 from ..models.preprocess import Preprocess
-from ..report import add_extra_page
 from ..report.causal_page import CausalEffect, write_causal_page
 from ..runs.outputs import GENERATOR, claim_output
 from ..runs.results import DissectionResult, LayerResult
+from .annotate import SEG_BYTES_PER_PIXEL, AnnotationWriter
 from .model import Segmenter, load_segmenter, segment
 
 Z_SHAPES = ("vector", "image")
@@ -255,7 +254,7 @@ def dissect_generator(
         z_dim: dimension of the latents.
         samples: number of latents drawn from N(0, I).
         seed: seed of the latents (the same seed, the same samples).
-        classes: the segmenter's class names (see :func:`~netdissect.data.annotate.annotate_images`).
+        classes: the segmenter's class names (see :func:`~netdissect.segmenters.annotate.annotate_images`).
         min_confidence: pixels whose winning class has a lower probability are unlabelled.
         seg_size: the segmentation size.
         ablate_top: units zeroed per concept (its best detectors by IoU); 0 skips the intervention.
@@ -386,6 +385,5 @@ def _intervene(
         effects.append(CausalEffect(label, name, [u + 1 for u in units], f0, f1, pairs))
     atomic_write_json(directory / CAUSAL_FILE, record)
     samples = len(latents)
-    page = write_causal_page(directory, layer.layer, generator.spec, effects, samples, ablate_top)
-    add_extra_page(run_dir, f"Causal effects: {layer.layer}", page)
+    write_causal_page(directory, layer.layer, generator.spec, effects, samples, ablate_top, run=run_dir)
     atomic_write_json(directory / CAUSAL_OPTIONS, options)

@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from ..engine.collectors import Batch, LayerBatch
-from ..engine.distributed import Shard
+from ..formulas.search import UnitFormulas, search_formulas
+from ..formulas.signatures import SignatureTable, batch_signatures, batch_table
 from ..math.masks import batch_masked_pixels
-from .search import UnitFormulas, search_formulas
-from .signatures import SignatureTable, batch_signatures, batch_table
+from .collectors import Batch, LayerBatch
+from .distributed import Shard
 
 PENDING_BYTES = 64 << 20  # batch tables summed into the layer's table beyond this (or the table's size)
 

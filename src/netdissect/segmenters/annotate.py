@@ -29,16 +29,16 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..data.broden import decode_label_png
+from ..data.colors import COLOR_NAMES, color_layer
+from ..data.importer import stable_split
+from ..data.writer import LabelSpec, ResumingWriter
 from ..devices import resolve_device
 from ..errors import DatasetError, OptionError
 from ..memory import require_memory
 from ..models.base import model_fingerprint
 from ..runs.outputs import DATASET, MANIFEST, check_output
-from ..segmenters.model import Segmenter, load_segmenter, segment
-from .broden import decode_label_png
-from .colors import COLOR_NAMES, color_layer
-from .importer import stable_split
-from .writer import LabelSpec, ResumingWriter
+from .model import Segmenter, load_segmenter, segment
 
 ANNOTATION_FILE = "annotation.json"
 STATE_FILE = ".annotate-state.json"
