@@ -265,3 +265,38 @@ def test_layer_rule_finds_a_planted_upward_import():
 
 def test_layers_import_downwards():
     assert upward_imports(package_graph()) == []
+
+
+#: Drawing libraries: only the report (pages and charts) imports them.
+REPORT_ONLY = ("jinja2", "markupsafe", "matplotlib")
+
+
+def drawing_imports(source: str) -> list[str]:
+    """The :data:`REPORT_ONLY` libraries that ``source`` imports anywhere (function bodies included)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [n for n in names if n.split(".")[0] in REPORT_ONLY]
+    return found
+
+
+def test_drawing_import_finder_sees_function_level_imports():
+    source = '"""Mentions matplotlib."""\nimport os\n\ndef f():\n    from matplotlib.figure import Figure\n    import jinja2\n'
+    assert drawing_imports(source) == ["matplotlib.figure", "jinja2"]
+    assert drawing_imports("from .markupsafe import x\nimport markupsafety\n") == []
+
+
+def test_only_the_report_imports_jinja2_markupsafe_or_matplotlib():
+    report = PACKAGE / "report"
+    found = {
+        str(path.relative_to(PACKAGE)): drawing_imports(path.read_text(encoding="utf-8"))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if report not in path.parents
+    }
+    assert {path: names for path, names in found.items() if names} == {}
+    assert "matplotlib" in (PACKAGE / "cli" / "__init__.py").read_text()  # named in a docstring: not an import

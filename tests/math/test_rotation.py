@@ -1,5 +1,7 @@
 """The random-rotation baseline: Haar rotations, fractional powers, and their effect on detectors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -100,8 +102,6 @@ def test_rotation_options_checked_and_on_the_cli(tmp_path, capsys):
         "32",
     ]
     assert main(args) == 0
-    import json
-
     options = json.loads((tmp_path / "run" / "conv4" / "units.json").read_text())["metadata"]["options"]
     assert options["rotate"] == 3 and options["rotation_power"] == 0.5
 
@@ -119,7 +119,11 @@ def test_rotation_sweep_writes_curves_and_plot(tmp_path):
     assert curves["powers"] == [0.0, 1.0]
     detectors = curves["layers"]["layer"]["unique_detectors"]
     assert detectors[0] == 4  # the planted units: four concepts
-    assert (tmp_path / "sweep" / "rotation_sweep.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "sweep" / "rotation_sweep.json").read_text())["layers"]["layer"] == {
+        "detectors": curves["layers"]["layer"]["detectors"],
+        "unique_detectors": detectors,
+    }
+    assert not (tmp_path / "sweep" / "rotation_sweep.png").exists()  # the engine draws nothing: the CLI does
     assert (tmp_path / "sweep" / "power_1.00" / "summary.json").is_file()
 
 
@@ -151,4 +155,5 @@ def test_rotation_match_and_sweep_on_the_cli(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("conv4") and "rotation_sweep.png" in out
+    assert (tmp_path / "sweep" / "rotation_sweep.png").stat().st_size > 1000
     assert (tmp_path / "sweep" / "power_0.00" / "conv4" / "tally.csv").is_file()

@@ -1,6 +1,7 @@
 """Charts are laid out for their cards: a few bars spread over a page-wide card instead of filling a
-third of it, many bars keep their room (the card scrolls), the PNGs are as wide as the page's
-charts, and the ablation scatter keeps its dots inside its plot area, with both axes titled."""
+third of it, many bars keep their room (the card scrolls), and the ablation scatter keeps its dots
+inside its plot area, with both axes titled. (What every chart of the registry shares, PNG widths
+included, is tested in ``test_charts.py``.)"""
 
 from __future__ import annotations
 
@@ -8,36 +9,12 @@ import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
-from PIL import Image
 
-from netdissect.report.ablation_page import curves_svg, scatter_svg
-from netdissect.report.charts import save_bar_graph_png, save_category_fractions_png
-from netdissect.report.compare_charts import detectors_per_layer_svg, emergence_svg, unique_detectors_svg
-from netdissect.report.svg import bar_graph_svg, category_fractions_svg
+from netdissect.report.charts import ablation_curves, ablation_scatter, detectors
+from netdissect.report.charts.svgbase import integer_scale, nice_step
 
 SVG = "{http://www.w3.org/2000/svg}"
 CARD = 1000  # about the inside of a page-wide card (1280-pixel window: 1186)
-
-FRACTIONS = {
-    "categories": ["object", "part", "color"],
-    "layers": [
-        {
-            "layer": f"conv{i}",
-            "units": 64,
-            "counts": {"object": i, "part": 2},
-            "fractions": {"object": i / 64, "part": 2 / 64},
-        }
-        for i in range(1, 5)
-    ],
-}
-COMPARE = {
-    "categories": ["object", "part"],
-    "rows": [
-        {"run": run, "layer": "conv4", "unique_detectors": 3, "unique_by_category": {"object": 1, "part": 2}}
-        for run in ("before", "after")
-    ],
-    "detectors_per_layer": {"layers": ["conv3", "conv4"], "runs": ["before", "after"], "detectors": [[4, 6], [5, 7]]},
-}
 
 
 def box(svg: str) -> tuple[float, float, str]:
@@ -52,27 +29,12 @@ def min_width(style: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_few_bars_are_spread_over_the_card():
-    charts = {
-        "bar graph": bar_graph_svg([("object", "sky", 5), ("part", "door", 2), ("color", "red", 1)]),
-        "fractions": category_fractions_svg(FRACTIONS),
-        "unique detectors": unique_detectors_svg(COMPARE),
-        "detectors per layer": detectors_per_layer_svg(COMPARE),
-        "emergence": emergence_svg(
-            ["before", "after"],
-            {"layer": "conv4", "detectors": {"object": [1, 2], "part": [2, 3]}, "unique_total": [3, 4]},
-            ["object", "part"],
-        ),
-    }
-    for name, svg in charts.items():
-        width, height, style = box(svg)
-        assert width >= CARD, (name, width)  # laid out for the card, not a third of it
-        assert height < width / 1.8, (name, width, height)  # scaled to the card, it stays a chart's height
-        assert min_width(style) < width, name  # it may shrink in a narrow window
+def bar_graph(bars: list[tuple[str, str, int]]) -> str:
+    return detectors.svg(detectors.data(bars))
 
 
 def test_bars_take_the_room_they_are_given():
-    few = ET.fromstring(bar_graph_svg([("object", "sky", 5), ("part", "door", 2)]))
+    few = ET.fromstring(bar_graph([("object", "sky", 5), ("part", "door", 2)]))
     widths = [float(r.get("width")) for r in few.iter(f"{SVG}rect") if r.get("class") == "bar"]
     assert all(20 <= w <= 48 for w in widths)  # wider than before, never slabs
     labels = [t for t in few.iter(f"{SVG}text") if t.get("class") == "bar-label"]
@@ -81,25 +43,22 @@ def test_bars_take_the_room_they_are_given():
 
 def test_many_bars_keep_their_size_and_scroll():
     bars = [("object", f"label number {i}", 300 - i) for i in range(300)]
-    width, _, style = box(bar_graph_svg(bars))
+    width, _, style = box(bar_graph(bars))
     assert width > 3 * CARD
     assert min_width(style) == round(width)  # never squeezed into the card: it scrolls there
 
 
-def test_empty_charts_are_one_line():
-    for svg in (bar_graph_svg([]), category_fractions_svg({"categories": [], "layers": []})):
-        width, height, _ = box(svg)
-        assert width >= CARD and height <= 60
+def test_tick_steps_are_round():
+    assert [nice_step(t) for t in (0, 1, 7, 0.3, 260)] == [1.0, 0.2, 2, 0.1, 100]
+    assert integer_scale(7) == (8, 2) and integer_scale(0) == (1, 1) and integer_scale(260) == (300, 100)
 
 
-def test_pngs_are_as_wide_as_the_page_charts(tmp_path):
-    for path in (
-        save_bar_graph_png([("object", "sky", 5), ("part", "door", 2), ("color", "red", 1)], tmp_path / "bars.png"),
-        save_category_fractions_png({"categories": ["object"], "layers": FRACTIONS["layers"][:1]}, tmp_path / "f.png"),
-    ):
-        with Image.open(path) as im:
-            width, height = im.size
-        assert width >= 1.5 * height, (path.name, im.size)
+def scatter_data(iou: np.ndarray, hits: np.ndarray, labels: list[str], k: int | None) -> dict:
+    units = [
+        {"unit": i + 1, "label": name, "iou": float(v), "hits": int(h)}
+        for i, (v, h, name) in enumerate(zip(iou, hits, labels))
+    ]
+    return {"k": k, "pearson": None, "units": units}
 
 
 def dots_and_plot(svg: str) -> tuple[list[tuple[float, float, float]], tuple[float, float, float, float]]:
@@ -118,7 +77,7 @@ def test_scatter_dots_stay_inside_the_plot_area():
     rng = np.random.default_rng(1)
     for hits in (np.zeros(60, int), np.full(60, 7), rng.integers(0, 8, 60)):
         iou = np.concatenate([[0.0, 0.3], rng.uniform(0, 0.3, 58)])
-        svg = scatter_svg(iou, hits, ["<b>"] * 60, np.arange(1, 61), 5)
+        svg = ablation_scatter.svg(scatter_data(iou, hits, ["<b>"] * 60, 5))
         dots, (x0, y0, x1, y1) = dots_and_plot(svg)
         assert len(dots) == 60
         for cx, cy, r in dots:
@@ -126,9 +85,13 @@ def test_scatter_dots_stay_inside_the_plot_area():
 
 
 def test_scatter_and_curves_have_axis_titles():
-    svg = scatter_svg(np.array([0.1, 0.2]), np.array([0, 3]), ["a", "b"], np.array([1, 2]), 5)
+    svg = ablation_scatter.svg(scatter_data(np.array([0.1, 0.2]), np.array([0, 3]), ["a", "b"], 5))
     titles = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text") if t.get("class") == "axis-title"]
     assert titles == ["IoU of the unit's label", "classes with the unit in their top 5"]
-    curves = curves_svg({"removed": np.array([0.9, 0.5, 0.1]), "kept": np.array([0.1, 0.5, 0.9])})
+    series = [
+        {"key": key, "name": key, "colour": "#000", "dashed": False, "values": values, "classes": []}
+        for key, values in (("removed", [0.9, 0.5, 0.1]), ("kept", [0.1, 0.5, 0.9]))
+    ]
+    curves = ablation_curves.svg({"k": 3, "class": "sky", "series": series})
     titles = [t.text for t in ET.fromstring(curves).iter(f"{SVG}text") if t.get("class") == "axis-title"]
     assert titles == ["k units", "accuracy"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from netdissect.errors import OptionError, RunDirectoryError
-from netdissect.report.compare_charts import detectors_per_layer_svg, emergence_svg, unique_detectors_svg
+from netdissect.report.charts import detectors_per_layer, emergence, unique_detectors
 from netdissect.report.compare_page import compare_runs, comparison_data, label_changes
 from netdissect.runs.results import DissectionResult, LayerResult
 
@@ -152,7 +152,7 @@ def test_series_data_is_exact(runs):
         2,
         3,
     ]  # lost detectors; unit 4 stays a "dog" non-detector
-    svg = emergence_svg(series["runs"], conv, data["categories"])
+    svg = emergence.svg(emergence.data(data, "conv"))
     lines = {
         p.get("data-name"): p.get("data-values")
         for p in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}polyline")
@@ -177,7 +177,10 @@ def test_page_pngs_links_and_escaping(runs, tmp_path):
     assert html.count("<svg") == 2 + 2  # unique, detectors, one emergence chart per layer
     data = json.loads((out / "compare.json").read_text())
     assert data["series"]["layers"][0]["detectors_total"] == [3, 4, 0]
-    for svg in (unique_detectors_svg(data), detectors_per_layer_svg(data)):
+    for svg in (
+        unique_detectors.svg(unique_detectors.data(data)),
+        detectors_per_layer.svg(detectors_per_layer.data(data)),
+    ):
         ET.fromstring(svg)  # well-formed with the hostile run name
 
 

@@ -30,9 +30,11 @@ from netdissect.report.categories import (
     category_fractions,
     ordered_categories,
 )
+from netdissect.report.charts import category_fractions as fractions_chart
+from netdissect.report.charts import detectors as detectors_chart
+from netdissect.report.charts.svgbase import place_in_rows
 from netdissect.report.pages import layer_context, render_layer_page, run_context
 from netdissect.report.runview import LayerView, RunView
-from netdissect.report.svg import bar_graph_svg, category_fractions_svg, place_in_rows
 from netdissect.runs.results import DissectionResult, LayerResult
 
 EVIL = "<script>alert(1)</script>"
@@ -246,14 +248,14 @@ def test_hostile_label_is_escaped_everywhere(run, result):
         shown |= EVIL in labels  # rendered as a label, i.e. escaped text
     assert shown
     for name in LAYERS:  # also in the SVG bar graph, which must stay valid XML
-        svg = bar_graph_svg(bar_data(result[name]))
+        svg = detectors_chart.svg(detectors_chart.data(bar_data(result[name])))
         ET.fromstring(svg)
         assert "<script" not in svg
 
 
 def test_bar_graph_svg_is_xml_with_one_bar_per_label():
     bars = [("object", "sky", 5), ("object", "tree & bush", 2), ("part", 'a "quoted" <b>', 1), ("color", "red", 1)]
-    svg = bar_graph_svg(bars, ["color", "object", "part"])
+    svg = detectors_chart.svg(detectors_chart.data(bars, ["color", "object", "part"]))
     root = ET.fromstring(svg)
     rects = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "bar"]
     assert [r.get("data-label") for r in rects] == [label for _, label, _ in bars]
@@ -263,7 +265,7 @@ def test_bar_graph_svg_is_xml_with_one_bar_per_label():
     assert [r.get("fill") for r in rects] == [colours[c] for c, _, _ in bars]
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "object" in texts and "part" in texts and 'a "quoted" <b>' in texts
-    ET.fromstring(bar_graph_svg([]))  # no detectors: still a valid picture
+    ET.fromstring(detectors_chart.svg(detectors_chart.data([])))  # no detectors: still a valid picture
 
 
 def test_category_fractions_svg_is_xml():
@@ -284,7 +286,7 @@ def test_category_fractions_svg_is_xml():
             },
         ],
     }
-    root = ET.fromstring(category_fractions_svg(data))
+    root = ET.fromstring(fractions_chart.svg(fractions_chart.data(data)))
     segments = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "segment"]
     assert [(r.get("data-layer"), r.get("data-category")) for r in segments] == [
         ("layer<1>", "object"),
@@ -292,7 +294,7 @@ def test_category_fractions_svg_is_xml():
         ("layer2", "part"),
         ("layer2", "new<cat>"),
     ]
-    assert ET.fromstring(category_fractions_svg({"fractions": data})) is not None
+    assert ET.fromstring(fractions_chart.svg(fractions_chart.data({"fractions": data}))) is not None
 
 
 def test_category_order_and_colours():

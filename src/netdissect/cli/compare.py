@@ -31,6 +31,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_rotation_sweep(args: argparse.Namespace) -> int:
     from ..data import BrodenDataset
     from ..engine.rotation_sweep import rotation_sweep
+    from ..report.charts import rotation_sweep as sweep_chart
 
     model = _load_preprocessed(args)
     preprocess = model.preprocess
@@ -41,7 +42,8 @@ def cmd_rotation_sweep(args: argparse.Namespace) -> int:
     print(f"{'layer':<20} " + " ".join(f"P={p:<5g}" for p in curves["powers"]) + "  (unique detectors)")
     for name, entry in curves["layers"].items():
         print(f"{name:<20} " + " ".join(f"{v:<7d}" for v in entry["unique_detectors"]))
-    print(f"plot: {(Path(args.out) / 'rotation_sweep.png').resolve()}")
+    plot = sweep_chart.save_png(sweep_chart.data(curves), Path(args.out) / "rotation_sweep.png")
+    print(f"plot: {plot.resolve()}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The rotation baseline as a sweep: dissect a layer in rotations R**P for several powers P.
 
 The rotation math is in :mod:`netdissect.math.rotation`; this module runs one dissection per power
-and plots the detector counts against P.
+and collects the detector counts against P; :mod:`netdissect.report.charts.rotation_sweep`
+draws them (the CLI writes ``rotation_sweep.png``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def rotation_sweep(
     """Dissect ``layers`` at each rotation power (one run directory per power under ``out``).
 
     Returns ``{"powers": [...], "layers": {layer: {"detectors": [...], "unique_detectors": [...]}}}``
-    and writes it as ``out/rotation_sweep.json`` with a plot ``out/rotation_sweep.png``.
+    and writes it as ``out/rotation_sweep.json`` (the plot: :mod:`netdissect.report.charts.rotation_sweep`).
     """
     out = claim_output(out, ROTATION)
     curves: dict = {"powers": [float(p) for p in powers], "seed": seed, "layers": {}}
@@ -38,24 +39,4 @@ def rotation_sweep(
             entry["detectors"].append(summary["detectors"])
             entry["unique_detectors"].append(summary["unique_detectors"])
     atomic_write_json(out / "rotation_sweep.json", curves)
-    plot_rotation_sweep(curves, out / "rotation_sweep.png")
     return curves
-
-
-def plot_rotation_sweep(curves: dict, path) -> None:
-    """Unique detectors and detectors against the rotation power, one line per layer (PNG)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 3.4), dpi=120)
-    FigureCanvasAgg(figure)
-    for k, key in enumerate(("unique_detectors", "detectors")):
-        axes = figure.add_subplot(1, 2, k + 1)
-        for name, entry in curves["layers"].items():
-            axes.plot(curves["powers"], entry[key], marker="o", label=name)
-        axes.set_xlabel("rotation power P")
-        axes.set_ylabel(key.replace("_", " "))
-        axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)

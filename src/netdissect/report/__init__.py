@@ -205,9 +205,9 @@ def write_run_page(run_dir: str | os.PathLike, run: RunView | None = None) -> Pa
     atomic_write_bytes(index, render_run_page(context).encode("utf-8"))
 
     def draw(key: str) -> None:
-        from .charts import save_category_fractions_png
+        from .charts import category_fractions
 
-        save_category_fractions_png(context, run_dir / SUMMARY_PNG, key=key)
+        category_fractions.save_png(category_fractions.data(context), run_dir / SUMMARY_PNG, key=key)
 
     _chart(run_dir / SUMMARY_PNG, context["fractions"], draw)
     return index
@@ -341,8 +341,8 @@ def _write_layer(
     title = f"{model} {name}".strip()
 
     def draw(key: str) -> None:
-        from .charts import save_bar_graph_png
+        from .charts import detectors
 
-        save_bar_graph_png(context["bars"], directory / BAR_GRAPH_PNG, title=title, key=key)
+        detectors.save_png(detectors.data(context["bars"], title=title), directory / BAR_GRAPH_PNG, key=key)
 
     _chart(directory / BAR_GRAPH_PNG, [context["bars"], title], draw)

@@ -39,15 +39,8 @@ from ..runs.layout import SUMMARY_FILE, is_finished_run
 from ..runs.outputs import COMPARISON, claim_output
 from ..runs.results import DissectionResult, LayerResult
 from .categories import category_colours, ordered_categories
-from .compare_charts import (
-    RUN_COLOURS,
-    detectors_per_layer_svg,
-    emergence_svg,
-    save_detectors_per_layer_png,
-    save_emergence_png,
-    save_unique_detectors_png,
-    unique_detectors_svg,
-)
+from .charts import detectors_per_layer, unique_detectors
+from .charts import emergence as emergence_chart
 from .pages import _iou_text, environment
 
 __all__ = ["compare_runs", "comparison_data", "label_changes", "layer_counts"]
@@ -373,7 +366,7 @@ def compare_context(data: Mapping, out: Path, run_dirs: Sequence[Path | None], p
         href = None
         if directory is not None and (directory / INDEX).is_file():
             href = _relative_href(directory / INDEX, out)
-        runs.append({**run, "href": href, "colour": RUN_COLOURS[i % len(RUN_COLOURS)]})
+        runs.append({**run, "href": href, "colour": detectors_per_layer.run_colour(i)})
     d = data["detectors_per_layer"]
     detector_rows = []
     for li, layer in enumerate(d["layers"]):
@@ -398,7 +391,7 @@ def compare_context(data: Mapping, out: Path, run_dirs: Sequence[Path | None], p
             emergence.append(
                 {
                     "layer": layer["layer"],
-                    "svg": Markup(emergence_svg(series["runs"], layer, categories)),
+                    "svg": Markup(emergence_chart.svg(emergence_chart.data(data, layer["layer"]))),
                     "rows": [
                         {"name": c, "colour": colours[c], "counts": layer["detectors"][c], "unique": layer["unique"][c]}
                         for c in categories
@@ -411,8 +404,8 @@ def compare_context(data: Mapping, out: Path, run_dirs: Sequence[Path | None], p
         "runs": runs,
         "categories": [{"name": c, "colour": colours[c]} for c in categories],
         "rows": data["rows"],
-        "unique_chart": Markup(unique_detectors_svg(data)),
-        "detectors_chart": Markup(detectors_per_layer_svg(data)),
+        "unique_chart": Markup(unique_detectors.svg(unique_detectors.data(data))),
+        "detectors_chart": Markup(detectors_per_layer.svg(detectors_per_layer.data(data))),
         "detector_runs": d["runs"],
         "detector_rows": detector_rows,
         "changes": data["label_changes"],
@@ -455,10 +448,10 @@ def compare_runs(
         raise OptionError(f"--out {out} is one of the compared runs: choose another directory")
     claim_output(out, COMPARISON)
     pngs = {"unique": UNIQUE_PNG, "detectors": DETECTORS_PNG, "emergence": None}
-    save_unique_detectors_png(data, out / UNIQUE_PNG)
-    save_detectors_per_layer_png(data, out / DETECTORS_PNG)
+    unique_detectors.save_png(unique_detectors.data(data), out / UNIQUE_PNG)
+    detectors_per_layer.save_png(detectors_per_layer.data(data), out / DETECTORS_PNG)
     if data["series"] and data["series"]["layers"]:
-        save_emergence_png(data["series"], data["categories"], out / EMERGENCE_PNG)
+        emergence_chart.save_png(emergence_chart.data(data), out / EMERGENCE_PNG)
         pngs["emergence"] = EMERGENCE_PNG
     atomic_write_bytes(out / DATA_FILE, (json.dumps(data, indent=1) + "\n").encode())
     html = render_compare_page(compare_context(data, out, run_dirs, pngs))

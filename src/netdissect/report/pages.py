@@ -2,7 +2,7 @@
 
 Nothing here reads or writes files: :func:`netdissect.report.write_report` does the I/O.
 Every name that comes from a dataset or a model (labels, categories, layers) is escaped:
-the templates run with jinja2's autoescaping on, and the SVG charts (:mod:`netdissect.report.svg`)
+the templates run with jinja2's autoescaping on, and the SVG charts (:mod:`netdissect.report.charts`)
 escape their text and attributes themselves.
 """
 
@@ -29,7 +29,8 @@ from .categories import (
     category_fractions,
     ordered_categories,
 )
-from .svg import bar_graph_svg, category_fractions_svg
+from .charts import category_fractions as fractions_chart
+from .charts import detectors as detectors_chart
 
 NEXT_BEST = 3  # other labels shown per unit
 
@@ -191,7 +192,7 @@ def layer_context(
         "threshold_text": _threshold_text(result.iou_threshold),
         "categories": category_rows,
         "bars": bars,
-        "bar_graph": Markup(bar_graph_svg(bars, categories)),
+        "bar_graph": Markup(detectors_chart.svg(detectors_chart.data(bars, categories))),
         "units": units,
         "nav": [
             {"name": name, "href": "../" + _href(layer_dirname(name), "index.html"), "current": name == result.layer}
@@ -333,7 +334,7 @@ def run_context(result: AnyRun, extra_pages: Sequence[Mapping[str, str]] = ()) -
         "categories": [{"name": c, "colour": colours[c]} for c in categories],
         "layers": layers,
         "fractions": fractions,
-        "fractions_chart": Markup(category_fractions_svg(fractions)),
+        "fractions_chart": Markup(fractions_chart.svg(fractions_chart.data(fractions))),
         "summary_png": "summary.png",
         "imported": _imported(meta),
         "extra_pages": [{"title": str(p["title"]), "href": str(p["href"])} for p in extra_pages],
