@@ -11,14 +11,14 @@ from netdissect import explain
 from netdissect.cli import main
 from netdissect.data import BrodenDataset
 from netdissect.math.masks import masked_pixels, upsample
-from netdissect.report.runview import LayerView
+from netdissect.runs.results import LayerResult
 
 
 def test_masks_are_the_runs_masks_on_its_top_images(demo_run):
     """Every unit's mask on one of its top images is the dissection's mask of that image: the pixels
     masked_pixels keeps from the top map the run saved (up to pixels within float rounding of the threshold)."""
     data, run = demo_run
-    layer = LayerView.load(run / "conv4")
+    layer = LayerResult.load(run / "conv4")
     assert layer.top_maps is not None
     dataset = BrodenDataset(data)
     size = (dataset.meta.rows[0].sh, dataset.meta.rows[0].sw)
@@ -44,7 +44,7 @@ def test_masks_are_the_runs_masks_on_its_top_images(demo_run):
 
 def test_segmentation_pixels_come_from_firing_detectors(demo_run):
     data, run = demo_run
-    layer = LayerView.load(run / "conv4", maps=False)
+    layer = LayerResult.load(run / "conv4", maps=False)
     images = sorted((data / "images").rglob("*.jpg"))[:3]
     result = explain(run, images, top_units=layer.units, device="cpu", iou_threshold=0.0)
     detectors = (layer.score >= 0.0) & (layer.label > 0)

@@ -308,9 +308,9 @@ def first_cards_seconds(page, run: Path) -> float:
 def layer_counts(run: Path) -> dict:
     """Units per category and per label of the fake layer, from its saved results."""
     from netdissect.labels import display_name
-    from netdissect.report.runview import LayerView
+    from netdissect.runs.results import LayerResult
 
-    layer = LayerView.load(run / "layer4", maps=False)
+    layer = LayerResult.load(run / "layer4", maps=False)
     categories = [layer.categories[c] for c in layer.category]
     labels = [display_name(layer.label_names[k]) for k in layer.label]
     return {"categories": categories, "labels": labels, "scores": layer.score.tolist()}

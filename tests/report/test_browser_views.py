@@ -5,16 +5,19 @@ tests/report/test_browser.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
+from netdissect.formulas.terms import formula_arrays
 from netdissect.models import load_model
+from netdissect.runs.results import LayerResult
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("NETDISSECT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
@@ -27,10 +30,26 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 GOLD = (255, 215, 0, 255)  # the unit's outline
 CYAN = {(0, 200, 255, 140), (0, 200, 255, 255)}  # the ground truth's tint (inside, edge)
 MAGENTA = {(255, 60, 200, 140), (255, 60, 200, 255)}  # the formula's tint (inside, edge)
-LONG_FORMULA = (
-    "((((rug AND NOT red-c) AND NOT orange-c) OR (window AND NOT door)) AND NOT "
-    "(a-label-name-far-too-long-to-fit-on-one-line-of-any-unit-card-at-all OR wood)) OR fabric"
-)
+LONG_NAME = "a-label-name-far-too-long-to-fit-on-one-line-of-any-unit-card-at-all"
+
+
+def lengthen_first_formula(run: Path) -> None:
+    """Make the first unit's formula long: OR five labels no unit is named by, the last renamed
+    :data:`LONG_NAME`, onto it (its text gets long, its mask can only grow: it stays drawn)."""
+    path = run / "conv4" / "iou.npz"
+    with np.load(path) as z:
+        arrays = {name: z[name] for name in z.files}
+    layer = LayerResult.load(run / "conv4", maps=False)
+    assert layer.formulas is not None
+    u = next(u for u, terms in enumerate(layer.formulas.terms) if terms)
+    used = set(layer.label.tolist()) | {label for _, label in layer.formulas.terms[u]}
+    spare = [k for k in range(1, len(layer.label_names)) if k not in used][:5]
+    terms = list(layer.formulas.terms)
+    terms[u] = (*terms[u], *(("or", k) for k in spare))
+    names = list(layer.label_names)
+    names[spare[-1]] = LONG_NAME
+    arrays.update(formula_arrays(replace(layer.formulas, terms=terms)), label_names=np.array(names))
+    np.savez_compressed(path, **arrays)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +77,7 @@ def page(browser):
 @pytest.fixture(scope="module")
 def formula_report(tmp_path_factory) -> Path:
     """A dissection of the demo model's conv4 with formulas of two labels, and its report; the
-    first unit with a formula is given a long one (the text only: its mask stays the real one)."""
+    first unit with a formula is given a long one (see :func:`lengthen_first_formula`)."""
     from netdissect.report import write_report
 
     root = tmp_path_factory.mktemp("browser-views")
@@ -75,11 +94,7 @@ def formula_report(tmp_path_factory) -> Path:
         quantile=0.02,
         formula_length=2,
     )
-    units = out / "conv4" / "units.json"
-    record = json.loads(units.read_text())
-    first = next(u for u in record["units"] if u.get("formula"))
-    first["formula"] = LONG_FORMULA
-    units.write_text(json.dumps(record))
+    lengthen_first_formula(out)
     write_report(out, progress=False)
     return out
 
@@ -102,14 +117,15 @@ def overlay_pixels(page, selector: str) -> list[tuple[int, ...]]:
 def test_long_formula_wraps_on_its_card(page, formula_report):
     open_layer(page, formula_report)
     page.select_option("#sort", "unit")
-    card = page.locator(".unit-card", has=page.locator(".formula", has_text="a-label-name-far-too-long")).first
+    card = page.locator(".unit-card", has=page.locator(".formula", has_text=LONG_NAME)).first
     card.scroll_into_view_if_needed()
     box = card.evaluate(
         """c => { const f = c.querySelector('.formula'), r = f.getBoundingClientRect(), cr = c.getBoundingClientRect();
                   return {text: f.textContent, scroll: f.scrollWidth, client: f.clientWidth, height: r.height,
                           line: parseFloat(getComputedStyle(f).lineHeight) || 18, right: r.right, cardRight: cr.right}; }"""
     )
-    assert LONG_FORMULA in box["text"]
+    long = LayerResult.load(formula_report / "conv4", maps=False).formula or []
+    assert next(text for text in long if LONG_NAME in text) in box["text"]
     assert box["scroll"] <= box["client"] + 1, box  # nothing cut off or hidden
     assert box["right"] <= box["cardRight"], box  # the text stays inside its card
     assert box["height"] > 1.5 * box["line"], box  # on several lines

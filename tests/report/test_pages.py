@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from helpers import rename_label
 from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
 from netdissect.errors import DatasetError, RunDirectoryError
+from netdissect.formulas.terms import UnitFormulas
 from netdissect.labels import best_labels, display_name
 from netdissect.models import load_model
 from netdissect.report import add_extra_page, open_run_dataset, write_report, write_run_page
@@ -34,7 +37,6 @@ from netdissect.report.charts import category_fractions as fractions_chart
 from netdissect.report.charts import detectors as detectors_chart
 from netdissect.report.charts.svgbase import place_in_rows
 from netdissect.report.pages import layer_context, render_layer_page, run_context
-from netdissect.report.runview import LayerView, RunView
 from netdissect.runs.results import DissectionResult, LayerResult
 
 EVIL = "<script>alert(1)</script>"
@@ -366,19 +368,15 @@ def test_run_context_without_layers_metadata():
     assert context["layers"] == [] and category_fractions(DissectionResult({}, {}))["layers"] == []
 
 
-def test_torch_free_view_equals_the_layer_result(run, result):
-    """The report reads the run without torch (LayerView): the same labels, scores and summary."""
-    view = RunView.load(run)
-    assert list(view.layers) == list(result.layers)
+def test_a_run_read_without_maps_gives_the_same_pages(run, result):
+    """The run page reads the run without its activation maps (``maps=False``): only ``top_maps``
+    differs (tests/runs/test_layout.py compares a loaded run with the dissection's own results)."""
+    light = DissectionResult.load(run, maps=False)
+    assert list(light.layers) == list(result.layers) and light.directory == result.directory == run
     for name, layer in result.layers.items():
-        v = view.layers[name]
-        for key in ("iou", "label", "category", "score", "category_label", "category_iou", "thresholds", "detectors"):
-            assert np.array_equal(getattr(v, key), getattr(layer, key)), key
-        assert v.summary() == json.loads(json.dumps(layer.summary()))
-        assert v.top_maps is not None and np.array_equal(v.top_maps, layer.top_maps)
-        assert v.p_value is None and layer.p_value is None
-        assert layer_context(v, {}, model="demo")["units"] == layer_context(layer, {}, model="demo")["units"]
-    assert run_context(view)["layers"] == run_context(result)["layers"]
+        assert light[name].top_maps is None and layer.top_maps is not None
+        assert layer_context(light[name], {}, model="demo") == layer_context(layer, {}, model="demo")
+    assert run_context(light) == run_context(result)
 
 
 def test_best_labels_ties_go_to_the_smaller_label():
@@ -388,22 +386,19 @@ def test_best_labels_ties_go_to_the_smaller_label():
     assert scores.tolist() == [[0.5, 0.2, 0.0], [0.3, 0.3, 0.0]]
 
 
-def test_card_shows_formula_when_units_json_has_one(run, tmp_path):
-    """The formula feature adds ``formula`` and ``formula_iou`` to units.json entries: cards show them."""
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    path = copy / "conv4" / "units.json"
-    data = json.loads(path.read_text())
-    data["units"][4]["formula"] = "(door OR window) AND NOT <b>"
-    data["units"][4]["formula_iou"] = 0.1234
-    path.write_text(json.dumps(data))
-    html = render_layer_page(layer_context(LayerView.load(copy / "conv4"), {5: [0, 1]}))
+def test_card_shows_the_units_formula(result):
+    """Runs with formulas (--formula-length > 1): a card shows its unit's formula and its IoU, escaped."""
+    layer = result["conv4"]
+    names, units = layer.label_names, layer.units
+    terms: list = [()] * units
+    terms[4] = ((None, 1), ("or", 2), ("andnot", names.index(EVIL)))
+    formulas = UnitFormulas(terms, np.full(units, 0.1234), np.zeros(units, np.int64), np.zeros(units))
+    html = render_layer_page(layer_context(dataclasses.replace(layer, formulas=formulas), {5: [0, 1]}))
+    text = f"(({names[1]} OR {names[2]}) AND NOT {EVIL})"
     page = Elements(html)
     card = next(a for a in page.find("article", "unit-card") if a["data-unit"] == "5")
-    assert card["data-formula"] == "(door OR window) AND NOT <b>"
-    assert (
-        'formula: <span class="mono">(door OR window) AND NOT &lt;b&gt;</span> <span class="v">IoU 0.123</span>' in html
-    )
+    assert card["data-formula"] == text
+    assert f'formula: <span class="mono">{escape(text)}</span> <span class="v">IoU 0.123</span>' in html
     assert html.count('class="formula"') == 1  # only the unit that has one
 
 
@@ -482,12 +477,14 @@ def test_listed_pages_are_validated_escaped_and_linked_without_a_rebuild(run, tm
 
 
 def test_report_process_does_not_import_torch(run, tmp_path):
-    """Rebuilding a report never imports torch (its import alone costs more than a small report)."""
+    """Rebuilding a report, or its run page alone, never imports torch (its import alone costs more
+    than a small report)."""
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     code = (
-        "import sys; from netdissect.report import write_report; "
-        f"write_report({str(copy)!r}, progress=False); print('torch' in sys.modules)"
+        "import sys; from netdissect.report import write_report, write_run_page; "
+        f"write_report({str(copy)!r}, progress=False); write_run_page({str(copy)!r}); "
+        "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

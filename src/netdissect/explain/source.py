@@ -21,9 +21,9 @@ from ..errors import DatasetError, ModelError, OptionError, RunDirectoryError
 from ..files import layer_dirname
 from ..models.base import LoadedModel, model_fingerprint
 from ..models.preprocess import Preprocess
-from ..report.runview import LayerView
 from ..runs.layout import SUMMARY_FILE, UNITS_FILE
 from ..runs.outputs import DISSECTION, read_kind
+from ..runs.results import LayerResult
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 
@@ -45,7 +45,7 @@ class RunLayer:
 
     run: Path
     layer: str
-    view: LayerView
+    view: LayerResult
     metadata: dict
     input_size: tuple[int, int]
     seg_size: tuple[int, int]
@@ -114,7 +114,7 @@ def read_run_layer(
         iou_threshold = float(options.get("iou_threshold", 0.04))
     if not 0 <= iou_threshold <= 1:
         raise OptionError(f"--iou-threshold must lie in [0, 1], got {iou_threshold}")
-    view = LayerView.load(run / layer_dirname(layer), maps=False)
+    view = LayerResult.load(run / layer_dirname(layer), maps=False)
     recorded: dict = metadata["dataset"] if isinstance(metadata.get("dataset"), dict) else {}
     image_size, seg_size = run_sizes(recorded, dataset)
     given = recorded.get("preprocess") or {}

@@ -35,16 +35,15 @@ from ..errors import DatasetError, OptionError, RunDirectoryError
 from ..files import atomic_write_bytes, layer_dirname
 from ..runs.layout import SUMMARY_FILE
 from ..runs.outputs import DISSECTION, GENERATOR, IMPORTED, read_kind
+from ..runs.results import DissectionResult
 from . import strips as _strips
 from .categories import bar_data
 from .datarows import Rows, read_rows, rows_of
 from .extra import pages_lock, read_extra_pages, record_extra_page
 from .pages import layer_context, render_layer_page, render_run_page, run_context
-from .runview import RunView
 
 if TYPE_CHECKING:
     from ..data.broden import BrodenDataset
-    from ..runs.results import DissectionResult
 
 __all__ = [
     "add_extra_page",
@@ -64,7 +63,7 @@ SUMMARY_PNG = "summary.png"
 
 
 def open_run_dataset(
-    result: DissectionResult | RunView, dataset: BrodenDataset | str | os.PathLike | None = None
+    result: DissectionResult, dataset: BrodenDataset | str | os.PathLike | None = None
 ) -> BrodenDataset:
     """The concept dataset of a run, with the rows the run used (unit top images are row positions).
 
@@ -121,7 +120,7 @@ def _mismatch(directory: Path, rows: list[int], recorded: Mapping) -> DatasetErr
     )
 
 
-def _run_rows(run: RunView, dataset: BrodenDataset | str | os.PathLike | None) -> Rows:
+def _run_rows(run: DissectionResult, dataset: BrodenDataset | str | os.PathLike | None) -> Rows:
     """The run's dataset rows: from an open dataset (checked, reopened with the run's split when
     needed), else parsed from the recorded or given directory without torch."""
     recorded = _recorded(run)
@@ -191,14 +190,14 @@ def _chart(path: Path, key_data: Any, draw: Callable[[str], Any]) -> None:
     draw(key)
 
 
-def write_run_page(run_dir: str | os.PathLike, run: RunView | None = None) -> Path:
+def write_run_page(run_dir: str | os.PathLike, run: DissectionResult | None = None) -> Path:
     """Write (or rewrite) the run page ``<run_dir>/index.html`` and ``summary.png``, linking the
     run's layer pages and any other ``<run_dir>/<dir>/index.html`` page; return its path."""
     run_dir = Path(run_dir)
     if run is None:
         if not (run_dir / SUMMARY_FILE).is_file():
             raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE})")
-        run = RunView.load(run_dir, maps=False)
+        run = DissectionResult.load(run_dir, maps=False)
     skip = {layer_dirname(n) for n in run.layers} | {_strips.IMAGES_DIR}
     context = run_context(run, extra_pages(run_dir, skip, read_extra_pages(run_dir)))
     index = run_dir / INDEX
@@ -268,7 +267,7 @@ def write_report(
     return write_run_page(run_dir, run)
 
 
-def _load_dissection(run_dir: Path) -> RunView:
+def _load_dissection(run_dir: Path) -> DissectionResult:
     """The run of a finished dissection (or generator dissection, or imported results) at ``run_dir``."""
     found = read_kind(run_dir)
     if found is not None and found not in (DISSECTION, GENERATOR, IMPORTED):
@@ -278,7 +277,7 @@ def _load_dissection(run_dir: Path) -> RunView:
         )
     if not (run_dir / SUMMARY_FILE).is_file():
         raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
-    run = RunView.load(run_dir)
+    run = DissectionResult.load(run_dir)
     imported = bool(run.metadata.get("imported_from"))
     for name, layer in run.layers.items():
         if layer.top_maps is None and not imported:
@@ -289,7 +288,7 @@ def _load_dissection(run_dir: Path) -> RunView:
 
 
 def _store_images(
-    run: RunView,
+    run: DissectionResult,
     run_dir: Path,
     rows: Rows | None,
     shown: dict[str, dict[int, list[int]]],
@@ -311,7 +310,7 @@ def _store_images(
 
 def _write_layer(
     run_dir: Path,
-    run: RunView,
+    run: DissectionResult,
     name: str,
     shown: dict[int, list[int]],
     rows: Rows | None,

@@ -16,10 +16,10 @@ from markupsafe import Markup
 from ..ablation.result import JSON_FILE, NPZ_FILE, AblationResult
 from ..files import atomic_write_bytes, layer_dirname
 from ..runs.layout import is_finished_layer
+from ..runs.results import LayerResult
 from . import add_extra_page
 from .charts import ablation_curves, ablation_scatter
 from .pages import environment
-from .runview import LayerView
 from .strips import IMAGES_DIR, image_name
 
 INDEX = "index.html"
@@ -41,7 +41,7 @@ def _unit_images(result: AblationResult, run: Path | None, out: Path) -> dict[in
     directory = run / layer_dirname(str(result.metadata.get("layer", "")))
     if not (directory / INDEX).is_file() or not is_finished_layer(directory):
         return {}
-    layer = LayerView.load(directory, maps=False)
+    layer = LayerResult.load(directory, maps=False)
     images = run / IMAGES_DIR
     page = Path(os.path.relpath(directory / INDEX, out)).as_posix()
     links = {}

@@ -1,26 +1,20 @@
 """The report's categories: their order and colours, and the numbers its charts draw per layer and run.
 
-Pure functions of a layer's or run's results (``LayerResult``/``DissectionResult`` or the
-torch-free views of :mod:`netdissect.report.runview`).
+Pure functions of a layer's or run's results (``LayerResult``/``DissectionResult``, as computed
+or as read back from a run directory without torch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..labels import display_name
-from .runview import LayerView, RunView
 
 if TYPE_CHECKING:
     from ..runs.results import DissectionResult, LayerResult
-
-#: What the page functions read: a layer's results (``LayerResult`` or the torch-free ``LayerView``).
-AnyLayer = Union["LayerResult", LayerView]
-
-AnyRun = Union["DissectionResult", RunView]
 
 #: Order of the categories in charts and menus; categories a dataset lacks are skipped and
 #: categories not listed here follow in the dataset's order.
@@ -63,7 +57,7 @@ def category_colours(categories: Iterable[str]) -> dict[str, str]:
     return colours
 
 
-def bar_data(result: AnyLayer) -> list[tuple[str, str, int]]:
+def bar_data(result: LayerResult) -> list[tuple[str, str, int]]:
     """The bar graph of a layer: ``(category, label display name, detectors)`` per detected label.
 
     Grouped by category in :data:`CATEGORY_ORDER` (then other categories), most detectors
@@ -81,7 +75,7 @@ def bar_data(result: AnyLayer) -> list[tuple[str, str, int]]:
     return [(c, name, n) for c, name, n, _ in rows]
 
 
-def category_fractions(result: AnyRun) -> dict:
+def category_fractions(result: DissectionResult) -> dict:
     """Per layer, the detectors per category and the units: what the summary chart draws.
 
     Returns ``{"categories": [...], "layers": [{"layer", "units", "counts": {cat: n},

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -22,8 +22,6 @@ from ..files import layer_dirname
 from ..labels import display_name
 from .categories import (
     NO_CATEGORY_COLOUR,
-    AnyLayer,
-    AnyRun,
     bar_data,
     category_colours,
     category_fractions,
@@ -31,6 +29,9 @@ from .categories import (
 )
 from .charts import category_fractions as fractions_chart
 from .charts import detectors as detectors_chart
+
+if TYPE_CHECKING:
+    from ..runs.results import DissectionResult, LayerResult
 
 NEXT_BEST = 3  # other labels shown per unit
 
@@ -48,7 +49,7 @@ def _href(*parts: str) -> str:
     return "/".join(quote(p) for p in parts)
 
 
-def _next_best(result: AnyLayer, k: int = NEXT_BEST) -> list[list[tuple[str, str, float]]]:
+def _next_best(result: LayerResult, k: int = NEXT_BEST) -> list[list[tuple[str, str, float]]]:
     """Per unit, the ``k`` labels with the highest IoU other than its own: (name, category, IoU)."""
     iou = np.array(result.iou, dtype=np.float64, copy=True)
     if iou.ndim != 2 or iou.shape[1] <= 1:
@@ -81,7 +82,7 @@ def _threshold_text(t: float) -> str:
 SIGNIFICANCE_LEVEL = 0.05
 
 
-def _significance(result: AnyLayer, u: int) -> dict:
+def _significance(result: LayerResult, u: int) -> dict:
     """A unit card's significance against the permutation null (text None without null samples)."""
     p_value, z_score, null_mean, null_std = result.p_value, result.z_score, result.null_mean, result.null_std
     if p_value is None or z_score is None or null_mean is None or null_std is None:
@@ -109,7 +110,7 @@ def layer_header(summary: Mapping) -> str:
 
 
 def layer_context(
-    result: AnyLayer,
+    result: LayerResult,
     tiles: Mapping[int, Sequence[int]] | None = None,
     layers: Sequence[str] | None = None,
     model: str | None = None,
@@ -118,8 +119,8 @@ def layer_context(
     """The template context of a layer page.
 
     Args:
-        result: the layer's results (:class:`~netdissect.runs.results.LayerResult` or
-            :class:`~netdissect.report.runview.LayerView`).
+        result: the layer's results (:class:`~netdissect.runs.results.LayerResult`, computed or
+            read back from the run directory).
         tiles: ``{unit (1-based): dataset positions of the top images shown}``; the page draws
             them from ``../report-images/`` and the layer's ``masks.js``. Units missing here get
             no images.
@@ -133,7 +134,7 @@ def layer_context(
     if meta.get("imported_from"):
         imported = {k: _scalar(meta.get(k, "")) for k in ("format", "convention")}
         imported["file"] = _scalar(meta["imported_from"])
-    records = list(getattr(result, "records", None) or [])
+    formulas, formula_iou = result.formula, result.formula_iou  # None without formulas
     summary = result.summary()
     categories = ordered_categories(result.categories)
     colours = category_colours(categories)
@@ -145,9 +146,7 @@ def layer_context(
         category = result.categories[ci] if ci >= 0 else ""
         label = int(result.label[u])
         shown = [int(i) for i in tiles.get(u + 1, ())]
-        record = records[u] if u < len(records) and isinstance(records[u], Mapping) else {}
-        formula = record.get("formula")
-        formula_iou = record.get("formula_iou")
+        formula = formulas[u] if formulas is not None else None
         units.append(
             {
                 "unit": u + 1,
@@ -161,7 +160,7 @@ def layer_context(
                 "images": " ".join(str(i) for i in shown),
                 "tiles": len(shown),
                 "formula": str(formula) if formula else None,
-                "formula_iou_text": _iou_text(float(formula_iou)) if isinstance(formula_iou, (int, float)) else None,
+                "formula_iou_text": _iou_text(float(formula_iou[u])) if formula_iou is not None else None,
                 "next_best": [
                     {"label": n, "category": c, "colour": colours.get(c, NO_CATEGORY_COLOUR), "iou_text": _iou_text(v)}
                     for n, c, v in next_best[u]
@@ -243,7 +242,7 @@ def _imported(meta: Mapping) -> dict | None:
     }
 
 
-def latent_input(result: AnyRun, dataset: Mapping) -> str | None:
+def latent_input(result: DissectionResult, dataset: Mapping) -> str | None:
     """The input of a generator run (``dissect-generator``: the model's input is its latents, not
     images) in words, e.g. ``"latents z ~ N(0, I): 48 of dimension 8"``; None for other runs."""
     directory = getattr(result, "directory", None)
@@ -264,11 +263,11 @@ def latent_input(result: AnyRun, dataset: Mapping) -> str | None:
     return text
 
 
-def run_context(result: AnyRun, extra_pages: Sequence[Mapping[str, str]] = ()) -> dict:
+def run_context(result: DissectionResult, extra_pages: Sequence[Mapping[str, str]] = ()) -> dict:
     """The template context of the run page (``<out>/index.html``); ``extra_pages`` are more pages
     of the run, ``{"title", "href"}`` relative to the run directory, linked from the page."""
     meta = dict(result.metadata)
-    first = cast("AnyLayer | None", next(iter(result.layers.values()), None))  # the union joins to object
+    first = next(iter(result.layers.values()), None)
     for key in ("model", "dataset", "options", "versions"):
         if key not in meta and first is not None and key in first.metadata:
             meta[key] = first.metadata[key]

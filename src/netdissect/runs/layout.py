@@ -3,8 +3,8 @@ writing a finished run's results (``docs/design/run-directory.md``).
 
 Every name of a file or folder in a run directory is declared here, once; the modules that
 write a run (:mod:`netdissect.runs.results`, :mod:`netdissect.runs.directory`, :mod:`netdissect.runs.checkpoints`)
-and those that read one (``DissectionResult.load``, the report's ``RunView``, ``compare``,
-the ablation's join, ``import-results``) go through this module. A finished layer is read by
+and those that read one (``DissectionResult.load``, by which the report and ``explain`` read runs,
+``compare``, the ablation's join, ``import-results``) go through this module. A finished layer is read by
 :func:`read_layer` into a :class:`LayerFiles` (the arrays and documents as saved), a run's
 summary by :func:`read_summary`; :func:`write_layer` and :func:`write_summary` write them, every
 file atomically (a temporary file renamed into place), ``units.json`` last: it marks the layer

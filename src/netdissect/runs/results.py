@@ -3,7 +3,9 @@
 The files' names, layout and reading and writing are :mod:`netdissect.runs.layout`'
 (``docs/design/run-directory.md``). Reading a finished run needs no torch: the IoU and the
 significance saved in ``iou.npz`` are read back, not recomputed; torch is imported only to
-compute them for a result built from counts.
+compute them for a result built from counts. The report, ``explain`` and the ablation page read
+runs through :meth:`DissectionResult.load` / :meth:`LayerResult.load` too (``maps=False`` where
+they need no activation maps).
 """
 
 from __future__ import annotations
@@ -287,9 +289,10 @@ class LayerResult:
         return layout.write_layer(directory, tally, self.arrays(), document, formulas, self.top_maps)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> LayerResult:
-        """Read a layer's results back from its directory (without torch)."""
-        return cls.from_files(layout.read_layer(directory))
+    def load(cls, directory: str | os.PathLike, maps: bool = True) -> LayerResult:
+        """Read a layer's results back from its directory (without torch; ``maps=False`` skips
+        ``top_maps.npz``, leaving :attr:`top_maps` None)."""
+        return cls.from_files(layout.read_layer(directory, maps))
 
     @classmethod
     def from_files(cls, files: layout.LayerFiles) -> LayerResult:
@@ -355,11 +358,11 @@ class DissectionResult:
         layout.write_summary(directory, self.summary(), self.metadata)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> DissectionResult:
-        """Read a finished run directory (without torch)."""
+    def load(cls, directory: str | os.PathLike, maps: bool = True) -> DissectionResult:
+        """Read a finished run directory (without torch; ``maps=False`` skips the layers' ``top_maps.npz``)."""
         directory = Path(directory)
         summary = layout.read_summary(directory)
-        layers = {name: LayerResult.load(layer_path(directory, name)) for name in summary["layers"]}
+        layers = {name: LayerResult.load(layer_path(directory, name), maps) for name in summary["layers"]}
         return cls(layers, summary.get("metadata", {}), directory)
 
     def format_table(self) -> str:
