@@ -1,35 +1,12 @@
 """The ablation page in a real browser (headless Chromium driven by Playwright); skipped when
-either is missing, as tests/report/test_browser.py."""
+either is missing (tests/browser_helpers.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import pytest
-
 from ablation_helpers import EVIL
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("NETDISSECT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-
-
-@pytest.fixture(scope="module")
-def page():
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-        page.problems = problems
-        yield page
-        browser.close()
+from browser_helpers import screenshot
 
 
 def test_ablation_page_shows_classes_curves_scatter_and_top_images(page, demo_run):
@@ -60,8 +37,7 @@ def test_ablation_page_shows_classes_curves_scatter_and_top_images(page, demo_ru
     assert all(labels)
     if EVIL in " ".join(labels):  # a hostile label shows as text and runs nothing
         assert page.eval_on_selector_all(".unit-card script", "s => s.length") == 0
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "ablation-page.png"), full_page=False)
+    screenshot(page, "ablation-page.png", full_page=False)
     # a card's link opens the unit on the layer page, which draws its masks over the same images
     link = page.get_attribute(".unit-card a.unit-link", "href")
     unit = link.rsplit("#unit-", 1)[1]
@@ -108,8 +84,7 @@ def test_scatter_dots_stay_in_the_plot_and_both_axes_have_titles(page, demo_run)
     (x_title, y_title) = ((t["x1"] - t["x0"], t["y1"] - t["y0"]) for t in titles)
     assert x_title[0] > 3 * x_title[1] and y_title[1] > 3 * y_title[0]  # drawn: along the x axis, up the y axis
     assert not [(d, t) for d in dots for t in titles if overlap(d, t)]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "ablation-scatter.png"))
+    screenshot(page, "ablation-scatter.png")
     assert page.problems == []
 
 

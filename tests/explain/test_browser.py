@@ -1,11 +1,9 @@
 """The explain page in a real browser (headless Chromium driven by Playwright); skipped when either
-is missing, as tests/report/test_browser.py. A screenshot goes to ``test-artifacts/explain.png``."""
+is missing (tests/browser_helpers.py). A screenshot goes to ``test-artifacts/explain.png``."""
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -13,30 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browser_helpers import screenshot
 from netdissect import explain
 from netdissect.explain.result import read_segmentation
 from netdissect.report.explain_page import legend_colour
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("NETDISSECT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-
-if os.environ.get("CI") and not CHROMIUM:
-    raise RuntimeError("CI must run the browser tests: install Debian's chromium (see .ci/run)")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-
-
-@pytest.fixture(scope="module")
-def page():
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.problems = problems
-        yield page
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +55,7 @@ def test_explain_page_shows_images_segmentation_predictions_and_units(page, expl
             assert Path(unquote(target.path)).is_file() and target.fragment.startswith("unit-")
     assert Path(unquote(urlparse(page.locator("#run-link").evaluate("a => a.href")).path)) == (run / "index.html")
     assert page.problems == []
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
+    screenshot(page, "explain.png", full_page=True)
 
 
 def test_overlays_colour_labelled_pixels_only_and_dim_outside_masks(page, explained):

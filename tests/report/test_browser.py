@@ -1,84 +1,27 @@
-"""The report in a real browser (headless Chromium driven by Playwright).
-
-CI installs Debian's chromium and the playwright package (.ci/run); elsewhere the tests skip
-when either is missing. A screenshot of the layer page is saved under ``test-artifacts/``
-(or $NETDISSECT_ARTIFACTS).
+"""The report in a real browser (headless Chromium driven by Playwright, set up once in
+tests/browser_helpers.py: skipped when either is missing). A screenshot of the layer page is saved
+under ``test-artifacts/`` (or $NETDISSECT_ARTIFACTS).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from browser_helpers import demo_report, open_layer, screenshot
 from fake_run import write_fake_run
-from helpers import rename_label
-from netdissect import dissect
 from netdissect.data.synthetic import make_synthetic_dataset
-from netdissect.models import load_model
 from netdissect.report.pages import PAGE_SIZE
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("NETDISSECT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 EVIL = "<script>alert(1)</script>"
-
-if os.environ.get("CI") and not CHROMIUM:
-    raise RuntimeError("CI must run the browser tests: install Debian's chromium (see .ci/run)")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from netdissect.report import write_report
-
-    root = tmp_path_factory.mktemp("browser")
-    data = make_synthetic_dataset(root / "data", n=40, size=64, seed=3)
-    rename_label(data, "ball", EVIL)  # a hostile label name must show as text
-    out = root / "run"
-    dissect(load_model("demo"), data, ["conv4"], out, workers=0, progress=False, device="cpu", quantile=0.02)
-    write_report(out, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    page.problems = problems
-    yield page
-    page.close()
-
-
-def open_layer(page, report: Path, layer: str = "conv4"):
-    page.goto((report / layer / "index.html").as_uri())
-    page.wait_for_selector(".unit-card")
-    page.wait_for_selector("body[data-tiles=ready]")
-    return page
+    # a hostile label name must show as text
+    return demo_report(tmp_path_factory.mktemp("browser"), rename=("ball", EVIL))
 
 
 def scroll_through(page) -> None:
@@ -127,9 +70,8 @@ def test_pages_load_without_errors_and_every_strip_loads(page, report):
     rgba = [tuple(pixels[i : i + 4]) for i in range(0, len(pixels), 4)]
     assert (0, 0, 0, 179) in rgba and (255, 215, 0, 255) in rgba and (0, 0, 0, 0) in rgba
     page.evaluate("window.scrollTo(0, 0)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "report-layer.png"), full_page=False)
-    assert (ARTIFACTS / "report-layer.png").stat().st_size > 10_000
+    shot = screenshot(page, "report-layer.png", full_page=False)
+    assert shot.stat().st_size > 10_000
     assert page.problems == []
 
 
@@ -200,24 +142,7 @@ def test_hostile_label_is_text(page, report):
 
 @pytest.fixture(scope="module")
 def formula_report(tmp_path_factory):
-    from netdissect.report import write_report
-
-    root = tmp_path_factory.mktemp("browser-formulas")
-    data = make_synthetic_dataset(root / "data", n=40, size=64, seed=3)
-    out = root / "run"
-    dissect(
-        load_model("demo"),
-        data,
-        ["conv4"],
-        out,
-        workers=0,
-        progress=False,
-        device="cpu",
-        quantile=0.02,
-        formula_length=2,
-    )
-    write_report(out, progress=False)
-    return out
+    return demo_report(tmp_path_factory.mktemp("browser-formulas"), formula_length=2)
 
 
 MAGENTA = {(255, 60, 200, 140), (255, 60, 200, 255)}  # the formula's tint (inside, edge)

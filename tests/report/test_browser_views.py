@@ -1,11 +1,10 @@
 """What the report's pages show, checked in a real browser (headless Chromium driven by Playwright):
 long formulas wrap on the cards, the large view keeps the unit's outline under the formula and the
-ground truth, and charts fill their cards. Skipped when Chromium or Playwright is missing, as
-tests/report/test_browser.py."""
+ground truth, and charts fill their cards. Skipped when Chromium or Playwright is missing
+(tests/browser_helpers.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -13,19 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netdissect import dissect
-from netdissect.data.synthetic import make_synthetic_dataset
+from browser_helpers import demo_report, open_layer, screenshot
 from netdissect.formulas.terms import formula_arrays
-from netdissect.models import load_model
 from netdissect.runs.results import LayerResult
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("NETDISSECT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-
-if os.environ.get("CI") and not CHROMIUM:
-    raise RuntimeError("CI must run the browser tests: install Debian's chromium (see .ci/run)")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
 GOLD = (255, 215, 0, 255)  # the unit's outline
 CYAN = {(0, 200, 255, 140), (0, 200, 255, 255)}  # the ground truth's tint (inside, edge)
@@ -53,56 +42,10 @@ def lengthen_first_formula(run: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-        )
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.problems = problems
-    yield page
-    page.close()
-
-
-@pytest.fixture(scope="module")
 def formula_report(tmp_path_factory) -> Path:
     """A dissection of the demo model's conv4 with formulas of two labels, and its report; the
     first unit with a formula is given a long one (see :func:`lengthen_first_formula`)."""
-    from netdissect.report import write_report
-
-    root = tmp_path_factory.mktemp("browser-views")
-    data = make_synthetic_dataset(root / "data", n=40, size=64, seed=3)
-    out = root / "run"
-    dissect(
-        load_model("demo"),
-        data,
-        ["conv4"],
-        out,
-        workers=0,
-        progress=False,
-        device="cpu",
-        quantile=0.02,
-        formula_length=2,
-    )
-    lengthen_first_formula(out)
-    write_report(out, progress=False)
-    return out
-
-
-def open_layer(page, run: Path, layer: str = "conv4"):
-    page.goto((run / layer / "index.html").as_uri())
-    page.wait_for_selector(".unit-card")
-    page.wait_for_selector("body[data-tiles=ready]")
+    return demo_report(tmp_path_factory.mktemp("browser-views"), formula_length=2, edit=lengthen_first_formula)
 
 
 def overlay_pixels(page, selector: str) -> list[tuple[int, ...]]:
@@ -134,8 +77,7 @@ def test_long_formula_wraps_on_its_card(page, formula_report):
     page.wait_for_selector("#viewer", state="visible")
     viewer = page.eval_on_selector("#viewer-meta .formula", "f => [f.scrollWidth, f.clientWidth]")
     assert viewer[0] <= viewer[1] + 1
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "report-long-formula.png"))
+    screenshot(page, "report-long-formula.png")
     assert page.problems == []
 
 
@@ -163,8 +105,7 @@ def test_large_view_keeps_the_unit_outline_with_formula_and_ground_truth(page, f
     assert page.eval_on_selector_all("#viewer-tiles canvas", "cs => cs.every(c => c.dataset.outline === 'unit')")
     legend = page.text_content("#viewer-legend")
     assert "unit " + unit in legend and "formula" in legend
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "report-viewer-formula.png"))
+    screenshot(page, "report-viewer-formula.png")
 
     page.keyboard.press("g")
     page.wait_for_selector(f"#viewer-tiles[data-shown='{unit}:truth']")
@@ -202,8 +143,7 @@ def test_charts_fill_their_cards(page, formula_report, tmp_path):
     assert_fills(chart_fit(page, "#fractions-chart svg"))
     open_layer(page, formula_report)
     assert_fills(chart_fit(page, "#bar-graph svg"))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "report-layer-chart.png"))
+    screenshot(page, "report-layer-chart.png")
     other = tmp_path / "other"
     shutil.copytree(formula_report, other)
     compare_runs([formula_report, other], tmp_path / "compare", labels=["first", "second"], series=True)
@@ -211,7 +151,7 @@ def test_charts_fill_their_cards(page, formula_report, tmp_path):
     fits = chart_fit(page, ".chart svg")
     assert {f["cls"] for f in fits} == {"unique-chart", "detectors-chart", "emergence-chart"}
     assert_fills(fits)
-    page.screenshot(path=str(ARTIFACTS / "compare-charts.png"), full_page=True)
+    screenshot(page, "compare-charts.png", full_page=True)
     # in a narrow window a chart shrinks with its card, down to about half its size
     page.set_viewport_size({"width": 760, "height": 900})
     assert_fills(chart_fit(page, "#unique-chart svg"))

@@ -4,7 +4,6 @@ generator run's pages show its latent input, not an image preprocessing it never
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from netdissect.report.causal_page import CausalEffect, write_causal_page
 
 SEGMENTER = "netdissect.models.toy:color_segmenter"
 GENERATOR = "netdissect.models.toy:toy_generator"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def text(html: str) -> str:
@@ -73,17 +71,12 @@ def test_generator_pages_match_the_data(toy_run):
         assert "preprocess" not in page and "0.485" not in page and "0.229" not in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_generator_pages_in_the_browser(toy_run):
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
-        page.goto((toy_run / "features" / "causal.html").as_uri())
-        assert "its best detector unit (by IoU) is set to zero" in page.inner_text("#causal-intro")
-        units = page.eval_on_selector_all("p.units", "ps => ps.map(p => p.innerText)")
-        assert sorted(units) == ["1 unit zeroed: 1", "1 unit zeroed: 2"]
-        page.goto((toy_run / "index.html").as_uri())
-        shown = page.inner_text("main")
-        assert "latents z ~ N(0, I)" in shown and "preprocess" not in shown and "0.485" not in shown
-        browser.close()
+def test_generator_pages_in_the_browser(page, toy_run):
+    """In headless Chromium (the ``page`` fixture, tests/conftest.py; skipped when it is missing)."""
+    page.goto((toy_run / "features" / "causal.html").as_uri())
+    assert "its best detector unit (by IoU) is set to zero" in page.inner_text("#causal-intro")
+    units = page.eval_on_selector_all("p.units", "ps => ps.map(p => p.innerText)")
+    assert sorted(units) == ["1 unit zeroed: 1", "1 unit zeroed: 2"]
+    page.goto((toy_run / "index.html").as_uri())
+    shown = page.inner_text("main")
+    assert "latents z ~ N(0, I)" in shown and "preprocess" not in shown and "0.485" not in shown
