@@ -10,7 +10,18 @@ from pathlib import Path
 
 from ..categories import category_colours
 from . import pngbase
-from .svgbase import CARD_WIDTH, CHAR, empty_svg, escape, fill_step, nice_step, shorten, stacked_segments, svg_open
+from .svgbase import (
+    CARD_WIDTH,
+    CHAR,
+    column_labels,
+    empty_svg,
+    escape,
+    fill_step,
+    nice_step,
+    shorten,
+    stacked_segments,
+    svg_open,
+)
 
 CLASS = "fractions-chart"
 
@@ -78,21 +89,7 @@ def svg(data: Mapping) -> str:
                 f"<title>{escape(row['layer'])}: {escape(c)} {n}/{row['units']} units ({f * 100:.1f}%)</title></rect>"
             )
         total = sum(row["fractions"].values())
-        out.append(
-            f'<text x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" font-size="11" text-anchor="middle" fill="#333">'
-            f"{total * 100:.1f}%</text>"
-        )
-        cx, cy = x + bar_w / 2, base + 14
-        if rotate:
-            out.append(
-                f'<text class="layer-label" x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
-                f'transform="rotate(-35 {cx:.1f} {cy:.1f})">{escape(name)}</text>'
-            )
-        else:
-            out.append(
-                f'<text class="layer-label" x="{cx:.1f}" y="{cy + 2:.1f}" font-size="11" text-anchor="middle" '
-                f'fill="#222">{escape(name)}</text>'
-            )
+        column_labels(out, x, bar_w, y, base, f"{total * 100:.1f}%", name, 35 if rotate else 0, "layer-label")
     out.append(f'<line x1="{left - 4:.1f}" y1="{base:.1f}" x2="{legend_x - 14:.1f}" y2="{base:.1f}" stroke="#888" />')
     for j, c in enumerate(reversed(categories)):  # legend top-down in stacking order (top segment first)
         y = top + j * 22

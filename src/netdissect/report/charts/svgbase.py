@@ -106,6 +106,26 @@ def stacked_segments(
     return segments, y
 
 
+def column_labels(
+    out: list[str], x: float, bar_w: float, top: float, base: float, value: str, name: str, angle: int, cls: str = ""
+) -> None:
+    """A bar's ``value`` above it (``top``) and its ``name`` below the axis (``base``), turned by
+    ``angle`` degrees when the names do not fit flat; ``cls`` classes the name's text."""
+    cx, cy = x + bar_w / 2, base + 14
+    out.append(f'<text x="{cx:.1f}" y="{top - 5:.1f}" font-size="11" text-anchor="middle" fill="#333">{value}</text>')
+    attr = f' class="{cls}"' if cls else ""
+    if angle:
+        out.append(
+            f'<text{attr} x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
+            f'transform="rotate(-{angle} {cx:.1f} {cy:.1f})">{escape(name)}</text>'
+        )
+    else:
+        out.append(
+            f'<text{attr} x="{cx:.1f}" y="{cy + 2:.1f}" font-size="11" text-anchor="middle" fill="#222">'
+            f"{escape(name)}</text>"
+        )
+
+
 def axis(
     out: list[str],
     left: float,

@@ -14,6 +14,7 @@ from .svgbase import (
     CARD_WIDTH,
     CHAR,
     axis,
+    column_labels,
     empty_svg,
     escape,
     fill_step,
@@ -72,20 +73,7 @@ def svg(data: Mapping) -> str:
                 f'data-run="{run}" data-layer="{layer}" data-category="{escape(c)}" data-count="{n}">'
                 f"<title>{run} · {layer}: {n} unique {escape(c)} detectors</title></rect>"
             )
-        out.append(
-            f'<text x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" font-size="11" text-anchor="middle" fill="#333">'
-            f"{row['unique_detectors']}</text>"
-        )
-        cx, cy = x + bar_w / 2, base + 14
-        if angle:
-            out.append(
-                f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="11" text-anchor="end" fill="#222" '
-                f'transform="rotate(-{angle} {cx:.1f} {cy:.1f})">{escape(name)}</text>'
-            )
-        else:
-            out.append(
-                f'<text x="{cx:.1f}" y="{cy + 2:.1f}" font-size="11" text-anchor="middle" fill="#222">{escape(name)}</text>'
-            )
+        column_labels(out, x, bar_w, y, base, str(row["unique_detectors"]), name, angle)
     legend(out, legend_x, top, [(c, colours[c]) for c in reversed(categories)])
     out.append("</svg>")
     return "".join(out)
