@@ -55,12 +55,13 @@ def test_pages_load_without_errors_and_every_strip_loads(page, report):
     assert len(visible_cards(page)) == 128
     # scroll through every card: its tiles are made when it comes near the viewport
     scroll_through(page)
+    # generous limits: painting 1,280 tiles takes seconds on a quiet 2-core machine, minutes on a loaded one
     page.wait_for_function(
         "() => [...document.querySelectorAll('.unit-card')].every(c => c.querySelectorAll('canvas[data-painted=unit]').length === 10)",
-        timeout=30_000,
+        timeout=120_000,
     )
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.unit-card img')].every(i => i.complete)", timeout=30_000
+        "() => [...document.querySelectorAll('.unit-card img')].every(i => i.complete)", timeout=120_000
     )
     broken = page.eval_on_selector_all(".unit-card img", "imgs => imgs.filter(i => !i.naturalWidth).map(i => i.src)")
     assert broken == []
