@@ -101,7 +101,11 @@ def test_keys_of_existing_runs_unchanged():
         "beam": 5,
         "formula_ops": ["and", "or"],
     }
-    assert list(config.result_options()) == [o for o in FIELDS if run_option(o).key == RESULT]
+    omitted = {o for o in FIELDS if run_option(o).omit_off and not run_option(o).key_if(config)}  # off here
+    assert omitted == {"image_values"}
+    assert list(config.result_options()) == [o for o in FIELDS if run_option(o).key == RESULT and o not in omitted]
+    # an option added later joins the key only when it is on
+    assert DissectConfig(device="cpu", image_values=True).result_options() == {**base, "image_values": True}
 
 
 def test_the_recipe_names_what_exists():

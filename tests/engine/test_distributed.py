@@ -84,6 +84,7 @@ def torchrun(nproc: int) -> list[str]:
         (2, 4, []),  # 10 batches: 5 per rank, the last one of 1 image
         (3, 8, ["--null-samples", "3"]),  # 5 batches: 1, 2, 2; the null's shifts follow the batch, not the rank
         (2, 64, []),  # 1 batch: rank 0 reads nothing
+        (2, 4, ["--image-values"]),  # each rank fills its images' rows; the sum is the one-process values
     ],
 )
 def test_torchrun_matches_one_process(dataset, tmp_path, nproc, batch, extra):

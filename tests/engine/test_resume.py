@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -266,6 +267,29 @@ def test_kill_and_resume_gives_the_uninterrupted_results(dataset, reference, tmp
         same_layer_results(reference / layer, out / layer)
     assert json.loads((out / "run.json").read_text())["state"] == "done"
     assert not (out / "checkpoints").exists()
+
+
+def test_kill_in_pass_2_keeps_the_image_values(dataset, tmp_path):
+    """Pass 2's image-level values are in its checkpoints: a killed run resumes to the same values."""
+    reference = tmp_path / "reference"
+    done = subprocess.run(
+        command(dataset, reference, None, 0.0, "--image-values"), capture_output=True, text=True, timeout=300,
+        env=subprocess_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out, log = tmp_path / "run", tmp_path / "forward.log"
+    proc = start(dataset, out, log, "--image-values")
+    state = kill_when(proc, out / "checkpoints" / "rank0.ckpt", 2, 3)
+    assert proc.returncode == -signal.SIGKILL and 3 <= state["next_batch"] < BATCHES
+    resumed = subprocess.run(
+        command(dataset, out, None, 0.0, "--image-values"), capture_output=True, text=True, timeout=300,
+        env=subprocess_env(),
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    for layer in ("conv1", "conv2"):
+        same_layer_results(reference / layer, out / layer)  # image_values included (iou.npz)
+        with np.load(out / layer / "iou.npz") as z:
+            assert z["image_values"].shape[0] == 4 * BATCHES - 1
 
 
 def start(dataset: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -150,8 +151,11 @@ def describe(
                 f"{directory} holds descriptions made with another model, probe images or options; "
                 "choose another --out or pass --overwrite"
             )
-        checkpointer = Checkpointer(directory / CHECKPOINT, checkpoint_key({**key, "layers": layers, "batch": batch_size}), checkpoint_every)  # fmt: skip
-        values, embeddings = _values(loaded, layers, probes, dev, batch_size, workers, tokens, channels_last, encoder, checkpointer, progress)  # fmt: skip
+        saved = _saved_values(directory, layers, probes, loaded, size, tokens, channels_last) if joined else {}
+        todo = [name for name in layers if name not in saved]
+        checkpointer = Checkpointer(directory / CHECKPOINT, checkpoint_key({**key, "layers": todo, "batch": batch_size}), checkpoint_every)  # fmt: skip
+        values, embeddings = _values(loaded, todo, probes, dev, batch_size, workers, tokens, channels_last, encoder, checkpointer, progress)  # fmt: skip
+        values = {name: saved[name] if name in saved else values[name] for name in layers}
         result = _describe(
             layers, values, embeddings, probes, words, encoder, options, class_names, key, began, directory
         )
@@ -231,6 +235,54 @@ def _check_out(directory: Path, loaded: LoadedModel) -> bool:
         return True
     check_output(directory, DESCRIPTION)
     return False
+
+
+def _saved_values(
+    directory: Path,
+    layers: Sequence[str],
+    probes: ConceptLabels,
+    loaded: LoadedModel,
+    size: int | None,
+    tokens: str | int,
+    channels_last: bool,
+) -> dict[str, np.ndarray]:
+    """The image-level values the joined dissection kept (``dissect --image-values``) for
+    ``layers``, where they are exactly what describe would compute: the same Broden images in the
+    same order with the same preprocessing, the same token and layout options, the model's own
+    units (no rotation) in full precision (no ``--amp``, contiguous memory)."""
+    if not probes.categories or probes.root is None:  # the probes are not a Broden dataset
+        return {}
+    from ..data.broden import BrodenDataset
+    from ..runs.directory import dataset_identity
+    from ..runs.layout import is_finished_layer, layer_path
+    from ..runs.results import LayerResult
+
+    key = read_run(directory).get("key", {})
+    theirs = key.get("options", {})
+    ours = {"tokens": tokens, "channels_last": channels_last}
+    if (
+        not theirs.get("image_values")
+        or theirs.get("rotate") is not None
+        or theirs.get("amp")
+        or theirs.get("memory_format", "contiguous") != "contiguous"
+        or _jsonable({k: theirs.get(k) for k in ours}) != _jsonable(ours)
+    ):
+        return {}
+    identity = dataset_identity(BrodenDataset(probes.root, preprocess=loaded.preprocess, size=size))
+    if _jsonable(identity) != key.get("dataset"):
+        return {}
+    saved = {}
+    for name in layers:
+        path = layer_path(directory, name)
+        values = LayerResult.load(path, maps=False).image_values if is_finished_layer(path) else None
+        if values is not None and len(values) == len(probes.images):
+            saved[name] = values
+    return saved
+
+
+def _jsonable(value: object) -> object:
+    """``value`` as a run's JSON key holds it (tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _read_run(directory: Path) -> dict:

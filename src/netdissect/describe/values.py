@@ -96,6 +96,8 @@ def unit_values(
     encoder with ``image_size`` and ``encode_images``) also the images' (N, D) CLIP embeddings."""
     from tqdm.auto import tqdm
 
+    if not layers and clip is None:
+        return {}, None
     data = ImageFiles(paths, model.preprocess, clip.image_size if clip is not None else None)
     state = (checkpointer.load() if checkpointer is not None else None) or {}
     start = int(state.get("batch", 0))
@@ -111,7 +113,7 @@ def unit_values(
         with bar:
             for i, (x, clip_x) in enumerate(loader, start):
                 first = i * batch_size
-                outputs = capture(x.to(device))
+                outputs = capture(x.to(device)) if layers else {}  # no layer: CLIP's embeddings only
                 for name in layers:
                     v = image_level(name, outputs[name], tokens, channels_last, tuple(x.shape[-2:]))
                     if name not in values:

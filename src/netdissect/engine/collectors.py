@@ -3,7 +3,8 @@
 Pass 2 (:meth:`netdissect.engine.passes.Runner.pass_counts`) reads the dataset's batches once and hands
 each batch, and then each layer's maps with their masked pixels, to every :class:`Collector`
 of a list (as baukit's ``Stat`` objects): :class:`CountCollector` (the IoU counts),
-:class:`NullCollector` (the permutation null's counts, with ``null_samples``) and
+:class:`NullCollector` (the permutation null's counts, with ``null_samples``),
+:class:`ImageValueCollector` (each unit's image-level value on every image, with ``image_values``) and
 :class:`netdissect.engine.formula_collector.FormulaCollector` (the formulas' signature tables, with
 ``formula_length`` > 1). A collector's ``state_dict`` goes into pass 2's checkpoints and is
 read back by ``load_state_dict``; ``merge`` combines the ranks' collectors under
@@ -33,6 +34,7 @@ class Batch:
     seg: torch.Tensor  # (B, layers, sh, sw) label numbers of the pixel annotation layers
     scalars: torch.Tensor  # (B, k) int64 image-level label numbers (0: padding)
     present: torch.Tensor  # (B, C) bool: category c annotated in the image
+    index: torch.Tensor | None = None  # (B,) the images' dataset indices
 
     @property
     def images(self) -> int:
@@ -228,3 +230,43 @@ class NullCollector:
             }
             for name in self.inter
         }
+
+
+class ImageValueCollector:
+    """Each unit's image-level value on every image of the dataset: the spatial mean of its map,
+    as ``describe`` computes it, so that a dissected layer can be described without running the
+    model again. ``finish`` gives each layer's ``image_values`` ``(N, U)`` float32.
+
+    Rows are filled by the images' dataset indices; each rank fills its own images and the
+    others' rows stay zero, so ``merge`` is a sum (on ``device``, which the process group
+    reduces on). Memory: ``4 * N * U`` bytes per layer, kept on the CPU.
+    """
+
+    name = "image_values"
+    slow_finish = False
+
+    def __init__(self, units: dict[str, int], images: int, device: torch.device | str = "cpu") -> None:
+        self.values = {name: torch.zeros(images, u) for name, u in units.items()}
+        self.device = device
+        self._index: torch.Tensor | None = None
+
+    def start_batch(self, batch: Batch) -> None:
+        assert batch.index is not None, "image values need the batch's dataset indices"
+        self._index = batch.index.cpu()
+
+    def add(self, layer: LayerBatch) -> None:
+        assert self._index is not None, "start_batch first"
+        self.values[layer.name][self._index] = layer.acts.float().mean(dim=(2, 3)).cpu()
+
+    def state_dict(self) -> dict:
+        return {"values": self.values}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.values = {name: t.cpu() for name, t in state["values"].items()}
+
+    def merge(self, shard: Shard) -> None:
+        for name, values in self.values.items():
+            self.values[name] = shard.sum_(values.to(self.device)).cpu()
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        return {name: {"image_values": values.numpy()} for name, values in self.values.items()}

@@ -62,6 +62,10 @@ class DissectConfig:
             counting work of pass 2 and ``8 * K * units * labels`` bytes per layer while
             counting; at most :data:`MAX_NULL_SAMPLES`. Batches of one image cannot be
             shifted: their images keep their own annotations in every sample.
+        image_values: also keep each unit's image-level value (the spatial mean of its map) on
+            every image, saved in ``iou.npz`` as ``image_values`` ``(N, U)``: ``describe`` of
+            the run then reads them instead of running the model. ``4 * images * units`` bytes
+            per layer.
         memory_format: ``"contiguous"`` or ``"channels_last"``: the model's and the input's
             memory layout in the forward pass. ``channels_last`` is often faster (CUDA, and CPU
             with oneDNN) but changes the activations in their last bits, so results can differ
@@ -100,6 +104,7 @@ class DissectConfig:
     rotation_power: float = 1.0
     rotation_match: bool = False
     null_samples: int = 0
+    image_values: bool = False
     memory_format: str = "contiguous"
     amp: bool = False
     checkpoint_every: float = 300.0
@@ -205,6 +210,10 @@ GROUPS = ("run", "layout", "command")  # see RunOption.group
 
 def _rotated(config: DissectConfig) -> bool:
     return config.rotate is not None
+
+
+def _image_values(config: DissectConfig) -> bool:
+    return config.image_values
 
 
 def _formulas(config: DissectConfig) -> bool:
@@ -346,6 +355,17 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         "run",
         type=int,
         metavar="K",
+    ),
+    RunOption(
+        "image_values",
+        RESULT,
+        "--image-values",
+        "also keep each unit's image-level value (its map's mean) on every image, so that "
+        "`describe` of this run needs no forward pass; 4*images*units bytes per layer",
+        "run",
+        action="store_true",
+        key_if=_image_values,
+        omit_off=True,
     ),
     RunOption(
         "memory_format",

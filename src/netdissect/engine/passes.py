@@ -28,7 +28,7 @@ from ..math.rotation import haar_rotation, match_units, rotate_units, rotation_p
 from ..math.stats import QuantileSketch, TopImages, TopKQuantile, topk_needed
 from ..math.tally import threshold_level
 from ..runs.checkpoints import Checkpointer
-from .collectors import Batch, Collector, CountCollector, LayerBatch, NullCollector
+from .collectors import Batch, Collector, CountCollector, ImageValueCollector, LayerBatch, NullCollector
 from .config import DissectConfig
 from .distributed import Shard
 from .formula_collector import FormulaCollector
@@ -280,7 +280,8 @@ class Runner:
 
     def collectors(self, stats: dict[str, LayerStats]) -> list[Collector]:
         """Pass 2's statistics (:mod:`netdissect.engine.collectors`): the IoU counts, and the permutation
-        null's counts and the formulas' signature tables when the options ask for them."""
+        null's counts, the units' image-level values and the formulas' signature tables when the
+        options ask for them."""
         meta, config = self.dataset.meta, self.config
         units = {name: s.map_shape[0] for name, s in stats.items()}
         label_category = torch.from_numpy(meta.label_category)
@@ -288,6 +289,8 @@ class Runner:
         collectors: list[Collector] = [CountCollector(units, on_device, C, config.iou_mode)]
         if config.null_samples:
             collectors.append(NullCollector(units, on_device, C, config.iou_mode, config.null_samples))
+        if config.image_values:
+            collectors.append(ImageValueCollector(units, len(self.dataset), self.device))
         if config.formula_length > 1:
             collectors.append(
                 FormulaCollector(
@@ -335,9 +338,9 @@ class Runner:
         seg = batch["seg"].to(self.device, non_blocking=True)
         scalars = batch["scalars"].to(self.device, torch.int64)
         present = batch["present"].to(self.device)
-        for collector in collectors:
-            collector.start_batch(Batch(number, seg, scalars, present))
         index = batch["index"].to(self.device)
+        for collector in collectors:
+            collector.start_batch(Batch(number, seg, scalars, present, index))
         for name, a in acts.items():
             a = a.to(self.device)
             stats[name].keep_top_maps(a, index)

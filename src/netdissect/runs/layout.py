@@ -43,6 +43,8 @@ JOURNAL_FILE = ".journal.json"  # in REPLACED_DIR: the renames of a replacement
 
 #: The significance arrays of iou.npz (runs with null samples), in the order they are saved.
 NULL_ARRAYS = ("null_score", "null_mean", "null_std", "z_score", "p_value")
+#: iou.npz's (N, U) image-level values of the units (runs with ``--image-values``)
+IMAGE_VALUES = "image_values"
 
 
 def layer_path(run_dir: str | os.PathLike, layer: str) -> Path:

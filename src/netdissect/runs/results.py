@@ -19,7 +19,7 @@ import numpy as np
 from ..formulas.terms import OP_TEXT, UnitFormulas, formula_arrays, formula_text
 from ..labels import display_name, unit_labels
 from . import layout
-from .layout import NULL_ARRAYS, layer_path
+from .layout import IMAGE_VALUES, NULL_ARRAYS, layer_path
 
 
 @dataclass
@@ -48,6 +48,7 @@ class LayerResult:
     # instead of the IoU of the counts, which then only record what the source reported
     given_iou: np.ndarray | None = None
     formulas: UnitFormulas | None = None  # each unit's best formula (formula_length > 1)
+    image_values: np.ndarray | None = None  # (N, U) float32 each unit's map mean per image (image_values)
 
     # iou.npz's ``iou`` and significance arrays as read back by :meth:`load`: used as they are,
     # so that reading a run needs no torch (a result built from counts computes them)
@@ -271,6 +272,7 @@ class LayerResult:
             "iou_given": np.array(self.given_iou is not None),  # iou holds given_iou (imported results)
             **self._null_arrays(),
             **(formula_arrays(self.formulas) if self.formulas is not None else {}),
+            **({IMAGE_VALUES: self.image_values} if self.image_values is not None else {}),
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -315,6 +317,7 @@ class LayerResult:
             null_score=files.null.get("null_score"),
             given_iou=files.given_iou,
             formulas=files.formulas,
+            image_values=z.get(IMAGE_VALUES),
             saved_scores={"iou": z["iou"], **files.null},
         )
 
