@@ -124,3 +124,8 @@ def test_cli_flag_reaches_the_run(synthetic, tmp_path):
     assert proc.returncode == 0, proc.stderr
     with np.load(out / "conv4" / "iou.npz") as z:
         assert z["image_values"].shape == (24, 128)
+
+
+def test_readers_that_do_not_need_the_values_skip_them(demo_run):
+    assert DissectionResult.load(demo_run, values=False).layers["conv4"].image_values is None
+    assert DissectionResult.load(demo_run).layers["conv4"].image_values.shape == (24, 128)

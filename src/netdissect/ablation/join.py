@@ -21,7 +21,7 @@ def load_layer(run: str | os.PathLike, layer: str) -> tuple[LayerResult, dict]:
     run = Path(run)
     if not is_finished_run(run):
         raise RunDirectoryError(f"--dissection {run} holds no finished dissection (no {SUMMARY_FILE})")
-    result = DissectionResult.load(run)
+    result = DissectionResult.load(run, values=False)
     if layer not in result.layers:
         raise RunDirectoryError(
             f"--dissection {run} has no layer {layer!r} (it has {', '.join(result.layers) or 'none'})"

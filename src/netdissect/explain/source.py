@@ -114,7 +114,7 @@ def read_run_layer(
         iou_threshold = float(options.get("iou_threshold", 0.04))
     if not 0 <= iou_threshold <= 1:
         raise OptionError(f"--iou-threshold must lie in [0, 1], got {iou_threshold}")
-    view = LayerResult.load(run / layer_dirname(layer), maps=False)
+    view = LayerResult.load(run / layer_dirname(layer), maps=False, values=False)
     recorded: dict = metadata["dataset"] if isinstance(metadata.get("dataset"), dict) else {}
     image_size, seg_size = run_sizes(recorded, dataset)
     given = recorded.get("preprocess") or {}

@@ -197,7 +197,7 @@ def write_run_page(run_dir: str | os.PathLike, run: DissectionResult | None = No
     if run is None:
         if not (run_dir / SUMMARY_FILE).is_file():
             raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE})")
-        run = DissectionResult.load(run_dir, maps=False)
+        run = DissectionResult.load(run_dir, maps=False, values=False)
     skip = {layer_dirname(n) for n in run.layers} | {_strips.IMAGES_DIR}
     context = run_context(run, extra_pages(run_dir, skip, read_extra_pages(run_dir)))
     index = run_dir / INDEX
@@ -277,7 +277,7 @@ def _load_dissection(run_dir: Path) -> DissectionResult:
         )
     if not (run_dir / SUMMARY_FILE).is_file():
         raise RunDirectoryError(f"{run_dir} holds no finished dissection (no {SUMMARY_FILE}): run a dissection first")
-    run = DissectionResult.load(run_dir)
+    run = DissectionResult.load(run_dir, values=False)
     imported = bool(run.metadata.get("imported_from"))
     for name, layer in run.layers.items():
         if layer.top_maps is None and not imported:

@@ -41,7 +41,7 @@ def _unit_images(result: AblationResult, run: Path | None, out: Path) -> dict[in
     directory = run / layer_dirname(str(result.metadata.get("layer", "")))
     if not (directory / INDEX).is_file() or not is_finished_layer(directory):
         return {}
-    layer = LayerResult.load(directory, maps=False)
+    layer = LayerResult.load(directory, maps=False, values=False)
     images = run / IMAGES_DIR
     page = Path(os.path.relpath(directory / INDEX, out)).as_posix()
     links = {}

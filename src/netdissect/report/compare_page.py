@@ -139,7 +139,7 @@ def _load(directory: Path) -> DissectionResult:
     if not is_finished_run(directory):
         raise RunDirectoryError(f"{directory} is not a finished run: it has no {SUMMARY_FILE}")
     try:
-        return DissectionResult.load(directory)
+        return DissectionResult.load(directory, values=False)
     except NetDissectError:
         raise
     except (OSError, ValueError, KeyError) as error:

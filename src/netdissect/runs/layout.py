@@ -126,8 +126,9 @@ class LayerFiles:
         return read_formulas(self.arrays, self.document.get("formulas", {}))
 
 
-def read_layer(directory: str | os.PathLike, maps: bool = True) -> LayerFiles:
-    """Read a finished layer's files from its directory (``maps=False`` skips ``top_maps.npz``)."""
+def read_layer(directory: str | os.PathLike, maps: bool = True, values: bool = True) -> LayerFiles:
+    """Read a finished layer's files from its directory (``maps=False`` skips ``top_maps.npz``,
+    ``values=False`` the image-level values in ``iou.npz``)."""
     directory = Path(directory)
     document = json.loads((directory / UNITS_FILE).read_text())
     top_maps = None
@@ -135,7 +136,7 @@ def read_layer(directory: str | os.PathLike, maps: bool = True) -> LayerFiles:
         with np.load(directory / MAPS_FILE) as z:
             top_maps = z["top_maps"]
     with np.load(directory / ARRAYS_FILE) as z:
-        arrays = {name: z[name] for name in z.files}
+        arrays = {name: z[name] for name in z.files if values or name != IMAGE_VALUES}
     return LayerFiles(document, arrays, top_maps)
 
 

@@ -291,10 +291,11 @@ class LayerResult:
         return layout.write_layer(directory, tally, self.arrays(), document, formulas, self.top_maps)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, maps: bool = True) -> LayerResult:
+    def load(cls, directory: str | os.PathLike, maps: bool = True, values: bool = True) -> LayerResult:
         """Read a layer's results back from its directory (without torch; ``maps=False`` skips
-        ``top_maps.npz``, leaving :attr:`top_maps` None)."""
-        return cls.from_files(layout.read_layer(directory, maps))
+        ``top_maps.npz``, leaving :attr:`top_maps` None; ``values=False`` skips the (images x
+        units) :attr:`image_values`)."""
+        return cls.from_files(layout.read_layer(directory, maps, values))
 
     @classmethod
     def from_files(cls, files: layout.LayerFiles) -> LayerResult:
@@ -361,11 +362,12 @@ class DissectionResult:
         layout.write_summary(directory, self.summary(), self.metadata)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, maps: bool = True) -> DissectionResult:
-        """Read a finished run directory (without torch; ``maps=False`` skips the layers' ``top_maps.npz``)."""
+    def load(cls, directory: str | os.PathLike, maps: bool = True, values: bool = True) -> DissectionResult:
+        """Read a finished run directory (without torch; ``maps=False`` skips the layers'
+        ``top_maps.npz``, ``values=False`` their image-level values)."""
         directory = Path(directory)
         summary = layout.read_summary(directory)
-        layers = {name: LayerResult.load(layer_path(directory, name), maps) for name in summary["layers"]}
+        layers = {name: LayerResult.load(layer_path(directory, name), maps, values) for name in summary["layers"]}
         return cls(layers, summary.get("metadata", {}), directory)
 
     def format_table(self) -> str:
