@@ -1,4 +1,4 @@
-"""Every option of a dissection is declared once (``config.RUN_OPTIONS``), and what is derived from it.
+"""Every option of a dissection is declared once (``run_options.RUN_OPTIONS``), and what is derived from it.
 
 These tests keep docs/development.md's "How to add a run option" true: a ``DissectConfig`` field
 without its ``RunOption`` (or with two) fails here, and so does a flag that does not reach its
@@ -17,7 +17,8 @@ import pytest
 
 from netdissect.cli import build_parser
 from netdissect.cli.options import _config
-from netdissect.engine.config import GROUPS, KEYS, NEITHER, RESULT, RUN_OPTIONS, DissectConfig, run_option
+from netdissect.engine.config import DissectConfig
+from netdissect.engine.run_options import GROUPS, KEYS, NEITHER, RESULT, RUN_OPTIONS, run_option
 
 FIELDS = [f.name for f in fields(DissectConfig)]
 DISSECT = ["dissect", "--model", "demo", "--layers", "conv1", "--dataset", "d", "--out", "o"]
@@ -113,9 +114,12 @@ def test_the_recipe_names_what_exists():
     recipe = text.split("### How to add a run option", 1)[1].split("\n### ", 1)[0]
     import netdissect.cli.options as cli_options
     import netdissect.engine.config as config
+    import netdissect.engine.run_options as run_options
 
-    for name in ("RunOption", "RUN_OPTIONS", "RESULT", "CHECKPOINT", "NEITHER", "DissectConfig"):
-        assert f"`{name}`" in recipe and hasattr(config, name), name
+    assert "`DissectConfig`" in recipe and "`engine/config.py`" in recipe and hasattr(config, "DissectConfig")
+    for name in ("RunOption", "RUN_OPTIONS", "RESULT", "CHECKPOINT", "NEITHER"):
+        assert f"`{name}`" in recipe and hasattr(run_options, name), name
+    assert "`engine/run_options.py`" in recipe
     for name in ("_add_run_options", "_add_layout_options", "_add_option", "_config"):
         assert re.search(rf"`{name}\b", recipe) and hasattr(cli_options, name), name
     for field in ("key", "flag", "help", "group", "key_if", "omit_off", "to_flag", "from_flag"):

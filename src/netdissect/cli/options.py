@@ -10,15 +10,16 @@ from pathlib import Path
 
 
 def _add_option(p: argparse.ArgumentParser, name: str, **changes) -> None:
-    """Add the flag of the run option ``name`` as ``config.RUN_OPTIONS`` declares it (``changes``: a command's own help)."""
-    from ..engine.config import run_option
+    """Add the flag of the run option ``name`` as ``RUN_OPTIONS`` declares it (``changes``: a command's own help)."""
+    from ..engine.config import config_defaults
+    from ..engine.run_options import run_option
 
-    flag, kwargs = run_option(name).argument()
+    flag, kwargs = run_option(name).argument(config_defaults()[name])
     p.add_argument(flag, **{**kwargs, **changes})
 
 
 def _add_option_group(p: argparse.ArgumentParser, group: str) -> None:
-    from ..engine.config import RUN_OPTIONS
+    from ..engine.run_options import RUN_OPTIONS
 
     for option in RUN_OPTIONS:
         if option.group == group:
@@ -26,7 +27,7 @@ def _add_option_group(p: argparse.ArgumentParser, group: str) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The flags of every command that dissects (``config.RUN_OPTIONS``, group ``run``)."""
+    """The flags of every command that dissects (``RUN_OPTIONS``, group ``run``)."""
     _add_option_group(p, "run")
 
 
@@ -48,7 +49,8 @@ def _report(args: argparse.Namespace, out: str, dataset) -> None:
 
 def _config(args: argparse.Namespace, **extra):
     """The ``DissectConfig`` of the run options the command's parser has (``extra``: fields it sets itself)."""
-    from ..engine.config import RUN_OPTIONS, DissectConfig
+    from ..engine.config import DissectConfig
+    from ..engine.run_options import RUN_OPTIONS
 
     values = {o.name: o.value(getattr(args, o.dest)) for o in RUN_OPTIONS if o.flag and hasattr(args, o.dest)}
     if "top_images" in values:  # the report shows --examples top images per unit
@@ -74,7 +76,7 @@ def _add_model_options(
 
 
 def _add_layout_options(p: argparse.ArgumentParser) -> None:
-    """How layer outputs become maps (``config.RUN_OPTIONS``, group ``layout``): also for ``layers``."""
+    """How layer outputs become maps (``RUN_OPTIONS``, group ``layout``): also for ``layers``."""
     _add_option_group(p, "layout")
 
 
