@@ -17,6 +17,7 @@ import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,7 +138,7 @@ def describe(
         "options": options,
         "preprocess": repr(loaded.preprocess),
     }
-    key = json.loads(json.dumps(key, default=str))
+    key = _jsonable(key)
     began = time.perf_counter()
     if directory is None:
         values, embeddings = _values(loaded, layers, probes, dev, batch_size, workers, tokens, channels_last, encoder, None, progress)  # fmt: skip
@@ -254,8 +255,7 @@ def _saved_values(
         return {}
     from ..data.broden import BrodenDataset
     from ..runs.directory import dataset_identity
-    from ..runs.layout import is_finished_layer, layer_path
-    from ..runs.results import LayerResult
+    from ..runs.layout import IMAGE_VALUES, is_finished_layer, layer_path, read_layer
 
     key = read_run(directory).get("key", {})
     theirs = key.get("options", {})
@@ -274,13 +274,13 @@ def _saved_values(
     saved = {}
     for name in layers:
         path = layer_path(directory, name)
-        values = LayerResult.load(path, maps=False).image_values if is_finished_layer(path) else None
+        values = read_layer(path, maps=False).arrays.get(IMAGE_VALUES) if is_finished_layer(path) else None
         if values is not None and len(values) == len(probes.images):
             saved[name] = values
     return saved
 
 
-def _jsonable(value: object) -> object:
+def _jsonable(value: Any) -> Any:
     """``value`` as a run's JSON key holds it (tuples as lists, paths as strings)."""
     return json.loads(json.dumps(value, default=str))
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from ..files import atomic_write_bytes, layer_dirname
 from ..labels import display_name
 from ..runs.layout import SUMMARY_FILE
+from . import add_extra_page, write_run_page
 from .pages import environment
 
 PAGE = "index.html"
@@ -111,8 +112,6 @@ def write_explain_page(directory: str | os.PathLike, run: str | os.PathLike | No
 def link_from_run(run: Path, layer: str, page: Path | None, had_page: bool) -> None:
     """List ``page`` among the run's extra pages; without a page (``--no-report``), rewrite the
     run's page when it linked an explanation page that is gone (``had_page``)."""
-    from . import add_extra_page, write_run_page
-
     if page is not None:
         add_extra_page(run, f"Explained images · {layer}", page)
     elif had_page and (run / "index.html").is_file() and (run / SUMMARY_FILE).is_file():
