@@ -12,9 +12,14 @@ On the bundled demo CNN and a synthetic dataset of N images (128 px), layers con
     groups) and the Mann-Whitney U and normal p-value computed for that pair alone. Its AUCs must
     equal ours exactly. It is timed on the values ours computed (so the forward pass is not in
     either scoring time), against our scoring step (:func:`netdissect.describe.scores.auc_table`
-    plus Benjamini-Hochberg) on the same values.
+    plus Benjamini-Hochberg) on the same values;
+(d) the dissection with ``image_values=True`` (pass 2 also keeps every unit's image-level values:
+    ``4 * images * units`` bytes per layer, reported), against (b);
+(e) ``describe`` into that run, which reads the kept values instead of running the model, against
+    (a). Its AUCs must equal (a)'s exactly.
 
-Goals: (a) at most 0.5x (b); our scoring at least 20x faster than (c).
+Goals: (a) at most 0.5x (b); our scoring at least 20x faster than (c). (d) and (e) are reported
+without a goal.
 
 Usage::
 
@@ -97,14 +102,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_synthetic_dataset(Path(tmp) / "data", n=n, size=DEMO_IMAGE_SIZE, seed=0)
         options = dict(device="cpu", progress=False, batch_size=32)
-        ours, plain = [], []
-        for _ in range(repeat):
+        ours, plain, kept, joined = [], [], [], []
+        for i in range(repeat):
             start = time.perf_counter()
             result = describe(model, LAYERS, dataset=data, min_images=5, **options)
             ours.append(time.perf_counter() - start)
             start = time.perf_counter()
             dissect(model, data, LAYERS, workers=0, cache_memory=0, **options)
             plain.append(time.perf_counter() - start)
+            run = Path(tmp) / f"run{i}"
+            start = time.perf_counter()
+            dissected = dissect(model, data, LAYERS, run, workers=0, cache_memory=0, image_values=True, **options)
+            kept.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            reused = describe(model, LAYERS, run, dataset=data, min_images=5, report=False, **options)
+            joined.append(time.perf_counter() - start)
+        kept_bytes = sum(dissected[name].image_values.nbytes for name in LAYERS)
         probes = broden_concepts(data, progress=False)
         values, _ = unit_values(model, LAYERS, probes.images, torch.device("cpu"), batch_size=32, progress=False)
         tested = eligible_concepts(probes.present, 5, 0.5)
@@ -122,6 +135,7 @@ def main() -> int:
             identical = identical and bool(same)
             ours_auc = result[name].arrays["auc"][:, tested]
             identical = identical and bool(np.allclose(ours_auc, naive[:, tested], rtol=0, atol=1e-12))
+            identical = identical and bool(np.array_equal(reused[name].arrays["auc"][:, tested], ours_auc))
     score_time = sum(min(t for m, t in scoring if m == name) for name in LAYERS)
     loop_time = sum(t for _, t in looping)
     report = {
@@ -134,9 +148,14 @@ def main() -> int:
         "dissect_seconds": best(plain),
         "scoring_seconds": score_time,
         "loop_seconds": loop_time,
+        "dissect_image_values_seconds": best(kept),
+        "image_values_bytes": kept_bytes,
+        "describe_joined_seconds": best(joined),
         "ratios": {
             "describe_vs_dissect": best(ours) / best(plain),
             "loop_vs_scoring": loop_time / score_time,
+            "dissect_image_values_vs_dissect": best(kept) / best(plain),
+            "describe_joined_vs_describe": best(joined) / best(ours),
         },
         "aucs_identical": identical,
         "versions": {
@@ -154,6 +173,12 @@ def main() -> int:
     print(f"{'scoring (vectorised)':<40} {score_time:8.3f} s")
     print(f"{'scoring, one pair at a time':<40} {loop_time:8.3f} s")
     print(f"{'  loop / vectorised':<40} {r['loop_vs_scoring']:8.1f} x  (goal >= {GOAL_VS_LOOP})")
+    print(
+        f"{'dissect --image-values':<40} {report['dissect_image_values_seconds']:8.2f} s  ({kept_bytes / 2**20:.2f} MiB kept)"
+    )
+    print(f"{'  / dissect':<40} {r['dissect_image_values_vs_dissect']:8.2f} x")
+    print(f"{'describe (auc) of that run':<40} {report['describe_joined_seconds']:8.2f} s")
+    print(f"{'  / describe end to end':<40} {r['describe_joined_vs_describe']:8.2f} x")
     print(f"AUCs identical to the loop: {'yes' if identical else 'NO'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

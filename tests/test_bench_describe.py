@@ -18,5 +18,8 @@ def test_bench_describe_quick(tmp_path):
     assert "AUCs identical to the loop: yes" in proc.stdout
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["aucs_identical"] is True and report["images"] == 60
+    # the kept image-level values: 60 images x (128 + 128) units of conv3 and conv4, float32
+    assert report["image_values_bytes"] == 60 * 256 * 4
+    assert set(report["ratios"]) >= {"dissect_image_values_vs_dissect", "describe_joined_vs_describe"}
     for ratio in report["ratios"].values():
         assert math.isfinite(ratio) and ratio > 0
